@@ -1,0 +1,294 @@
+//! DittoFS for tests and the demo: the real `dfs` when `DITTOFS_BIN` is set, else `dittofs-emulator`.
+//!
+//! Each instance gets its own directory, API port and database, is started exactly as a pod would start it
+//! (`start --foreground --config FILE`, secrets in env), and is moved off the seeded adapter ports (12049,
+//! 1445) onto free ones through the API so parallel instances never collide.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::{
+    dittofs_client::Api,
+    process::{Watchdog, free_port, tail},
+    wait::wait_until,
+};
+
+/// The bootstrap admin password every harness instance uses (`DITTOFS_ADMIN_INITIAL_PASSWORD`).
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+const JWT_SECRET: &str = "dittofs-test-jwt-secret-at-least-32-characters";
+
+/// Which server runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flavor {
+    Emulator(PathBuf),
+    Real(PathBuf),
+}
+
+impl Flavor {
+    /// `DITTOFS_BIN` if set (the real server), else the emulator built next to the running executable.
+    pub fn from_env() -> anyhow::Result<Flavor> {
+        if let Some(bin) = std::env::var_os("DITTOFS_BIN").filter(|b| !b.is_empty()) {
+            let bin = PathBuf::from(bin);
+            anyhow::ensure!(bin.is_file(), "DITTOFS_BIN={} is not a file", bin.display());
+            return Ok(Flavor::Real(bin));
+        }
+        if let Some(bin) = std::env::var_os("DITTOFS_EMULATOR_BIN") {
+            return Ok(Flavor::Emulator(bin.into()));
+        }
+        // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
+        let exe = std::env::current_exe()?;
+        let candidates = exe.ancestors().skip(1).take(2).map(|d| d.join("dittofs-emulator"));
+        for candidate in candidates {
+            if candidate.is_file() {
+                return Ok(Flavor::Emulator(candidate));
+            }
+        }
+        bail!("dittofs-emulator not found next to {}: run `cargo build -p dittofs-tests --bins`", exe.display())
+    }
+
+    pub fn is_real(&self) -> bool {
+        matches!(self, Flavor::Real(_))
+    }
+}
+
+/// Knobs a test may turn; defaults are DittoFS's own.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `controlplane.jwt.access_token_duration`, a Go duration (default 15m).
+    pub access_ttl: Option<String>,
+    /// `controlplane.jwt.refresh_token_duration` (default 168h).
+    pub refresh_ttl: Option<String>,
+    /// Keep the seeded adapter ports (12049, 1445) instead of moving to free ones.
+    pub seeded_ports: bool,
+    /// Emulator only: enable the faults file (see `emulator::faults`).
+    pub faults: bool,
+}
+
+/// A running (or stopped) DittoFS instance. Dropping it stops the server and removes its directory.
+#[derive(Debug)]
+pub struct DittoFs {
+    pub flavor: Flavor,
+    options: Options,
+    dir: tempfile::TempDir,
+    api_port: u16,
+    child: Option<Child>,
+    watchdog: Watchdog,
+    adapter_ports: BTreeMap<String, u16>,
+}
+
+impl DittoFs {
+    /// Starts the flavor chosen by the environment and waits until `/health` answers.
+    pub async fn start(options: Options) -> anyhow::Result<DittoFs> {
+        let flavor = Flavor::from_env()?;
+        anyhow::ensure!(!(options.faults && flavor.is_real()), "fault injection exists only in the emulator");
+        let dir = tempfile::Builder::new().prefix("dittofs-").tempdir()?;
+        let watchdog = Watchdog::spawn(dir.path())?;
+        let mut fs = DittoFs {
+            flavor,
+            options,
+            api_port: free_port()?,
+            dir,
+            child: None,
+            watchdog,
+            adapter_ports: BTreeMap::new(),
+        };
+        fs.write_config()?;
+        fs.start_process().await?;
+        if !fs.options.seeded_ports {
+            fs.assign_free_adapter_ports().await?;
+        }
+        Ok(fs)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("db/controlplane.db")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("dittofs.log")
+    }
+
+    /// The whole server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Requests the server logged at INFO (every non-`/health*` API request, in both log formats).
+    pub fn info_requests_logged(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("API request completed") && l.contains("INFO")).count()
+    }
+
+    /// The port this instance's adapter of `kind` was moved to (absent with `seeded_ports`).
+    pub fn adapter_port(&self, kind: &str) -> Option<u16> {
+        self.adapter_ports.get(kind).copied()
+    }
+
+    /// An API client with no credentials.
+    pub fn api(&self) -> Api {
+        Api::new(&self.url())
+    }
+
+    /// An API client logged in as the bootstrap admin.
+    pub async fn admin(&self) -> anyhow::Result<Api> {
+        let mut api = self.api();
+        api.login("admin", ADMIN_PASSWORD).await?;
+        Ok(api)
+    }
+
+    /// Emulator only: replaces the fault rules (`METHOD PATH-PREFIX ACTION` lines; "" clears them).
+    pub fn set_faults(&self, rules: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(self.options.faults, "start with Options {{ faults: true, .. }} to inject faults");
+        std::fs::write(self.dir.path().join("faults"), rules).context("write faults file")
+    }
+
+    fn write_config(&self) -> anyhow::Result<()> {
+        let ttl = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
+        let config = format!(
+            "logging:\n  level: INFO\n  format: text\n  output: stdout\n\
+             controlplane:\n  host: 127.0.0.1\n  port: {port}\n  jwt:\n    access_token_duration: {access}\n    refresh_token_duration: {refresh}\n\
+             database:\n  type: sqlite\n  sqlite:\n    path: {db}\n",
+            port = self.api_port,
+            access = ttl(&self.options.access_ttl, "15m"),
+            refresh = ttl(&self.options.refresh_ttl, "168h"),
+            db = self.db_path().display(),
+        );
+        std::fs::write(self.dir.path().join("config.yaml"), config).context("write DittoFS config")
+    }
+
+    async fn start_process(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "DittoFS is already running");
+        let bin = match &self.flavor {
+            Flavor::Emulator(b) | Flavor::Real(b) => b.clone(),
+        };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let home = self.dir.path().join("home");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["start", "--foreground", "--config"])
+            .arg(self.dir.path().join("config.yaml"))
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("DITTOFS_ADMIN_INITIAL_PASSWORD", ADMIN_PASSWORD)
+            .env("DITTOFS_CONTROLPLANE_SECRET", JWT_SECRET)
+            .env_remove("DITTOFS_EMULATOR_FAULTS_FILE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if self.options.faults {
+            cmd.env("DITTOFS_EMULATOR_FAULTS_FILE", self.dir.path().join("faults"));
+        }
+        let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
+        self.watchdog.adopt(child.id())?;
+        self.child = Some(child);
+        let api = self.api();
+        let started = wait_until("DittoFS /health to answer", Duration::from_secs(30), || {
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let api = &api;
+            async move {
+                if let Some(status) = exited {
+                    return Ok(Err(status));
+                }
+                match api.get("/health").await {
+                    Ok(reply) if reply.status == 200 => Ok(Ok(())),
+                    Ok(reply) => Err(format!("HTTP {}", reply.status)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        match started {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(status)) => bail!("DittoFS exited during start-up ({status}); log:\n{}", tail(&self.log_path(), 40)),
+            Err(e) => bail!("{e}; log:\n{}", tail(&self.log_path(), 40)),
+        }
+    }
+
+    /// Moves every seeded adapter to a free port, so instances started in parallel never collide.
+    pub async fn assign_free_adapter_ports(&mut self) -> anyhow::Result<()> {
+        let admin = self.admin().await?;
+        for kind in ["nfs", "smb"] {
+            let port = std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port();
+            admin.put(&format!("/api/v1/adapters/{kind}"), &json!({ "port": port })).await?.expect_status(200)?;
+            self.adapter_ports.insert(kind.to_string(), port);
+        }
+        Ok(())
+    }
+
+    /// Graceful stop (SIGTERM, as Kubernetes does), then SIGKILL after 20 s.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let exited = wait_until("DittoFS to exit after SIGTERM", Duration::from_secs(20), || {
+            let done = child.try_wait().ok().flatten().is_some();
+            async move { if done { Ok(()) } else { Err("still running") } }
+        })
+        .await;
+        if exited.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Stops and starts the same instance (same config and database).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.start_process().await
+    }
+
+    /// Starts a stopped instance again.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        self.start_process().await
+    }
+
+    /// A "database reset": stop, delete the database file, start. Users and adapter edits are gone; the
+    /// admin is bootstrapped again and the adapters are seeded (and moved to free ports again).
+    pub async fn reset_database(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        for entry in std::fs::read_dir(self.db_path().parent().expect("db has a parent"))? {
+            std::fs::remove_file(entry?.path())?;
+        }
+        self.start_process().await?;
+        self.adapter_ports.clear();
+        if !self.options.seeded_ports {
+            self.assign_free_adapter_ports().await?;
+        }
+        Ok(())
+    }
+
+    /// Current adapters as admin sees them, keyed by type.
+    pub async fn adapters(&self) -> anyhow::Result<BTreeMap<String, Value>> {
+        let reply = self.admin().await?.get("/api/v1/adapters").await?;
+        let list = reply.expect_status(200)?.json()?;
+        let list = list.as_array().context("adapter list is not an array")?;
+        Ok(list.iter().map(|a| (a["type"].as_str().unwrap_or_default().to_string(), a.clone())).collect())
+    }
+}
+
+impl Drop for DittoFs {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("==> DittoFS log ({}) <==\n{}", self.log_path().display(), tail(&self.log_path(), 60));
+        }
+        self.watchdog.release();
+    }
+}

@@ -1,0 +1,235 @@
+//! The control-plane database: users and adapter rows, persisted as one JSON document at `database.sqlite.path`.
+//!
+//! Rows carry what the real GORM models carry; every mutation is written through (temp file + rename) so a
+//! killed emulator loses nothing, and deleting the file is a database reset exactly as with the real SQLite file.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Default ports for adapters stored with port 0 (`models/adapter.go`).
+pub fn default_port(adapter_type: &str) -> Option<u16> {
+    match adapter_type {
+        "nfs" => Some(12049),
+        "smb" => Some(12445),
+        _ => None,
+    }
+}
+
+/// Rows seeded at every start when missing (`EnsureDefaultAdapters`): note SMB 1445, not 12445.
+const SEEDED_ADAPTERS: &[(&str, u16)] = &[("nfs", 12049), ("smb", 1445)];
+
+/// Groups created by `EnsureDefaultGroups`.
+pub const DEFAULT_GROUPS: &[&str] = &["admins", "operators", "users"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub display_name: String,
+    pub email: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Vec<String>,
+    pub enabled: bool,
+    pub must_change_password: bool,
+    pub created_at: Timestamp,
+    pub last_login: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdapterRow {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub enabled: bool,
+    pub port: i64,
+    pub config: Option<serde_json::Map<String, serde_json::Value>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Document {
+    users: BTreeMap<String, User>,
+    adapters: BTreeMap<String, AdapterRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("control-plane database {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("control-plane database {path} is corrupt: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("user already exists")]
+    DuplicateUser,
+    #[error("adapter already exists")]
+    DuplicateAdapter,
+    #[error("password must be 8 to 72 bytes")]
+    BadPassword,
+}
+
+/// The database handle; callers serialize access with a mutex.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    doc: Document,
+}
+
+impl Store {
+    /// Opens (or creates) the database, then applies the start-up seeding of the real server.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io { path: path.into(), source };
+        let doc = match std::fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: path.into(), source })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Document::default(),
+            Err(e) => return Err(io(e)),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut store = Store { path: path.into(), doc };
+        let now = Timestamp::now();
+        for (kind, port) in SEEDED_ADAPTERS {
+            store.doc.adapters.entry(kind.to_string()).or_insert_with(|| AdapterRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                kind: kind.to_string(),
+                enabled: true,
+                port: i64::from(*port),
+                config: None,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        store.flush()?;
+        Ok(store)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io { path: self.path.clone(), source };
+        let tmp = self.path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(&self.doc).expect("the document always serializes");
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)
+    }
+
+    pub fn user(&self, username: &str) -> Option<&User> {
+        self.doc.users.get(username)
+    }
+
+    /// Finds a user by name or by id, as `DELETE /users/{username-or-id}` does.
+    pub fn user_by_name_or_id(&self, key: &str) -> Option<&User> {
+        self.doc.users.get(key).or_else(|| self.doc.users.values().find(|u| u.id == key))
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.doc.users.values()
+    }
+
+    /// Inserts a user; duplicate username or uid is a conflict (unique indexes in the real schema).
+    pub fn create_user(&mut self, user: User) -> Result<User, StoreError> {
+        let uid_taken = user.uid.is_some() && self.doc.users.values().any(|u| u.uid == user.uid);
+        if self.doc.users.contains_key(&user.username) || uid_taken {
+            return Err(StoreError::DuplicateUser);
+        }
+        self.doc.users.insert(user.username.clone(), user.clone());
+        self.flush()?;
+        Ok(user)
+    }
+
+    /// Applies `change` to a stored user and persists it; `None` if there is no such user.
+    pub fn update_user(&mut self, username: &str, change: impl FnOnce(&mut User)) -> Result<Option<User>, StoreError> {
+        let Some(user) = self.doc.users.get_mut(username) else { return Ok(None) };
+        change(user);
+        let user = user.clone();
+        self.flush()?;
+        Ok(Some(user))
+    }
+
+    pub fn delete_user(&mut self, username: &str) -> Result<bool, StoreError> {
+        let removed = self.doc.users.remove(username).is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+
+    /// Adapter rows sorted by type (the real server has no ORDER BY; callers must not rely on order).
+    pub fn adapters(&self) -> impl Iterator<Item = &AdapterRow> {
+        self.doc.adapters.values()
+    }
+
+    pub fn adapter(&self, kind: &str) -> Option<&AdapterRow> {
+        self.doc.adapters.get(kind)
+    }
+
+    pub fn create_adapter(&mut self, row: AdapterRow) -> Result<AdapterRow, StoreError> {
+        if self.doc.adapters.contains_key(&row.kind) {
+            return Err(StoreError::DuplicateAdapter);
+        }
+        self.doc.adapters.insert(row.kind.clone(), row.clone());
+        self.flush()?;
+        Ok(row)
+    }
+
+    pub fn save_adapter(&mut self, row: AdapterRow) -> Result<(), StoreError> {
+        self.doc.adapters.insert(row.kind.clone(), row);
+        self.flush()
+    }
+
+    pub fn delete_adapter(&mut self, kind: &str) -> Result<bool, StoreError> {
+        let removed = self.doc.adapters.remove(kind).is_some();
+        self.flush()?;
+        Ok(removed)
+    }
+}
+
+/// bcrypt with the real server's cost and its 8..=72-byte rule (`models.ValidatePassword`).
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    if !(8..=72).contains(&password.len()) {
+        return Err(StoreError::BadPassword);
+    }
+    bcrypt::hash(password, 10).map_err(|_| StoreError::BadPassword)
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    bcrypt::verify(password, hash).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_defaults_once_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/controlplane.db");
+        let mut store = Store::open(&path).unwrap();
+        let ports: Vec<_> = store.adapters().map(|a| (a.kind.clone(), a.port)).collect();
+        assert_eq!(ports, [("nfs".to_string(), 12049), ("smb".to_string(), 1445)]);
+        let mut smb = store.adapter("smb").unwrap().clone();
+        smb.enabled = false;
+        smb.port = 21445;
+        store.save_adapter(smb).unwrap();
+        store.delete_adapter("nfs").unwrap();
+        // A restart re-creates the deleted row (enabled) and keeps the edited one.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.adapter("smb").map(|a| (a.enabled, a.port)), Some((false, 21445)));
+        assert_eq!(store.adapter("nfs").map(|a| (a.enabled, a.port)), Some((true, 12049)));
+    }
+
+    #[test]
+    fn password_rules_match_the_server() {
+        assert!(hash_password("short").is_err());
+        assert!(hash_password(&"x".repeat(73)).is_err());
+        let hash = hash_password("long-enough").unwrap();
+        assert!(verify_password("long-enough", &hash));
+        assert!(!verify_password("other-password", &hash));
+    }
+}

@@ -1,0 +1,8 @@
+//! Test harness: real servers started on loopback for the integration tests, and the DittoFS emulator.
+
+pub mod dittofs;
+pub mod dittofs_client;
+pub mod emulator;
+pub(crate) mod process;
+pub mod wait;
+pub mod kube_env;

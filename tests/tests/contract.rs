@@ -1,0 +1,350 @@
+//! Contract suite: the DittoFS behaviours the agent relies on, run against whichever DittoFS the harness
+//! starts — `dittofs-emulator` by default, the real `dfs` with `DITTOFS_BIN=/path/to/dfs`. The emulator is
+//! held to the real server by running this same file against both; no test here uses emulator-only knobs.
+
+use std::{net::TcpStream, time::Duration};
+
+use anyhow::Result;
+use dittofs_tests::{
+    dittofs::{ADMIN_PASSWORD, DittoFs, Options},
+    dittofs_client::Api,
+    wait::wait_until,
+};
+use serde_json::{Value, json};
+
+async fn start() -> Result<DittoFs> {
+    DittoFs::start(Options::default()).await
+}
+
+async fn create_user(admin: &Api, username: &str, password: &str, role: &str) -> Result<Value> {
+    let body = json!({"username": username, "password": password, "role": role});
+    admin.post("/api/v1/users", &body).await?.expect_status(201)?.json()
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+async fn wait_listening(port: u16, want: bool) -> Result<()> {
+    wait_until(&format!("port {port} listening={want}"), Duration::from_secs(10), || async move {
+        if listening(port) == want { Ok(()) } else { Err(!want) }
+    })
+    .await
+}
+
+fn by_type(list: &Value) -> std::collections::BTreeMap<String, Value> {
+    list.as_array().expect("array").iter().map(|a| (a["type"].as_str().unwrap().to_string(), a.clone())).collect()
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn seeded_defaults_health_and_routing() -> Result<()> {
+    let fs = DittoFs::start(Options { seeded_ports: true, ..Options::default() }).await?;
+    let admin = fs.admin().await?;
+    let adapters = by_type(&admin.get("/api/v1/adapters").await?.expect_status(200)?.json()?);
+    assert_eq!(adapters.keys().collect::<Vec<_>>(), ["nfs", "smb"]);
+    // The seeded SMB row says 1445, not the documented 12445.
+    assert_eq!((adapters["nfs"]["port"].as_i64(), adapters["smb"]["port"].as_i64()), (Some(12049), Some(1445)));
+    for a in adapters.values() {
+        assert_eq!((a["enabled"].as_bool(), a["running"].as_bool()), (Some(true), Some(true)), "{a}");
+        assert!(a["id"].is_string() && a["created_at"].is_string() && a["status"]["checked_at"].is_string(), "{a}");
+        assert!(a.get("config").is_none(), "empty config is omitted: {a}");
+    }
+
+    let api = fs.api();
+    let live = api.get("/health").await?.expect_status(200)?;
+    assert_eq!(live.content_type, "application/json");
+    let live = live.json()?;
+    assert_eq!((live["status"].as_str(), live["data"]["service"].as_str()), (Some("healthy"), Some("dittofs")));
+    assert_eq!(live["data"]["control_plane_db"], "reachable");
+    let ready = api.get("/health/ready").await?.expect_status(200)?.json()?;
+    let mut types: Vec<String> = serde_json::from_value(ready["data"]["adapters"]["types"].clone())?;
+    types.sort();
+    assert_eq!(types, ["nfs", "smb"]);
+    assert_eq!(ready["data"]["adapters"]["running"], 2);
+
+    let missing = api.get("/nope").await?.expect_status(404)?;
+    assert_eq!(missing.plain_text()?, "404 page not found");
+    let root = api.get("/").await?;
+    assert!(matches!(root.status, 301 | 302 | 307 | 308), "GET / redirects to /health: {root:?}");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn login_errors_and_401_shapes() -> Result<()> {
+    let fs = start().await?;
+    let api = fs.api();
+    for (body, status, detail) in [
+        (json!({"username": "admin", "password": "wrong-password"}), 401, "Invalid username or password"),
+        (json!({"username": "ghost", "password": "whatever-pw"}), 401, "Invalid username or password"),
+        (json!({"username": "admin"}), 400, "Username and password are required"),
+    ] {
+        let reply = api.post("/api/v1/auth/login", &body).await?.expect_status(status)?;
+        assert_eq!(reply.problem_detail()?, detail);
+    }
+    let reply = api.post_raw("/api/v1/auth/login", "{not json").await?.expect_status(400)?;
+    assert_eq!(reply.problem_detail()?, "Invalid request body");
+
+    // Middleware refusals are Go http.Error text, not problem+json.
+    let reply = api.get("/api/v1/adapters").await?.expect_status(401)?;
+    assert_eq!(reply.plain_text()?, "Authorization header required");
+    let reply = api.with_token(Some("not-a-jwt")).get("/api/v1/adapters").await?.expect_status(401)?;
+    assert_eq!(reply.plain_text()?, "Invalid or expired token");
+
+    let mut admin = fs.api();
+    let session = admin.login("admin", ADMIN_PASSWORD).await?;
+    assert_eq!(session["token_type"], "Bearer");
+    assert_eq!(session["expires_in"], 900, "default access lifetime is 15m");
+    let user = &session["user"];
+    assert_eq!((user["username"].as_str(), user["role"].as_str()), (Some("admin"), Some("admin")));
+    assert_eq!((user["uid"].as_i64(), user["must_change_password"].as_bool()), (Some(0), Some(false)));
+    assert_eq!(user["groups"], json!(["admins"]));
+    let refresh_token = session["refresh_token"].as_str().unwrap();
+    let reply = api.with_token(Some(refresh_token)).get("/api/v1/adapters").await?.expect_status(401)?;
+    assert_eq!(reply.plain_text()?, "Invalid or expired token", "a refresh token is not an access token");
+    let access_token = session["access_token"].as_str().unwrap();
+    let reply = api.post("/api/v1/auth/refresh", &json!({"refresh_token": access_token})).await?.expect_status(401)?;
+    assert_eq!(reply.problem_detail()?, "Invalid refresh token");
+
+    let me = admin.get("/api/v1/auth/me").await?.expect_status(200)?.json()?;
+    assert_eq!(me["username"], "admin");
+    assert!(me.get("access_token").is_none(), "/auth/me returns a bare user");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn tokens_expire_and_refresh_works() -> Result<()> {
+    let fs = DittoFs::start(Options { access_ttl: Some("3s".into()), refresh_ttl: Some("30s".into()), ..Options::default() }).await?;
+    let mut admin = fs.api();
+    let session = admin.login("admin", ADMIN_PASSWORD).await?;
+    assert_eq!(session["expires_in"], 3);
+    let issued = std::time::Instant::now();
+    admin.get("/api/v1/adapters").await?.expect_status(200)?;
+
+    // Refresh gives a new, working pair.
+    let mut refreshed = admin.clone();
+    let pair = refreshed.refresh().await?;
+    assert_eq!(pair["expires_in"], 3);
+    assert_eq!(pair["user"]["username"], "admin");
+    refreshed.get("/api/v1/adapters").await?.expect_status(200)?;
+
+    // The first access token stops working once its lifetime is over — not long before.
+    let expired = wait_until("the access token to expire", Duration::from_secs(8), || {
+        let admin = admin.clone();
+        async move {
+            let reply = admin.get("/api/v1/adapters").await.map_err(|e| e.to_string())?;
+            if reply.status == 401 { Ok(reply) } else { Err(format!("HTTP {}", reply.status)) }
+        }
+    })
+    .await?;
+    assert!(issued.elapsed() >= Duration::from_secs(2), "expired after {:?}", issued.elapsed());
+    assert_eq!(expired.plain_text()?, "Invalid or expired token");
+    // The refresh token outlives the access token.
+    admin.refresh().await?;
+    admin.get("/api/v1/adapters").await?.expect_status(200)?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn operator_role_reads_adapters_and_is_refused_every_mutation() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    let created = create_user(&admin, "k8s-operator", "op-password-1", "operator").await?;
+    assert_eq!((created["role"].as_str(), created["must_change_password"].as_bool()), (Some("operator"), Some(false)));
+    assert!(created.get("uid").is_none() && created.get("groups").is_none(), "omitted when empty: {created}");
+    let dup = admin.post("/api/v1/users", &json!({"username": "k8s-operator", "password": "op-password-1", "role": "operator"})).await?;
+    assert_eq!(dup.expect_status(409)?.problem_detail()?, "User already exists");
+    let short = admin.post("/api/v1/users", &json!({"username": "x1", "password": "p", "role": "root"})).await?;
+    assert_eq!(short.expect_status(500)?.problem_detail()?, "Failed to hash password");
+    let bad_role = admin.post("/api/v1/users", &json!({"username": "x1", "password": "long-enough-pw", "role": "root"})).await?;
+    assert_eq!(bad_role.expect_status(400)?.problem_detail()?, "Invalid role. Must be 'user', 'admin', or 'operator'");
+
+    // Admin resets the password (the agent's path on 409).
+    admin.post("/api/v1/users/k8s-operator/password", &json!({"new_password": "op-password-2"})).await?.expect_status(204)?;
+    let mut operator = fs.api();
+    assert!(operator.login("k8s-operator", "op-password-1").await.is_err(), "old password refused");
+    let session = operator.login("k8s-operator", "op-password-2").await?;
+    assert_eq!(session["user"]["role"], "operator");
+
+    let list = by_type(&operator.get("/api/v1/adapters").await?.expect_status(200)?.json()?);
+    assert_eq!(list.keys().collect::<Vec<_>>(), ["nfs", "smb"]);
+    let ports = operator.get("/api/v1/adapters/ports").await?.expect_status(200)?.json()?;
+    let nfs = by_type(&ports)["nfs"].clone();
+    assert_eq!(nfs["port"].as_u64(), fs.adapter_port("nfs").map(u64::from));
+    assert!(nfs.get("status").is_none() && nfs.get("id").is_none(), "{nfs}");
+    operator.get("/api/v1/auth/me").await?.expect_status(200)?;
+    operator.get("/api/v1/users/k8s-operator").await?.expect_status(200)?;
+    let other = operator.get("/api/v1/users/admin").await?.expect_status(403)?;
+    assert_eq!(other.problem_detail()?, "Access denied");
+
+    let refused = [
+        operator.get("/api/v1/adapters/nfs").await?,
+        operator.put("/api/v1/adapters/smb", &json!({"enabled": false})).await?,
+        operator.post("/api/v1/adapters", &json!({"type": "nfs"})).await?,
+        operator.delete("/api/v1/adapters/smb").await?,
+        operator.get("/api/v1/adapters/nfs/status").await?,
+        operator.get("/api/v1/adapters/nfs/settings").await?,
+        operator.get("/api/v1/users").await?,
+        operator.post("/api/v1/users", &json!({"username": "x", "password": "long-enough-pw"})).await?,
+        operator.get("/api/v1/shares").await?,
+    ];
+    for reply in refused {
+        assert_eq!(reply.clone().expect_status(403)?.plain_text()?, "Admin access required");
+    }
+    // Nothing changed behind the refusals.
+    assert_eq!(fs.adapters().await?["smb"]["enabled"], true);
+
+    // A plain user may not list adapters at all, but may read ports.
+    create_user(&admin, "someone", "someone-password", "user").await?;
+    let mut user = fs.api();
+    user.login("someone", "someone-password").await?;
+    assert_eq!(user.get("/api/v1/adapters").await?.expect_status(403)?.plain_text()?, "Insufficient permissions");
+    user.get("/api/v1/adapters/ports").await?.expect_status(200)?;
+
+    // Deleting a user: 204, then its login fails; admin itself cannot be deleted.
+    admin.delete("/api/v1/users/someone").await?.expect_status(204)?;
+    assert!(user.login("someone", "someone-password").await.is_err());
+    assert_eq!(admin.delete("/api/v1/users/admin").await?.expect_status(403)?.problem_detail()?, "Cannot delete admin user");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn new_admins_must_change_their_password() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    let created = create_user(&admin, "second-admin", "first-password", "admin").await?;
+    assert_eq!(created["must_change_password"], true);
+    let mut second = fs.api();
+    let session = second.login("second-admin", "first-password").await?;
+    assert_eq!(session["user"]["must_change_password"], true, "login succeeds despite the flag");
+    let blocked = second.get("/api/v1/adapters").await?.expect_status(403)?;
+    assert!(blocked.plain_text()?.starts_with("account \"second-admin\" must set a new password"), "{blocked:?}");
+    second.get("/api/v1/auth/me").await?.expect_status(200)?;
+    let changed = second.post("/api/v1/users/me/password", &json!({"new_password": "second-password"})).await?;
+    let pair = changed.expect_status(200)?.json()?;
+    let fresh = second.with_token(pair["access_token"].as_str());
+    fresh.get("/api/v1/adapters").await?.expect_status(200)?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn adapters_enable_disable_move_delete_recreate() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    let (nfs_port, smb_port) = (fs.adapter_port("nfs").unwrap(), fs.adapter_port("smb").unwrap());
+    wait_listening(smb_port, true).await?;
+
+    // Disable: the listener is closed before the answer, which says running:false.
+    let off = admin.put("/api/v1/adapters/smb", &json!({"enabled": false})).await?.expect_status(200)?.json()?;
+    assert_eq!((off["enabled"].as_bool(), off["running"].as_bool()), (Some(false), Some(false)));
+    assert!(!listening(smb_port), "SMB listener still open after disable");
+    let list = fs.adapters().await?;
+    assert_eq!((list["smb"]["enabled"].as_bool(), list["smb"]["running"].as_bool()), (Some(false), Some(false)));
+    let ready = fs.api().get("/health/ready").await?.json()?;
+    assert_eq!(ready["data"]["adapters"]["types"], json!(["nfs"]));
+    // The status catches up within the 5 s cache window.
+    wait_until("SMB status to say not running", Duration::from_secs(8), || async {
+        let list = fs.adapters().await.map_err(|e| e.to_string())?;
+        let status = &list["smb"]["status"];
+        if status["status"] == "unknown" && status["message"] == "adapter smb not running" { Ok(()) } else { Err(status.to_string()) }
+    })
+    .await?;
+
+    // Enable again.
+    let on = admin.put("/api/v1/adapters/smb", &json!({"enabled": true})).await?.expect_status(200)?.json()?;
+    assert_eq!((on["enabled"].as_bool(), on["running"].as_bool()), (Some(true), Some(true)));
+    wait_listening(smb_port, true).await?;
+
+    // Move NFS: the new port listens, the old one is released.
+    let new_port = std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port();
+    let moved = admin.put("/api/v1/adapters/nfs", &json!({"port": new_port})).await?.expect_status(200)?.json()?;
+    assert_eq!(moved["port"].as_u64(), Some(u64::from(new_port)));
+    wait_listening(new_port, true).await?;
+    wait_listening(nfs_port, false).await?;
+
+    // Port 0 is stored and reported as 0 (the server binds the type default).
+    let zero = admin.put("/api/v1/adapters/smb", &json!({"port": 0})).await?.expect_status(200)?.json()?;
+    assert_eq!((zero["port"].as_i64(), zero["running"].as_bool()), (Some(0), Some(true)));
+    assert_eq!(fs.adapters().await?["smb"]["port"], 0);
+    admin.put("/api/v1/adapters/smb", &json!({"port": smb_port})).await?.expect_status(200)?;
+
+    // Delete, then re-create with enabled:false — it starts anyway.
+    admin.delete("/api/v1/adapters/smb").await?.expect_status(204)?;
+    assert!(!fs.adapters().await?.contains_key("smb"));
+    wait_listening(smb_port, false).await?;
+    let gone = admin.get("/api/v1/adapters/smb").await?.expect_status(404)?;
+    assert_eq!(gone.problem_detail()?, "Adapter not found");
+    let body = json!({"type": "smb", "enabled": false, "port": smb_port});
+    let created = admin.post("/api/v1/adapters", &body).await?.expect_status(201)?.json()?;
+    assert_eq!(created["running"], false, "the create answer never says running");
+    let list = fs.adapters().await?;
+    assert_eq!(list["smb"]["running"], true, "POST starts the adapter whatever enabled says: {}", list["smb"]);
+    wait_listening(smb_port, true).await?;
+
+    let dup = admin.post("/api/v1/adapters", &json!({"type": "smb"})).await?.expect_status(409)?;
+    assert_eq!(dup.problem_detail()?, "Adapter already exists");
+    let unknown = admin.post("/api/v1/adapters", &json!({"type": "ftp"})).await?.expect_status(500)?;
+    assert_eq!(unknown.problem_detail()?, "Failed to create adapter");
+    let unknown = admin.put("/api/v1/adapters/ftp", &json!({"enabled": true})).await?.expect_status(404)?;
+    assert_eq!(unknown.problem_detail()?, "Adapter not found");
+    assert!(!fs.adapters().await?.contains_key("ftp"));
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn busy_port_reports_running_but_not_healthy() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    let squatter = std::net::TcpListener::bind("0.0.0.0:0")?;
+    let busy = squatter.local_addr()?.port();
+    let reply = admin.put("/api/v1/adapters/nfs", &json!({"port": busy})).await?.expect_status(200)?.json()?;
+    assert_eq!(reply["running"], true, "a failed bind still counts as running");
+    let status = wait_until("NFS status to reflect the failed bind", Duration::from_secs(8), || async {
+        let nfs = fs.adapters().await.map_err(|e| e.to_string())?["nfs"].clone();
+        if nfs["running"] == true && nfs["status"]["status"] != "healthy" { Ok(nfs["status"].clone()) } else { Err(nfs.to_string()) }
+    })
+    .await?;
+    assert_eq!(status["status"], "unknown", "{status}");
+    let ready = fs.api().get("/health/ready").await?.json()?;
+    assert_eq!(ready["data"]["adapters"]["running"], 2, "failed binds count as running in /health/ready");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn restart_keeps_state_and_reset_drops_it() -> Result<()> {
+    let mut fs = start().await?;
+    let admin = fs.admin().await?;
+    create_user(&admin, "k8s-operator", "op-password-1", "operator").await?;
+    admin.put("/api/v1/adapters/smb", &json!({"enabled": false})).await?.expect_status(200)?;
+    let nfs_port = fs.adapter_port("nfs").unwrap();
+
+    fs.restart().await?;
+    let mut operator = fs.api();
+    operator.login("k8s-operator", "op-password-1").await?;
+    let list = fs.adapters().await?;
+    assert_eq!((list["smb"]["enabled"].as_bool(), list["smb"]["running"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(list["nfs"]["port"].as_u64(), Some(u64::from(nfs_port)));
+    wait_listening(nfs_port, true).await?;
+
+    // A deleted adapter is not persistent: the next start seeds it again, enabled.
+    let admin = fs.admin().await?;
+    admin.delete("/api/v1/adapters/smb").await?.expect_status(204)?;
+    fs.restart().await?;
+    let list = fs.adapters().await?;
+    assert_eq!((list["smb"]["enabled"].as_bool(), list["smb"]["port"].as_i64()), (Some(true), Some(1445)));
+
+    fs.reset_database().await?;
+    let mut operator = fs.api();
+    let err = operator.login("k8s-operator", "op-password-1").await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    fs.admin().await?; // bootstrapped again from DITTOFS_ADMIN_INITIAL_PASSWORD
+    assert_eq!(fs.adapters().await?.keys().collect::<Vec<_>>(), ["nfs", "smb"]);
+    Ok(())
+}
