@@ -1,0 +1,107 @@
+//! Condition types and reasons of `status.conditions`, and the reasons of the Events the controller emits.
+//!
+//! The types and reasons of the Go operator are kept so dashboards and scripts written for it keep working.
+
+/// `"True"` condition status.
+pub const STATUS_TRUE: &str = "True";
+/// `"False"` condition status.
+pub const STATUS_FALSE: &str = "False";
+/// `"Unknown"` condition status.
+pub const STATUS_UNKNOWN: &str = "Unknown";
+
+/// Ready = ConfigReady ∧ Available ∧ ¬Progressing ∧ (Authenticated when replicas > 0); SpecSupported does not count.
+pub const READY: &str = "Ready";
+/// At least one replica is ready, or the server is intentionally stopped (replicas = 0).
+pub const AVAILABLE: &str = "Available";
+/// The rendered config ConfigMap exists and holds `config.yaml`.
+pub const CONFIG_READY: &str = "ConfigReady";
+/// The StatefulSet is rolling out or scaling.
+pub const PROGRESSING: &str = "Progressing";
+/// The agents could log in to the DittoFS API (aggregated from `status.agents[*].auth`).
+pub const AUTHENTICATED: &str = "Authenticated";
+/// Every field set in the spec is implemented; False names the fields that are kept but not acted on.
+pub const SPEC_SUPPORTED: &str = "SpecSupported";
+
+/// All the conditions the controller maintains, in display order.
+pub const ALL: [&str; 6] = [
+    READY,
+    AVAILABLE,
+    CONFIG_READY,
+    PROGRESSING,
+    AUTHENTICATED,
+    SPEC_SUPPORTED,
+];
+
+/// Reasons of the conditions (type in the comment).
+pub mod reasons {
+    /// Ready=True.
+    pub const ALL_CONDITIONS_MET: &str = "AllConditionsMet";
+    /// Ready=False; the message lists the unmet conditions.
+    pub const CONDITIONS_NOT_MET: &str = "ConditionsNotMet";
+    /// Available=True with replicas = 0.
+    pub const STOPPED: &str = "Stopped";
+    /// Available=True.
+    pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
+    /// Available=False.
+    pub const NO_REPLICAS_AVAILABLE: &str = "NoReplicasAvailable";
+    /// ConfigReady=True.
+    pub const CONFIG_VALID: &str = "ConfigValid";
+    /// ConfigReady=False: the ConfigMap does not exist.
+    pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
+    /// ConfigReady=False: the ConfigMap has no `config.yaml`.
+    pub const CONFIG_MISSING: &str = "ConfigMissing";
+    /// Progressing=True: the StatefulSet has not observed its latest generation.
+    pub const STATEFULSET_UPDATING: &str = "StatefulSetUpdating";
+    /// Progressing=True: ready replicas differ from the desired count.
+    pub const SCALING_REPLICAS: &str = "ScalingReplicas";
+    /// Progressing=False.
+    pub const RECONCILE_COMPLETE: &str = "ReconcileComplete";
+    /// Authenticated=True.
+    pub const AUTHENTICATION_SUCCEEDED: &str = "AuthenticationSucceeded";
+    /// Authenticated=False: the API could not be reached (transient).
+    pub const API_UNREACHABLE: &str = "APIUnreachable";
+    /// Authenticated=False: the API refused the credentials (permanent until they change).
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    /// Authenticated=Unknown: no agent has reported yet.
+    pub const NO_AGENT_REPORT: &str = "NoAgentReport";
+    /// SpecSupported=True.
+    pub const ALL_FIELDS_SUPPORTED: &str = "AllFieldsSupported";
+    /// SpecSupported=False; the message names the fields.
+    pub const UNIMPLEMENTED_FIELDS: &str = "UnimplementedFields";
+}
+
+/// Reasons of the Events the controller emits on a `DittoServer`.
+pub mod events {
+    /// Warning: the spec sets fields this controller keeps but does not implement yet (the note names them).
+    pub const UNIMPLEMENTED_FIELDS: &str = "UnimplementedFields";
+    /// Warning: a reconcile step failed.
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+    /// Normal: the operator's DittoFS user was provisioned.
+    pub const AUTH_PROVISIONED: &str = "AuthProvisioned";
+    /// Warning: authentication against the DittoFS API failed.
+    pub const AUTH_FAILED: &str = "AuthFailed";
+    /// Warning: the DittoFS API is unreachable.
+    pub const AUTH_API_UNREACHABLE: &str = "AuthAPIUnreachable";
+    /// Warning: the managed admin bootstrap password was refused.
+    pub const ADMIN_BOOTSTRAP_UNAUTHORIZED: &str = "AdminBootstrapUnauthorized";
+    /// Warning: the user-supplied admin password was refused.
+    pub const ADMIN_CREDENTIAL_UNAUTHORIZED: &str = "AdminCredentialUnauthorized";
+    /// Normal: an adapter Service was created.
+    pub const ADAPTER_SERVICE_CREATED: &str = "AdapterServiceCreated";
+    /// Normal: an adapter Service was updated.
+    pub const ADAPTER_SERVICE_UPDATED: &str = "AdapterServiceUpdated";
+    /// Normal: an adapter Service was deleted.
+    pub const ADAPTER_SERVICE_DELETED: &str = "AdapterServiceDeleted";
+    /// Warning: an adapter Service could not be reconciled.
+    pub const ADAPTER_SERVICE_FAILED: &str = "AdapterServiceFailed";
+    /// Normal: an adapter NetworkPolicy was created.
+    pub const ADAPTER_NETWORK_POLICY_CREATED: &str = "AdapterNetworkPolicyCreated";
+    /// Normal: an adapter NetworkPolicy was updated.
+    pub const ADAPTER_NETWORK_POLICY_UPDATED: &str = "AdapterNetworkPolicyUpdated";
+    /// Normal: an adapter NetworkPolicy was deleted.
+    pub const ADAPTER_NETWORK_POLICY_DELETED: &str = "AdapterNetworkPolicyDeleted";
+    /// Warning: a NetworkPolicy could not be reconciled.
+    pub const NETWORK_POLICY_FAILED: &str = "NetworkPolicyFailed";
+    /// Normal: the StatefulSet's adapter container ports changed.
+    pub const CONTAINER_PORTS_UPDATED: &str = "ContainerPortsUpdated";
+}

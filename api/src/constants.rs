@@ -1,0 +1,129 @@
+//! Fixed values shared by the agent and the controller: field managers, default ports, defaults of the spec.
+
+/// Field manager of the controller's server-side applies (status and child objects).
+///
+/// The controller must never put `status.agents` into its own applies, or it would take the agents' entries over.
+pub const CONTROLLER_FIELD_MANAGER: &str = "dittofs-controller";
+
+/// Prefix of the agents' field managers; see [`agent_field_manager`].
+pub const AGENT_FIELD_MANAGER_PREFIX: &str = "dittofs-agent";
+
+/// Field manager of the agent running in pod `pod_name`: `dittofs-agent-<pod>`.
+///
+/// Each pod's agent needs a manager of its own: server-side apply treats the fields a manager
+/// omits from its next apply as released, so two agents sharing one manager name would delete each
+/// other's `status.agents` entries.
+pub fn agent_field_manager(pod_name: &str) -> String {
+    format!("{AGENT_FIELD_MANAGER_PREFIX}-{pod_name}")
+}
+
+/// Name of the controller as an Event reporting component and in `app.kubernetes.io/managed-by`.
+pub const CONTROLLER_NAME: &str = "dittofs-controller";
+
+/// The finalizer the Go operator puts on a `DittoServer` (kept so that its objects can be adopted).
+pub const GO_OPERATOR_FINALIZER: &str = "dittofs.dittofs.com/finalizer";
+
+/// The DittoFS image used when `spec.image` is not set (the Go operator's default).
+pub const DEFAULT_IMAGE: &str = "marmos91c/dittofs:latest";
+
+/// Default control-plane API port (`spec.controlPlane.port`).
+pub const DEFAULT_API_PORT: u16 = 8080;
+
+/// Default metrics port (`spec.metrics.port`).
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
+/// Default metrics path (`spec.metrics.path`).
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
+
+/// Default adapter polling interval (`spec.adapterDiscovery.pollingInterval`).
+pub const DEFAULT_POLLING_INTERVAL: &str = "30s";
+
+/// Default access-token lifetime (`spec.identity.jwt.accessTokenDuration`).
+pub const DEFAULT_ACCESS_TOKEN_DURATION: &str = "15m";
+
+/// Default refresh-token lifetime (`spec.identity.jwt.refreshTokenDuration`).
+pub const DEFAULT_REFRESH_TOKEN_DURATION: &str = "168h";
+
+/// Default admin user name (`spec.identity.admin.username`).
+pub const DEFAULT_ADMIN_USERNAME: &str = "admin";
+
+/// Default size of the control-plane PVC (`spec.storage.controlPlaneSize`).
+pub const DEFAULT_CONTROL_PLANE_SIZE: &str = "1Gi";
+
+/// Default SQLite path (`spec.database.sqlite.path`), on the control-plane PVC.
+pub const DEFAULT_SQLITE_PATH: &str = "/data/controlplane/controlplane.db";
+
+/// Grace period used when `spec.terminationGracePeriodSeconds` is unset:
+/// 5 s preStop + 3 × 30 s shutdown stages + 10 s margin.
+pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 105;
+
+/// Smallest accepted `spec.terminationGracePeriodSeconds`.
+pub const MIN_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 36;
+
+/// NFS adapter type, as DittoFS names it.
+pub const NFS: &str = "nfs";
+
+/// SMB adapter type, as DittoFS names it.
+pub const SMB: &str = "smb";
+
+/// Port of the NFS adapter when DittoFS reports port 0 ("the type's default").
+pub const DEFAULT_NFS_PORT: u16 = 12049;
+
+/// Port of the SMB adapter when DittoFS reports port 0 ("the type's default").
+pub const DEFAULT_SMB_PORT: u16 = 12445;
+
+/// Container port of the embedded portmapper (TCP and UDP), exposed by the NFS Service as port 111.
+pub const PORTMAPPER_CONTAINER_PORT: u16 = 10111;
+
+/// Service port of the portmapper (TCP and UDP).
+pub const PORTMAPPER_SERVICE_PORT: u16 = 111;
+
+/// mDNS / DNS-SD port (UDP), declared for every adapter.
+pub const MDNS_PORT: u16 = 5353;
+
+/// WS-Discovery port (UDP), declared for SMB.
+pub const WSD_PORT: u16 = 3702;
+
+/// WS-Discovery metadata port (TCP), declared for SMB.
+pub const WSD_METADATA_PORT: u16 = 5357;
+
+/// The default port of an adapter type (`nfs` → 12049, `smb` → 12445), matched after sanitizing.
+pub fn default_adapter_port(adapter_type: &str) -> Option<u16> {
+    match crate::names::sanitize_adapter_type(adapter_type).as_str() {
+        NFS => Some(DEFAULT_NFS_PORT),
+        SMB => Some(DEFAULT_SMB_PORT),
+        _ => None,
+    }
+}
+
+/// The port an adapter really listens on: DittoFS reports the *stored* port, where 0 means
+/// "the type's default". Returns `None` for port 0 of a type without a known default, and for
+/// values outside 1..=65535 — such an adapter cannot be exposed.
+pub fn resolve_adapter_port(adapter_type: &str, reported: i64) -> Option<u16> {
+    match reported {
+        0 => default_adapter_port(adapter_type),
+        1..=65535 => u16::try_from(reported).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_resolves_to_the_type_default() {
+        assert_eq!(resolve_adapter_port("nfs", 0), Some(12049));
+        assert_eq!(resolve_adapter_port("SMB", 0), Some(12445));
+        assert_eq!(resolve_adapter_port("ftp", 0), None);
+        assert_eq!(resolve_adapter_port("smb", 1445), Some(1445));
+        assert_eq!(resolve_adapter_port("nfs", 70000), None);
+        assert_eq!(resolve_adapter_port("nfs", -1), None);
+    }
+
+    #[test]
+    fn agent_field_managers_differ_per_pod() {
+        assert_eq!(agent_field_manager("fs-0"), "dittofs-agent-fs-0");
+        assert_ne!(agent_field_manager("a-0"), agent_field_manager("b-0"));
+    }
+}

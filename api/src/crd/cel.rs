@@ -1,0 +1,160 @@
+//! The CEL rules (`x-kubernetes-validations`) and hand-written schema fragments the CRD uses.
+//!
+//! Rules are plain constants so the tests can assert they are in the generated schema and evaluate them.
+//! Regexes avoid backslashes (`[.]` rather than `\.`) so they read the same in Rust, CEL and YAML.
+//! Every string a rule looks at has a `maxLength`, and every list a `maxItems`, to keep the apiserver's
+//! cost estimate low.
+
+use kube::core::Rule;
+use schemars::{Schema, json_schema};
+
+/// A Go duration as the CRD accepts it: `<digits>[.<digits>]<unit>` groups, no sign.
+pub const GO_DURATION_REGEX: &str = "^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$";
+/// A size: a decimal number with an optional binary (`Ki`…`Ei`) or decimal (`k`…`E`) suffix.
+pub const SIZE_REGEX: &str = "^[0-9]+([.][0-9]+)?([KMGTPE]i|[kMGTPE])?$";
+/// A Kubernetes object name (DNS-1123 subdomain).
+pub const OBJECT_NAME_REGEX: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A Secret data key.
+pub const SECRET_KEY_REGEX: &str = "^[-._a-zA-Z0-9]+$";
+/// A `DittoServer` name: a DNS-1035 label, since Services are named after it.
+pub const SERVER_NAME_REGEX: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// A W3C `traceparent` header value (version 00).
+pub const TRACEPARENT_REGEX: &str = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$";
+
+/// Rule text: the value is a Go duration.
+pub const DURATION_FORMAT_RULE: &str =
+    "self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$')";
+/// Message of [`DURATION_FORMAT_RULE`].
+pub const DURATION_FORMAT_MESSAGE: &str = "must be a Go duration such as 30s, 1m30s or 500ms: numbers each followed by a unit (ns, us, ms, s, m, h), without a sign";
+/// Rule text: a duration (or size) has a non-zero digit, i.e. is greater than zero.
+pub const NON_ZERO_RULE: &str = "self.matches('[1-9]')";
+/// Message of [`NON_ZERO_RULE`].
+pub const NON_ZERO_MESSAGE: &str = "must be greater than zero";
+/// Rule text: a well-formed duration is at least one second.
+pub const AT_LEAST_ONE_SECOND_RULE: &str = "!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$') || duration(self) >= duration('1s')";
+/// Message of [`AT_LEAST_ONE_SECOND_RULE`].
+pub const AT_LEAST_ONE_SECOND_MESSAGE: &str = "must be at least 1s";
+/// Rule text: the value is a size.
+pub const SIZE_FORMAT_RULE: &str = "self.matches('^[0-9]+([.][0-9]+)?([KMGTPE]i|[kMGTPE])?$')";
+/// Message of [`SIZE_FORMAT_RULE`].
+pub const SIZE_FORMAT_MESSAGE: &str = "must be a size such as 10Gi, 500Mi or 1Ti: a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024) or k, M, G, T, P, E (powers of 1000)";
+/// Rule text: the value is a Kubernetes object name.
+pub const OBJECT_NAME_RULE: &str =
+    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+/// Message of [`OBJECT_NAME_RULE`].
+pub const OBJECT_NAME_MESSAGE: &str = "must be the name of a Kubernetes object: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit";
+/// Rule text: the value is a Secret data key.
+pub const SECRET_KEY_RULE: &str = "self.matches('^[-._a-zA-Z0-9]+$')";
+/// Message of [`SECRET_KEY_RULE`].
+pub const SECRET_KEY_MESSAGE: &str = "must be a key of a Secret: letters, digits, '-', '_' and '.'";
+/// Rule text: a path starts with `/`.
+pub const ABSOLUTE_PATH_RULE: &str = "self.startsWith('/')";
+/// Message of [`ABSOLUTE_PATH_RULE`].
+pub const ABSOLUTE_PATH_MESSAGE: &str = "must start with /";
+/// Rule text: the value is a CIDR.
+pub const CIDR_RULE: &str = "isCIDR(self)";
+/// Message of [`CIDR_RULE`].
+pub const CIDR_MESSAGE: &str = "must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32";
+/// Rule text: every element of a list is a CIDR.
+pub const CIDR_LIST_RULE: &str = "self.all(c, isCIDR(c))";
+/// Message of [`CIDR_LIST_RULE`].
+pub const CIDR_LIST_MESSAGE: &str = "every entry must be a CIDR such as 10.1.2.0/24";
+
+/// Root rule text: the `DittoServer`'s name is a DNS-1035 label.
+///
+/// Checked at creation only (`oldSelf` is empty then; the rule is built with `optionalOldSelf`):
+/// names never change, and an object created before this rule existed must stay updatable, or its
+/// finalizer could never be removed.
+pub const SERVER_NAME_RULE: &str =
+    "oldSelf.hasValue() || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+/// Message of [`SERVER_NAME_RULE`].
+pub const SERVER_NAME_MESSAGE: &str = "metadata.name must start with a lower-case letter and contain only lower-case letters, digits and '-', because Services are named after it";
+/// Root rule text: the `DittoServer`'s name is short enough for the names derived from it
+/// (checked at creation only, like [`SERVER_NAME_RULE`]).
+pub const SERVER_NAME_LENGTH_RULE: &str = "oldSelf.hasValue() || size(self.metadata.name) <= 40";
+/// Message of [`SERVER_NAME_LENGTH_RULE`].
+pub const SERVER_NAME_LENGTH_MESSAGE: &str = "metadata.name must be at most 40 characters, so that the names of the StatefulSet, its pod and the Services derived from it stay within Kubernetes limits";
+
+/// Spec rule text: the metrics listener does not take the API port.
+pub const METRICS_PORT_RULE: &str = "!has(self.metrics) || !has(self.metrics.enabled) || !self.metrics.enabled || !has(self.metrics.port) || self.metrics.port != (has(self.controlPlane) && has(self.controlPlane.port) ? self.controlPlane.port : 8080)";
+/// Message of [`METRICS_PORT_RULE`].
+pub const METRICS_PORT_MESSAGE: &str =
+    "metrics.port must differ from controlPlane.port: both listeners run in the same container";
+
+/// controlPlane rule text: a client CA (mutual TLS) needs a server certificate.
+pub const CLIENT_CA_RULE: &str = "!has(self.clientCASecretName) || size(self.clientCASecretName) == 0 || (has(self.certSecretName) && size(self.certSecretName) > 0)";
+/// Message of [`CLIENT_CA_RULE`].
+pub const CLIENT_CA_MESSAGE: &str = "clientCASecretName (mutual TLS) needs certSecretName: the server must serve TLS before it can verify client certificates";
+
+/// Spec rule text: `database.type: postgres` needs the Secret to read the connection settings from
+/// (or the Go operator's Percona section, which supplies the database itself).
+pub const POSTGRES_SECRET_RULE: &str = "!has(self.database) || !has(self.database.type) || self.database.type != 'postgres' || has(self.database.postgresSecretRef) || has(self.percona)";
+/// Message of [`POSTGRES_SECRET_RULE`].
+pub const POSTGRES_SECRET_MESSAGE: &str = "database.type postgres needs database.postgresSecretRef: the Secret with the keys host, database, user and password (optional: port, sslmode)";
+
+/// allowedSources entry rule text: either an ipBlock, or selectors.
+pub const SOURCE_PEER_RULE: &str =
+    "has(self.ipBlock) != (has(self.namespaceSelector) || has(self.podSelector))";
+/// Message of [`SOURCE_PEER_RULE`].
+pub const SOURCE_PEER_MESSAGE: &str =
+    "set either ipBlock, or namespaceSelector and/or podSelector (not both kinds, not neither)";
+
+/// Builds a [`Rule`] with a message.
+pub fn rule(rule: &str, message: &str) -> Rule {
+    Rule::new(rule).message(message)
+}
+
+/// Builds a [`Rule`] with a message whose `oldSelf` is optional (empty on creation), so that it can
+/// tell creation from update.
+pub fn creation_rule(rule: &str, message: &str) -> Rule {
+    Rule::new(rule).message(message).optional_old_self(true)
+}
+
+/// Schema of an object kept verbatim (`x-kubernetes-preserve-unknown-fields`): a Go-operator
+/// section this controller does not implement yet, so that nothing a user wrote is pruned.
+pub fn preserved_object(_: &mut schemars::SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Schema of a list of objects kept verbatim (see [`preserved_object`]), at most 64 entries.
+pub fn preserved_object_list(_: &mut schemars::SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "nullable": true,
+        "maxItems": 64,
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_use_the_published_regexes() {
+        let matches = |re: &str| format!("self.matches('{re}')");
+        assert_eq!(DURATION_FORMAT_RULE, matches(GO_DURATION_REGEX));
+        assert_eq!(SIZE_FORMAT_RULE, matches(SIZE_REGEX));
+        assert_eq!(OBJECT_NAME_RULE, matches(OBJECT_NAME_REGEX));
+        assert_eq!(SECRET_KEY_RULE, matches(SECRET_KEY_REGEX));
+        assert_eq!(
+            AT_LEAST_ONE_SECOND_RULE,
+            format!(
+                "!{} || duration(self) >= duration('1s')",
+                matches(GO_DURATION_REGEX)
+            )
+        );
+        assert_eq!(
+            SERVER_NAME_RULE,
+            format!("oldSelf.hasValue() || self.metadata.name.matches('{SERVER_NAME_REGEX}')")
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Spec sections about reaching the server: the API Service, adapter discovery, the per-adapter Services
+//! and NetworkPolicies.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::constants;
+
+/// Type of a Kubernetes Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// No schema description: it would replace the description of each field of this type.
+#[schemars(description = "")]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[serde(rename = "ClusterIP")]
+    ClusterIp,
+    /// ClusterIP plus a port on every node.
+    NodePort,
+    /// NodePort plus an external load balancer (needs a load-balancer controller in the cluster).
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The value Kubernetes uses in `Service.spec.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIp => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The Service of the control-plane API, `<name>-api`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServiceSpec {
+    /// Type of the `<name>-api` Service: ClusterIP (default), NodePort or LoadBalancer.
+    /// Unlike the Go operator, an omitted `service` section also means ClusterIP.
+    #[serde(default = "default_api_service_type")]
+    pub r#type: ServiceType,
+    /// Annotations added to the `<name>-api` Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ApiServiceSpec {
+    fn default() -> Self {
+        Self {
+            r#type: default_api_service_type(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_api_service_type() -> ServiceType {
+    ServiceType::ClusterIp
+}
+
+/// How the adapters running in DittoFS are discovered.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterDiscoverySpec {
+    /// How often the adapter list of the DittoFS API is read, a Go duration of at least 1s
+    /// (default "30s"). Invalid values such as "abc", "-5s" or "0s" are refused.
+    #[serde(default = "default_polling_interval")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(
+        validation = crate::crd::cel::rule(crate::crd::cel::DURATION_FORMAT_RULE, crate::crd::cel::DURATION_FORMAT_MESSAGE),
+        validation = crate::crd::cel::rule(crate::crd::cel::AT_LEAST_ONE_SECOND_RULE, crate::crd::cel::AT_LEAST_ONE_SECOND_MESSAGE)
+    )]
+    pub polling_interval: String,
+}
+
+impl Default for AdapterDiscoverySpec {
+    fn default() -> Self {
+        Self {
+            polling_interval: default_polling_interval(),
+        }
+    }
+}
+
+fn default_polling_interval() -> String {
+    constants::DEFAULT_POLLING_INTERVAL.to_owned()
+}
+
+/// The Service and NetworkPolicy created for each running adapter (`<name>-adapter-<type>`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterServicesSpec {
+    /// Type of the adapter Services: LoadBalancer (default), NodePort or ClusterIP. Without a
+    /// load-balancer controller (kind, bare metal) choose NodePort to reach the adapters from outside.
+    #[serde(default = "default_adapter_service_type")]
+    pub r#type: ServiceType,
+    /// Annotations added to every adapter Service (e.g. for a cloud load balancer). Keys removed
+    /// here are removed from the Services; annotations added by others are left alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub annotations: BTreeMap<String, String>,
+    /// Keep the adapter ports of the server container in step with the running adapters (default
+    /// true). Each change of those ports restarts the pod; set false to expose adapters through
+    /// their Services only (targetPort by number).
+    #[serde(default = "default_true")]
+    pub sync_container_ports: bool,
+    /// Who may connect to the adapters. Each entry becomes a `from` peer of the adapters'
+    /// NetworkPolicies. Empty (default): any source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allowed_sources: Vec<AdapterSource>,
+}
+
+impl Default for AdapterServicesSpec {
+    fn default() -> Self {
+        Self {
+            r#type: default_adapter_service_type(),
+            annotations: BTreeMap::new(),
+            sync_container_ports: true,
+            allowed_sources: Vec::new(),
+        }
+    }
+}
+
+fn default_adapter_service_type() -> ServiceType {
+    ServiceType::LoadBalancer
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A source allowed to reach the adapters: an IP block, or pods chosen by namespace and/or pod
+/// labels (as a NetworkPolicy peer).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::SOURCE_PEER_RULE, crate::crd::cel::SOURCE_PEER_MESSAGE))]
+pub struct AdapterSource {
+    /// Addresses allowed to connect (e.g. the clients' subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_block: Option<IpBlockSource>,
+    /// Namespaces whose pods may connect (all pods of them, or those matching podSelector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Pods that may connect (in the DittoServer's namespace, or in the namespaces of namespaceSelector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+}
+
+/// A range of IP addresses.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IpBlockSource {
+    /// The allowed range, e.g. "192.168.0.0/16" or "2001:db8::/32".
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::CIDR_RULE, crate::crd::cel::CIDR_MESSAGE))]
+    pub cidr: String,
+    /// Ranges inside cidr that are not allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 64)))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::CIDR_LIST_RULE, crate::crd::cel::CIDR_LIST_MESSAGE))]
+    pub except: Vec<String>,
+}

@@ -1,0 +1,117 @@
+//! Spec sections about watching the server: the metrics endpoint and logging.
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::spec::SecretKeyRef;
+use crate::constants;
+
+/// The Prometheus metrics endpoint of DittoFS (opt-in).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Serve metrics, with a container port and a `<name>-metrics` Service carrying the
+    /// prometheus.io/scrape annotations (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// TCP port of the metrics endpoint (1-65535, default 9090); must differ from controlPlane.port.
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// HTTP path of the metrics (default "/metrics"); must start with "/".
+    #[serde(default = "default_metrics_path")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::ABSOLUTE_PATH_RULE, crate::crd::cel::ABSOLUTE_PATH_MESSAGE))]
+    pub path: String,
+    /// Secret key holding a bearer token that scrapers must present. Unset: the endpoint is
+    /// unauthenticated and protected by its port and the NetworkPolicies only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeyRef>,
+    /// prometheus-operator ServiceMonitor (Go-operator field: enabled, interval, labels). Not
+    /// implemented by this controller yet: kept as written and reported by the SpecSupported
+    /// condition and a Warning Event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::crd::cel::preserved_object")]
+    pub service_monitor: Option<serde_json::Value>,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: default_metrics_port(),
+            path: default_metrics_path(),
+            bearer_token_secret: None,
+            service_monitor: None,
+        }
+    }
+}
+
+fn default_metrics_port() -> i32 {
+    i32::from(constants::DEFAULT_METRICS_PORT)
+}
+
+fn default_metrics_path() -> String {
+    constants::DEFAULT_METRICS_PATH.to_owned()
+}
+
+/// Minimum level of the server's log.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+// No schema description: it would replace the description of each field of this type.
+#[schemars(description = "")]
+pub enum LogLevel {
+    /// Everything, including debugging detail.
+    Debug,
+    /// Normal operation (the default).
+    #[default]
+    Info,
+    /// Warnings and errors.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+/// Format of the server's log lines.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+// No schema description: it would replace the description of each field of this type.
+#[schemars(description = "")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line (the default).
+    #[default]
+    Json,
+}
+
+/// Logging of the DittoFS server. DittoFS reads it at start-up, so a change restarts the pod.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggingSpec {
+    /// Minimum level: DEBUG, INFO (default), WARN or ERROR.
+    #[serde(default)]
+    pub level: LogLevel,
+    /// Line format: text or json (default).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Destination: "stdout" (default), "stderr" or a file path in the container.
+    #[serde(default = "default_log_output")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub output: String,
+}
+
+impl Default for LoggingSpec {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+            format: LogFormat::Json,
+            output: default_log_output(),
+        }
+    }
+}
+
+fn default_log_output() -> String {
+    "stdout".to_owned()
+}

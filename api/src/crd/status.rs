@@ -1,0 +1,251 @@
+//! `DittoServer` status: the controller's summary and conditions, its view of the adapters, and one
+//! entry per pod written by that pod's agent.
+//!
+//! Ownership under server-side apply: the controller (field manager
+//! [`crate::constants::CONTROLLER_FIELD_MANAGER`]) owns every field except `agents`; each agent owns
+//! its own `agents[podName=…]` entry under [`crate::constants::agent_field_manager`].
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle phase of a `DittoServer`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+// No schema description: it would replace the description of each field of this type.
+#[schemars(description = "")]
+pub enum Phase {
+    /// Waiting for the pod to become ready.
+    Pending,
+    /// The desired replicas are ready.
+    Running,
+    /// The server cannot run without intervention.
+    Failed,
+    /// Scaled to zero replicas.
+    Stopped,
+    /// Being deleted.
+    Deleting,
+}
+
+impl Phase {
+    /// The value shown in `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Failed => "Failed",
+            Self::Stopped => "Stopped",
+            Self::Deleting => "Deleting",
+        }
+    }
+}
+
+/// Observed state of a `DittoServer`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DittoServerStatus {
+    /// The metadata.generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Desired number of pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Pods that have been ready for the StatefulSet's minReadySeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_replicas: Option<i32>,
+    /// Phase: Pending, Running, Failed, Stopped or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Hash of the rendered config and the Secrets it references; a change restarts the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub config_hash: Option<String>,
+    /// Latest observations: Ready, Available, ConfigReady, Progressing, Authenticated, SpecSupported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Adapters running in DittoFS and exposed by a Service, one entry per type (the controller's
+    /// view, aggregated from the agents' reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub adapters: Vec<AdapterStatus>,
+    /// The exposed adapters as "type:port" pairs, e.g. "nfs:12049,smb:12445" (the Adapters column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub adapters_summary: Option<String>,
+    /// One entry per server pod, written by the agent in that pod (keyed by podName).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["podName".into()]))]
+    pub agents: Vec<AgentStatus>,
+}
+
+/// An adapter as the controller exposes it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterStatus {
+    /// Adapter type as DittoFS names it, e.g. "nfs" or "smb".
+    #[schemars(length(min = 1, max = 63))]
+    pub r#type: String,
+    /// TCP port the adapter listens on (port 0 of the API already resolved to the type's default).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Name of the Service exposing the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub service_name: Option<String>,
+}
+
+/// What the agent of one pod last saw. Written only by that agent, by server-side apply.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// Name of the pod the agent runs in (the key of this entry).
+    #[schemars(length(min = 1, max = 253))]
+    pub pod_name: String,
+    /// The DittoServer metadata.generation whose settings the agent was running with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Whether the agent reaches the DittoFS API in its pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachability: Option<Reachability>,
+    /// Whether the agent's DittoFS user could log in (source of the Authenticated condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AgentAuth>,
+    /// Every adapter DittoFS reports, enabled or not (keyed by type).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub adapters: Vec<AgentAdapterStatus>,
+    /// When the agent last read the adapter list successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_poll_time: Option<Time>,
+    /// W3C traceparent of the poll that saw the latest change, to follow it into the controller's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 55), regex(pattern = crate::crd::cel::TRACEPARENT_REGEX))]
+    pub traceparent: Option<String>,
+}
+
+/// Reachability of the DittoFS API from the agent.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reachability {
+    /// True when the last request got an HTTP answer.
+    pub reachable: bool,
+    /// One CamelCase word, e.g. "Reachable", "ConnectionRefused", "Timeout", "TLSError".
+    #[schemars(length(min = 1, max = 64))]
+    pub reason: String,
+    /// Human-readable detail, e.g. the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+    /// When reachable last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// Authentication state of the agent against the DittoFS API.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentAuth {
+    /// True when the agent holds a valid token.
+    pub authenticated: bool,
+    /// One CamelCase word: "AuthenticationSucceeded", "APIUnreachable" or "AuthenticationFailed".
+    #[schemars(length(min = 1, max = 64))]
+    pub reason: String,
+    /// Human-readable detail, e.g. the API's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+    /// When authenticated last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// One adapter as the agent read it from the DittoFS API.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentAdapterStatus {
+    /// Adapter type, e.g. "nfs" or "smb".
+    #[schemars(length(min = 1, max = 63))]
+    pub r#type: String,
+    /// Port the adapter listens on; the API's port 0 is resolved to the type's default.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Enabled in DittoFS's configuration.
+    pub enabled: bool,
+    /// Started by DittoFS (true even when binding the port failed; see health).
+    pub running: bool,
+    /// Health reported by DittoFS: healthy, degraded, unhealthy, unknown or disabled.
+    /// Only running and healthy means the port is really served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub health: Option<String>,
+    /// DittoFS's health message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+}
+
+impl AgentAdapterStatus {
+    /// Enabled, running and healthy: the adapter serves its port.
+    pub fn is_serving(&self) -> bool {
+        self.enabled && self.running && self.health.as_deref() == Some("healthy")
+    }
+}
+
+/// The Adapters column text: `type:port` pairs sorted by type, joined by commas (empty for none).
+pub fn adapters_summary(adapters: &[AdapterStatus]) -> String {
+    let mut pairs: Vec<(&str, i32)> = adapters
+        .iter()
+        .map(|a| (a.r#type.as_str(), a.port))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+        .iter()
+        .map(|(t, p)| format!("{t}:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(t: &str, port: i32) -> AdapterStatus {
+        AdapterStatus {
+            r#type: t.into(),
+            port,
+            service_name: None,
+        }
+    }
+
+    #[test]
+    fn summary_is_sorted_by_type() {
+        assert_eq!(adapters_summary(&[]), "");
+        assert_eq!(
+            adapters_summary(&[adapter("smb", 12445), adapter("nfs", 12049)]),
+            "nfs:12049,smb:12445"
+        );
+    }
+
+    #[test]
+    fn serving_needs_enabled_running_and_healthy() {
+        let mut a = AgentAdapterStatus {
+            r#type: "nfs".into(),
+            port: 12049,
+            enabled: true,
+            running: true,
+            health: Some("healthy".into()),
+            message: None,
+        };
+        assert!(a.is_serving());
+        a.health = Some("unknown".into());
+        assert!(!a.is_serving());
+    }
+}
