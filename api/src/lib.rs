@@ -3,6 +3,7 @@
 //! Nothing here does IO: the crate holds the resource types (with their schema and CEL validation),
 //! pure naming and labelling functions, constants, and the CRD rendered as YAML ([`crd_yaml`]).
 
+pub mod agent_env;
 pub mod conditions;
 pub mod constants;
 pub mod crd;
