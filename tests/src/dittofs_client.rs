@@ -101,6 +101,12 @@ impl Api {
         self.send(self.http.put(self.url(path)).json(body)).await
     }
 
+    /// A bodiless request with any method (for 405 cases).
+    pub async fn request(&self, method: &str, path: &str) -> anyhow::Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).context("HTTP method")?;
+        self.send(self.http.request(method, self.url(path))).await
+    }
+
     /// Sends raw bytes (for malformed-JSON cases).
     pub async fn post_raw(&self, path: &str, body: &'static str) -> anyhow::Result<Reply> {
         self.send(self.http.post(self.url(path)).header("content-type", "application/json").body(body)).await

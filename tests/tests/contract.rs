@@ -65,6 +65,18 @@ async fn seeded_defaults_health_and_routing() -> Result<()> {
 
     let missing = api.get("/nope").await?.expect_status(404)?;
     assert_eq!(missing.plain_text()?, "404 page not found");
+    // chi mounts answer with and without a trailing slash; a leaf route does not.
+    assert_eq!(api.get("/health/").await?.expect_status(200)?.json()?["data"]["service"], "dittofs");
+    api.get("/health/ready/").await?.expect_status(404)?;
+    let slash = admin.get("/api/v1/adapters/").await?.expect_status(200)?.json()?;
+    assert_eq!(by_type(&slash).keys().collect::<Vec<_>>(), ["nfs", "smb"]);
+    // The auth middleware of a mounted subtree runs before its 404, so an unknown path there is a 401.
+    let unknown = api.get("/api/v1/adapters/nfs/nope").await?.expect_status(401)?;
+    assert_eq!(unknown.plain_text()?, "Authorization header required");
+    api.get("/api/v1/nope").await?.expect_status(404)?;
+    // 405 is an empty body with Allow, after authentication.
+    let patch = admin.request("PATCH", "/api/v1/adapters").await?.expect_status(405)?;
+    assert!(patch.body.is_empty(), "{patch:?}");
     let root = api.get("/").await?;
     assert!(matches!(root.status, 301 | 302 | 307 | 308), "GET / redirects to /health: {root:?}");
     Ok(())
@@ -346,5 +358,84 @@ async fn restart_keeps_state_and_reset_drops_it() -> Result<()> {
     assert!(err.to_string().contains("401"), "{err}");
     fs.admin().await?; // bootstrapped again from DITTOFS_ADMIN_INITIAL_PASSWORD
     assert_eq!(fs.adapters().await?.keys().collect::<Vec<_>>(), ["nfs", "smb"]);
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn disabled_accounts_are_refused_before_the_password_check() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    // `enabled:false` on create is lost to the column default: the account is enabled and can log in.
+    let body = json!({"username": "k8s-operator", "password": "op-password-1", "role": "operator", "enabled": false});
+    let created = admin.post("/api/v1/users", &body).await?.expect_status(201)?.json()?;
+    assert_eq!(created["enabled"], true, "{created}");
+    let mut operator = fs.api();
+    let session = operator.login("k8s-operator", "op-password-1").await?;
+
+    let off = admin.put("/api/v1/users/k8s-operator", &json!({"enabled": false})).await?.expect_status(200)?.json()?;
+    assert_eq!(off["enabled"], false);
+    // `enabled` is checked before the password: a wrong password is 403 too, not 401.
+    for password in ["op-password-1", "wrong-password"] {
+        let body = json!({"username": "k8s-operator", "password": password});
+        let reply = fs.api().post("/api/v1/auth/login", &body).await?.expect_status(403)?;
+        assert_eq!(reply.problem_detail()?, "User account is disabled", "password {password}");
+    }
+    let body = json!({"refresh_token": session["refresh_token"]});
+    let reply = fs.api().post("/api/v1/auth/refresh", &body).await?.expect_status(403)?;
+    assert_eq!(reply.problem_detail()?, "User account is disabled");
+    // Tokens are stateless: the access token issued before the disable keeps working until it expires.
+    operator.get("/api/v1/adapters").await?.expect_status(200)?;
+
+    admin.put("/api/v1/users/k8s-operator", &json!({"enabled": true})).await?.expect_status(200)?;
+    operator.login("k8s-operator", "op-password-1").await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn health_probes_log_at_debug_and_everything_else_at_info() -> Result<()> {
+    let fs = start().await?;
+    let api = fs.api();
+    let before = fs.info_requests_logged();
+    for path in ["/health", "/health/", "/health/ready"] {
+        api.get(path).await?.expect_status(200)?;
+    }
+    // Only `/health` and `/health/…` are probes; `/healthz` is an ordinary (404) request.
+    api.get("/healthz").await?.expect_status(404)?;
+    api.get("/api/v1/adapters").await?.expect_status(401)?;
+    let logged = wait_until("two INFO request lines", Duration::from_secs(5), || async {
+        let n = fs.info_requests_logged() - before;
+        if n >= 2 { Ok(n) } else { Err(n) }
+    })
+    .await?;
+    assert_eq!(logged, 2, "{}", fs.log());
+    let log = fs.log();
+    let line = log.lines().rfind(|l| l.contains("API request completed")).unwrap_or_default();
+    assert!(line.contains("] [INFO] API request completed request_id="), "{line}");
+    assert!(line.contains(" method=GET path=/api/v1/adapters status=401 bytes=30 duration="), "{line}");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn out_of_range_port_is_a_bare_500_and_leaves_the_adapter_stopped() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    let smb_port = fs.adapter_port("smb").unwrap();
+    wait_listening(smb_port, true).await?;
+    // The adapter constructor panics on a port over 65535; chi's Recoverer answers with no body at all.
+    let reply = admin.put("/api/v1/adapters/smb", &json!({"port": 70000})).await?.expect_status(500)?;
+    assert!(reply.body.is_empty() && reply.content_type.is_empty(), "{reply:?}");
+    // The row was written before the panic, and the old listener was stopped first.
+    let smb = fs.adapters().await?["smb"].clone();
+    assert_eq!((smb["port"].as_i64(), smb["running"].as_bool()), (Some(70000), Some(false)), "{smb}");
+    wait_listening(smb_port, false).await?;
+    let ready = fs.api().get("/health/ready").await?.json()?;
+    assert_eq!(ready["data"]["adapters"]["types"], json!(["nfs"]));
+
+    let back = admin.put("/api/v1/adapters/smb", &json!({"port": smb_port})).await?.expect_status(200)?.json()?;
+    assert_eq!(back["running"], true);
+    wait_listening(smb_port, true).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Sha256, Sha384, Sha512};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -36,6 +36,23 @@ pub struct Signer {
     secret: Vec<u8>,
 }
 
+/// Verifies an HMAC signature with the algorithm the token's header names.
+fn hmac_verifies(alg: &str, secret: &[u8], signing_input: &str, signature: &[u8]) -> bool {
+    macro_rules! verify {
+        ($digest:ty) => {{
+            let mut mac = Hmac::<$digest>::new_from_slice(secret).expect("HMAC takes keys of any length");
+            mac.update(signing_input.as_bytes());
+            mac.verify_slice(signature).is_ok()
+        }};
+    }
+    match alg {
+        "HS256" => verify!(Sha256),
+        "HS384" => verify!(Sha384),
+        "HS512" => verify!(Sha512),
+        _ => false,
+    }
+}
+
 const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 impl Signer {
@@ -57,20 +74,20 @@ impl Signer {
     }
 
     /// Checks signature, algorithm and expiry (no leeway, as golang-jwt); the token type is the caller's check.
+    /// Like the real key function, any HMAC algorithm is accepted, not only the HS256 the server signs with.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let (input, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
         let (header, payload) = input.split_once('.').ok_or(TokenError::Invalid)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Invalid)?;
-        self.mac(input).verify_slice(&signature).map_err(|_| TokenError::Invalid)?;
         let header: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).map_err(|_| TokenError::Invalid)?)
                 .map_err(|_| TokenError::Invalid)?;
-        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+        let alg = header.get("alg").and_then(|a| a.as_str()).unwrap_or_default();
+        if !hmac_verifies(alg, &self.secret, input, &signature) {
             return Err(TokenError::Invalid);
         }
-        let claims: Claims =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Invalid)?)
-                .map_err(|_| TokenError::Invalid)?;
+        let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Invalid)?)
+            .map_err(|_| TokenError::Invalid)?;
         if claims.exp <= now {
             return Err(TokenError::Expired);
         }
@@ -105,6 +122,20 @@ mod tests {
         assert_eq!(signer.verify(&token, 1_000), Err(TokenError::Expired));
         assert_eq!(Signer::new("another-secret-another-secret-xxxx").verify(&token, 0), Err(TokenError::Invalid));
         assert_eq!(signer.verify("garbage", 0), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn any_hmac_algorithm_verifies_but_none_does_not() {
+        use hmac::{Hmac, Mac};
+        let secret = "0123456789abcdef0123456789abcdef";
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(1_000, "access")).unwrap());
+        let hs512 = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT"}"#));
+        let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(hs512.as_bytes());
+        let token = format!("{hs512}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        assert_eq!(Signer::new(secret).verify(&token, 0), Ok(claims(1_000, "access")));
+        let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
+        assert_eq!(Signer::new(secret).verify(&none, 0), Err(TokenError::Invalid));
     }
 
     #[test]

@@ -41,8 +41,9 @@ impl App {
         self.store.lock().expect("store lock")
     }
 
-    fn next_request_id(&self) -> String {
-        format!("emulator/{:06}", self.requests.fetch_add(1, Ordering::Relaxed) + 1)
+    /// chi's request counter: every request counts, logged or not.
+    fn next_request_number(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
@@ -53,15 +54,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut store = Store::open(&config.db_path)?;
     ensure_admin(&mut store, &config, &log)?;
     let runtime = Runtime::new(log.clone());
-    for row in store.adapters().filter(|a| a.enabled) {
-        let port = match (row.port, store::default_port(&row.kind)) {
-            (0, Some(default)) => i64::from(default),
-            (port, _) => port,
-        };
-        runtime.start(&row.kind, port).await;
+    for row in store.adapters() {
+        if !row.enabled {
+            log.info("Adapter disabled, skipping", &[("type", (&row.kind).into())]);
+            continue;
+        }
+        if let Err(e) = runtime.start(row).await {
+            // The real constructor panics here and takes the whole process down (exit status 2).
+            eprintln!("panic: {e}");
+            std::process::exit(2);
+        }
     }
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
-    log.info("Control plane API listening", &[("address", &listener.local_addr()?.to_string())]);
+    let address = listener.local_addr()?.to_string();
+    log.info("API server listening", &[("addr", (&address).into()), ("scheme", "http".into()), ("mtls", false.into())]);
     let app = Arc::new(App {
         signer: Signer::new(&config.jwt_secret),
         config,
@@ -74,7 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
     app.runtime.stop_all().await;
-    log.info("Server stopped", &[]);
+    log.info("Server stopped gracefully", &[]);
     Ok(())
 }
 
@@ -87,12 +93,16 @@ fn ensure_admin(store: &mut Store, config: &Config, log: &Log) -> anyhow::Result
         Some(p) => (p.clone(), false),
         None => {
             let p = random_password();
-            log.warn("Admin user created with a generated password; set DITTOFS_ADMIN_INITIAL_PASSWORD to choose it", &[]);
+            log.warn(
+                "Admin user created with a generated password; set DITTOFS_ADMIN_INITIAL_PASSWORD to choose it",
+                &[],
+            );
             (p, config.require_initial_password_change)
         }
     };
-    let password_hash = store::hash_password(&password)
-        .map_err(|e| anyhow::anyhow!("DITTOFS_ADMIN_INITIAL_PASSWORD: {e}"))?;
+    log.info("Admin user created", &[("username", "admin".into())]);
+    let password_hash =
+        store::hash_password(&password).map_err(|e| anyhow::anyhow!("DITTOFS_ADMIN_INITIAL_PASSWORD: {e}"))?;
     store.create_user(store::User {
         id: uuid::Uuid::new_v4().to_string(),
         username: "admin".into(),

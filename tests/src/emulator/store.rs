@@ -3,10 +3,7 @@
 //! Rows carry what the real GORM models carry; every mutation is written through (temp file + rename) so a
 //! killed emulator loses nothing, and deleting the file is a database reset exactly as with the real SQLite file.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -55,10 +52,11 @@ pub struct AdapterRow {
     pub updated_at: Timestamp,
 }
 
+/// Rows in insertion order: the real queries have no ORDER BY, so SQLite returns rowid order.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Document {
-    users: BTreeMap<String, User>,
-    adapters: BTreeMap<String, AdapterRow>,
+    users: Vec<User>,
+    adapters: Vec<AdapterRow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,15 +97,17 @@ impl Store {
         let mut store = Store { path: path.into(), doc };
         let now = Timestamp::now();
         for (kind, port) in SEEDED_ADAPTERS {
-            store.doc.adapters.entry(kind.to_string()).or_insert_with(|| AdapterRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                kind: kind.to_string(),
-                enabled: true,
-                port: i64::from(*port),
-                config: None,
-                created_at: now,
-                updated_at: now,
-            });
+            if store.adapter(kind).is_none() {
+                store.doc.adapters.push(AdapterRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    kind: kind.to_string(),
+                    enabled: true,
+                    port: i64::from(*port),
+                    config: None,
+                    created_at: now,
+                    updated_at: now,
+                });
+            }
         }
         store.flush()?;
         Ok(store)
@@ -122,72 +122,92 @@ impl Store {
     }
 
     pub fn user(&self, username: &str) -> Option<&User> {
-        self.doc.users.get(username)
+        self.doc.users.iter().find(|u| u.username == username)
     }
 
     /// Finds a user by name or by id, as `DELETE /users/{username-or-id}` does.
     pub fn user_by_name_or_id(&self, key: &str) -> Option<&User> {
-        self.doc.users.get(key).or_else(|| self.doc.users.values().find(|u| u.id == key))
+        self.user(key).or_else(|| self.doc.users.iter().find(|u| u.id == key))
     }
 
     pub fn users(&self) -> impl Iterator<Item = &User> {
-        self.doc.users.values()
+        self.doc.users.iter()
+    }
+
+    fn uid_taken(&self, uid: Option<u32>, except: &str) -> bool {
+        uid.is_some() && self.doc.users.iter().any(|u| u.uid == uid && u.username != except)
     }
 
     /// Inserts a user; duplicate username or uid is a conflict (unique indexes in the real schema).
-    pub fn create_user(&mut self, user: User) -> Result<User, StoreError> {
-        let uid_taken = user.uid.is_some() && self.doc.users.values().any(|u| u.uid == user.uid);
-        if self.doc.users.contains_key(&user.username) || uid_taken {
+    pub fn create_user(&mut self, mut user: User) -> Result<User, StoreError> {
+        if self.user(&user.username).is_some() || self.uid_taken(user.uid, "") {
             return Err(StoreError::DuplicateUser);
         }
-        self.doc.users.insert(user.username.clone(), user.clone());
+        user.groups = group_order(&user.groups);
+        self.doc.users.push(user.clone());
         self.flush()?;
         Ok(user)
     }
 
-    /// Applies `change` to a stored user and persists it; `None` if there is no such user.
+    /// Applies `change` to a stored user and persists it; `None` if there is no such user. A uid another
+    /// user holds is refused (the unique index), leaving the row as it was.
     pub fn update_user(&mut self, username: &str, change: impl FnOnce(&mut User)) -> Result<Option<User>, StoreError> {
-        let Some(user) = self.doc.users.get_mut(username) else { return Ok(None) };
-        change(user);
-        let user = user.clone();
+        let Some(index) = self.doc.users.iter().position(|u| u.username == username) else { return Ok(None) };
+        let mut user = self.doc.users[index].clone();
+        change(&mut user);
+        if self.uid_taken(user.uid, username) {
+            return Err(StoreError::DuplicateUser);
+        }
+        user.groups = group_order(&user.groups);
+        self.doc.users[index] = user.clone();
         self.flush()?;
         Ok(Some(user))
     }
 
     pub fn delete_user(&mut self, username: &str) -> Result<bool, StoreError> {
-        let removed = self.doc.users.remove(username).is_some();
+        let before = self.doc.users.len();
+        self.doc.users.retain(|u| u.username != username);
         self.flush()?;
-        Ok(removed)
+        Ok(self.doc.users.len() != before)
     }
 
-    /// Adapter rows sorted by type (the real server has no ORDER BY; callers must not rely on order).
+    /// Adapter rows in insertion order (a re-created adapter comes last, as in SQLite).
     pub fn adapters(&self) -> impl Iterator<Item = &AdapterRow> {
-        self.doc.adapters.values()
+        self.doc.adapters.iter()
     }
 
     pub fn adapter(&self, kind: &str) -> Option<&AdapterRow> {
-        self.doc.adapters.get(kind)
+        self.doc.adapters.iter().find(|a| a.kind == kind)
     }
 
     pub fn create_adapter(&mut self, row: AdapterRow) -> Result<AdapterRow, StoreError> {
-        if self.doc.adapters.contains_key(&row.kind) {
+        if self.adapter(&row.kind).is_some() {
             return Err(StoreError::DuplicateAdapter);
         }
-        self.doc.adapters.insert(row.kind.clone(), row.clone());
+        self.doc.adapters.push(row.clone());
         self.flush()?;
         Ok(row)
     }
 
     pub fn save_adapter(&mut self, row: AdapterRow) -> Result<(), StoreError> {
-        self.doc.adapters.insert(row.kind.clone(), row);
+        match self.doc.adapters.iter_mut().find(|a| a.kind == row.kind) {
+            Some(slot) => *slot = row,
+            None => self.doc.adapters.push(row),
+        }
         self.flush()
     }
 
     pub fn delete_adapter(&mut self, kind: &str) -> Result<bool, StoreError> {
-        let removed = self.doc.adapters.remove(kind).is_some();
+        let before = self.doc.adapters.len();
+        self.doc.adapters.retain(|a| a.kind != kind);
         self.flush()?;
-        Ok(removed)
+        Ok(self.doc.adapters.len() != before)
     }
+}
+
+/// Group names as the real preload returns them: each once, in the groups table's creation order.
+fn group_order(groups: &[String]) -> Vec<String> {
+    DEFAULT_GROUPS.iter().filter(|g| groups.iter().any(|n| n == *g)).map(|g| g.to_string()).collect()
 }
 
 /// bcrypt with the real server's cost and its 8..=72-byte rule (`models.ValidatePassword`).
@@ -222,6 +242,35 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.adapter("smb").map(|a| (a.enabled, a.port)), Some((false, 21445)));
         assert_eq!(store.adapter("nfs").map(|a| (a.enabled, a.port)), Some((true, 12049)));
+        // Rows come back in insertion order, as SQLite's rowid order: the re-seeded nfs is now last.
+        assert_eq!(store.adapters().map(|a| a.kind.as_str()).collect::<Vec<_>>(), ["smb", "nfs"]);
+    }
+
+    #[test]
+    fn groups_are_deduplicated_in_table_order_and_uids_stay_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let user = |name: &str, uid| User {
+            id: name.into(),
+            username: name.into(),
+            password_hash: String::new(),
+            role: "user".into(),
+            display_name: String::new(),
+            email: String::new(),
+            uid,
+            gid: None,
+            groups: vec!["users".into(), "admins".into(), "users".into()],
+            enabled: true,
+            must_change_password: false,
+            created_at: Timestamp::now(),
+            last_login: None,
+        };
+        assert_eq!(store.create_user(user("b", Some(7))).unwrap().groups, ["admins", "users"]);
+        store.create_user(user("a", None)).unwrap();
+        assert_eq!(store.users().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert!(matches!(store.create_user(user("c", Some(7))), Err(StoreError::DuplicateUser)));
+        assert!(matches!(store.update_user("a", |u| u.uid = Some(7)), Err(StoreError::DuplicateUser)));
+        assert_eq!(store.user("a").unwrap().uid, None, "a refused update changes nothing");
     }
 
     #[test]

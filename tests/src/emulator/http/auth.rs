@@ -1,23 +1,20 @@
-//! Login, refresh and `me`, and the auth middleware as extractors: `JWTAuth` → `RequirePasswordChange` → role.
+//! Login, refresh and `me`, and the auth middleware (`JWTAuth` → `RequirePasswordChange` → role) as gates.
 //!
 //! Middleware refusals are plain text (Go `http.Error`); handler errors are problems. Authorization reads the
 //! role from the token's claims, so a deleted user's access token keeps working until it expires.
 
-use std::sync::Arc;
-
 use axum::{
-    body::Bytes,
-    extract::{FromRequestParts, State},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header},
     response::Response,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, internal, json, problem, text};
+use super::{decode, gojson::Body, internal, json, problem, routes::Gate, text};
+pub use crate::emulator::jwt::Claims;
 use crate::emulator::{
     App,
-    jwt::{Claims, TokenError},
+    jwt::TokenError,
     store::{self, User},
 };
 
@@ -76,10 +73,12 @@ pub struct LoginResponse {
 /// Issues a fresh access/refresh pair for `user`.
 pub fn issue_tokens(app: &App, user: &User) -> LoginResponse {
     let now = Timestamp::now();
+    let expiry = |ttl: std::time::Duration| now + SignedDuration::try_from(ttl).expect("token lifetimes fit");
+    // `jwt.NewNumericDate` truncates the exact expiry to the second.
     let claims = |token_type: &str, ttl: std::time::Duration| Claims {
         iss: "dittofs".into(),
         sub: user.username.clone(),
-        exp: now.as_second() + ttl.as_secs() as i64,
+        exp: expiry(ttl).as_second(),
         iat: now.as_second(),
         uid: user.id.clone(),
         username: user.username.clone(),
@@ -94,7 +93,7 @@ pub fn issue_tokens(app: &App, user: &User) -> LoginResponse {
         refresh_token: app.signer.sign(&claims("refresh", app.config.refresh_ttl)),
         token_type: "Bearer",
         expires_in: access_ttl.as_secs() as i64,
-        expires_at: now + SignedDuration::try_from(access_ttl).expect("token lifetimes fit"),
+        expires_at: expiry(access_ttl),
         user: UserResponse::from(user),
     }
 }
@@ -107,10 +106,12 @@ struct LoginRequest {
     password: String,
 }
 
-pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let req: LoginRequest = match decode(&body) {
+/// `ValidateCredentials` checks `enabled` before the password, so a disabled account is 403 even with a
+/// wrong password.
+pub async fn login(app: &App, body: &Body) -> Response {
+    let req: LoginRequest = match decode(body) {
         Ok(req) => req,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if req.username.is_empty() || req.password.is_empty() {
         return problem(StatusCode::BAD_REQUEST, "Username and password are required");
@@ -118,6 +119,9 @@ pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let Some(user) = app.store().user(&req.username).cloned() else {
         return problem(StatusCode::UNAUTHORIZED, "Invalid username or password");
     };
+    if !user.enabled {
+        return problem(StatusCode::FORBIDDEN, "User account is disabled");
+    }
     // bcrypt is slow on purpose: verify outside the store lock.
     let hash = user.password_hash.clone();
     let password = req.password;
@@ -125,12 +129,9 @@ pub async fn login(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if !ok {
         return problem(StatusCode::UNAUTHORIZED, "Invalid username or password");
     }
-    if !user.enabled {
-        return problem(StatusCode::FORBIDDEN, "User account is disabled");
-    }
     let updated = app.store().update_user(&user.username, |u| u.last_login = Some(Timestamp::now()));
     match updated {
-        Ok(Some(user)) => json(StatusCode::OK, &issue_tokens(&app, &user)),
+        Ok(Some(user)) => json(StatusCode::OK, &issue_tokens(app, &user)),
         _ => internal("Authentication failed"),
     }
 }
@@ -141,10 +142,10 @@ struct RefreshRequest {
     refresh_token: String,
 }
 
-pub async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let req: RefreshRequest = match decode(&body) {
+pub async fn refresh(app: &App, body: &Body) -> Response {
+    let req: RefreshRequest = match decode(body) {
         Ok(req) => req,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if req.refresh_token.is_empty() {
         return problem(StatusCode::BAD_REQUEST, "Refresh token is required");
@@ -160,94 +161,58 @@ pub async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> Response {
     if !user.enabled {
         return problem(StatusCode::FORBIDDEN, "User account is disabled");
     }
-    json(StatusCode::OK, &issue_tokens(&app, &user))
+    json(StatusCode::OK, &issue_tokens(app, &user))
 }
 
-pub async fn me(State(app): State<Arc<App>>, Ungated(claims): Ungated) -> Response {
+pub fn me(app: &App, claims: &Claims) -> Response {
     match app.store().user(&claims.username) {
         Some(user) => json(StatusCode::OK, &UserResponse::from(user)),
         None => problem(StatusCode::UNAUTHORIZED, "User not found"),
     }
 }
 
-/// `JWTAuth`: a valid, unexpired access token.
-fn authenticate(parts: &Parts, app: &App) -> Result<Claims, Response> {
-    let token = parts
-        .headers
+/// `JWTAuth`: `Authorization: <bearer, any case> <token>`; an empty token is a bad token, not a missing one.
+fn authenticate(headers: &HeaderMap, app: &App) -> Result<Claims, Box<Response>> {
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
-        .map(|(_, token)| token.to_string())
-        .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Authorization header required"))?;
-    match app.signer.verify(&token, Timestamp::now().as_second()) {
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
+        .ok_or_else(|| Box::new(text(StatusCode::UNAUTHORIZED, "Authorization header required")))?;
+    match app.signer.verify(token, Timestamp::now().as_second()) {
         Ok(claims) if claims.token_type == "access" => Ok(claims),
-        _ => Err(text(StatusCode::UNAUTHORIZED, "Invalid or expired token")),
+        _ => Err(Box::new(text(StatusCode::UNAUTHORIZED, "Invalid or expired token"))),
     }
 }
 
-/// `RequirePasswordChange`: the claim, not the database row, decides.
-fn require_password_set(claims: Claims) -> Result<Claims, Response> {
-    if claims.must_change_password {
-        let u = &claims.username;
-        return Err(text(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "account {u:?} must set a new password before performing other operations; run 'dfsctl user change-password' (as {u:?}) to set one"
-            ),
-        ));
+/// Runs one middleware of the chain; `claims` carries what `JWTAuth` put in the request context.
+/// Refusals are boxed: a `Response` is too large to travel in an `Err` cheaply.
+pub fn check(gate: Gate, app: &App, headers: &HeaderMap, claims: &mut Option<Claims>) -> Result<(), Box<Response>> {
+    if gate == Gate::Jwt {
+        *claims = Some(authenticate(headers, app)?);
+        return Ok(());
     }
-    Ok(claims)
-}
-
-/// Authenticated, exempt from the must-change-password gate (`/auth/me`, `/users/me/password`).
-#[derive(Debug)]
-pub struct Ungated(pub Claims);
-
-/// Authenticated and past the must-change-password gate.
-#[derive(Debug)]
-pub struct Authed(pub Claims);
-
-/// `RequireAdmin`.
-#[derive(Debug)]
-pub struct Admin;
-
-/// `RequireRole("admin", "operator")`, used only by `GET /api/v1/adapters`.
-#[derive(Debug)]
-pub struct AdapterReader;
-
-impl FromRequestParts<Arc<App>> for Ungated {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        authenticate(parts, app).map(Ungated)
-    }
-}
-
-impl FromRequestParts<Arc<App>> for Authed {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        authenticate(parts, app).and_then(require_password_set).map(Authed)
-    }
-}
-
-impl FromRequestParts<Arc<App>> for Admin {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        let claims = authenticate(parts, app).and_then(require_password_set)?;
-        if claims.role != "admin" {
-            return Err(text(StatusCode::FORBIDDEN, "Admin access required"));
+    let Some(claims) = claims.as_ref() else {
+        return Err(Box::new(text(StatusCode::UNAUTHORIZED, "Authentication required")));
+    };
+    match gate {
+        Gate::Jwt => Ok(()),
+        // The claim, not the database row, decides.
+        Gate::PasswordChanged if claims.must_change_password => {
+            let u = &claims.username;
+            Err(Box::new(text(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "account {u:?} must set a new password before performing other operations; run 'dfsctl user change-password' (as {u:?}) to set one"
+                ),
+            )))
         }
-        Ok(Admin)
-    }
-}
-
-impl FromRequestParts<Arc<App>> for AdapterReader {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        let claims = authenticate(parts, app).and_then(require_password_set)?;
-        if claims.role != "admin" && claims.role != "operator" {
-            return Err(text(StatusCode::FORBIDDEN, "Insufficient permissions"));
+        Gate::PasswordChanged => Ok(()),
+        Gate::Admin if claims.role != "admin" => Err(Box::new(text(StatusCode::FORBIDDEN, "Admin access required"))),
+        Gate::AdapterReader if claims.role != "admin" && claims.role != "operator" => {
+            Err(Box::new(text(StatusCode::FORBIDDEN, "Insufficient permissions")))
         }
-        Ok(AdapterReader)
+        Gate::Admin | Gate::AdapterReader => Ok(()),
     }
 }

@@ -1,64 +1,46 @@
 //! `/health` (liveness, always 200) and `/health/ready` (running adapter types), unauthenticated.
+//!
+//! Bodies are the real `handlers.Response` struct (`status`, `timestamp`, `data`) around a Go map, so `data`
+//! keys come out sorted; `started_at` has whole seconds and `uptime` is rounded, as `health.go` formats them.
 
-use std::sync::Arc;
-
-use axum::{extract::State, http::StatusCode, response::Response};
+use axum::{http::StatusCode, response::Response};
 use jiff::Timestamp;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::json;
-use crate::emulator::App;
+use crate::emulator::{App, log::go_duration};
 
-/// Go's `Duration.String()` for whole seconds: `24s`, `1m2s`, `3h0m5s`.
-fn go_uptime(secs: u64) -> String {
-    match (secs / 3600, secs / 60 % 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    timestamp: Timestamp,
+    data: Value,
 }
 
-pub async fn live(State(app): State<Arc<App>>) -> Response {
-    let uptime = app.started.elapsed().as_secs();
-    json(
-        StatusCode::OK,
-        &json!({
-            "status": "healthy",
-            "timestamp": Timestamp::now(),
-            "data": {
-                "control_plane_db": "reachable",
-                "service": "dittofs",
-                "started_at": app.started_at,
-                "uptime": go_uptime(uptime),
-                "uptime_sec": uptime,
-            },
-        }),
-    )
+pub fn live(app: &App) -> Response {
+    let uptime = app.started.elapsed();
+    // `uptime.Round(time.Second)`: halves round away from zero.
+    let rounded = std::time::Duration::from_secs((uptime.as_millis() as u64 + 500) / 1000);
+    // `Format(time.RFC3339)` drops the fraction.
+    let started_at = Timestamp::from_second(app.started_at.as_second()).unwrap_or(app.started_at);
+    let data = json!({
+        "control_plane_db": "reachable",
+        "service": "dittofs",
+        "started_at": started_at,
+        "uptime": go_duration(rounded),
+        "uptime_sec": uptime.as_secs(),
+    });
+    json(StatusCode::OK, &Health { status: "healthy", timestamp: Timestamp::now(), data })
 }
 
-pub async fn ready(State(app): State<Arc<App>>) -> Response {
+pub async fn ready(app: &App) -> Response {
     let types = app.runtime.running_types().await;
-    json(
-        StatusCode::OK,
-        &json!({
-            "status": "healthy",
-            "timestamp": Timestamp::now(),
-            "data": {
-                "adapters": { "running": types.len(), "types": types },
-                "grace_period": { "active": false, "expected_clients": 0, "reclaimed_clients": 0, "remaining_seconds": 0 },
-                "metadata_stores": 0,
-                "shares": 0,
-            },
-        }),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn uptime_matches_go() {
-        assert_eq!(super::go_uptime(24), "24s");
-        assert_eq!(super::go_uptime(62), "1m2s");
-        assert_eq!(super::go_uptime(3605), "1h0m5s");
-    }
+    let data = json!({
+        "adapters": { "running": types.len(), "types": types },
+        "grace_period": { "active": false, "expected_clients": 0, "reclaimed_clients": 0, "remaining_seconds": 0 },
+        "metadata_stores": 0,
+        "shares": 0,
+    });
+    json(StatusCode::OK, &Health { status: "healthy", timestamp: Timestamp::now(), data })
 }

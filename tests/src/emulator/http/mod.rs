@@ -1,83 +1,213 @@
-//! The emulator's HTTP surface: routes, request logging, fault injection and the two error body styles.
+//! The emulator's HTTP surface: chi-style dispatch, request logging, fault injection and the response styles.
 //!
-//! Handler errors are `application/problem+json`; auth middleware errors are Go `http.Error` plain text
-//! (reference §1.5, §4). Every non-`/health*` request is logged at INFO as "API request completed".
+//! Handler errors are `application/problem+json`; middleware refusals and chi's 404 are Go `http.Error` plain
+//! text (reference §1.5, §4); 405 is an empty body with `Allow` headers. Every request outside `/health` and
+//! `/health/…` is logged at INFO as "API request completed" (`/healthz` included), health probes at DEBUG.
 
 mod adapters;
 mod auth;
+mod gojson;
 mod health;
+mod routes;
 mod users;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use axum::{
     Router,
-    body::{Body, Bytes},
-    extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    body::{Body, Bytes, HttpBody},
+    extract::{Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{any, get, post},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use futures::StreamExt;
+use serde::Serialize;
 
-use super::{App, faults};
-
-/// `maxRequestBodyBytes` of the real handlers.
-const MAX_BODY: usize = 1 << 20;
+use self::{
+    gojson::{Body as ReqBody, DecodeError, MAX_BODY},
+    routes::{Endpoint, Target},
+};
+use super::{App, faults, log::go_duration};
 
 pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/me", get(auth::me))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/", post(users::create))
-        .route("/users/me/password", post(users::change_own_password))
-        .route("/users/{username}", get(users::get).put(users::update).delete(users::delete))
-        .route("/users/{username}/password", post(users::reset_password))
-        .route("/adapters", get(adapters::list).post(adapters::create))
-        .route("/adapters/ports", get(adapters::ports))
-        .route("/adapters/{kind}", get(adapters::get).put(adapters::update).delete(adapters::delete))
-        .route("/adapters/{kind}/status", get(adapters::status))
-        .route("/adapters/{kind}/settings", any(not_emulated))
-        .route("/adapters/{kind}/settings/{*rest}", any(not_emulated));
-    // Admin-only areas the operator role must be refused on; their contents are not emulated.
-    let api = ["shares", "store", "settings", "clients", "mounts", "grace"].iter().fold(api, |api, area| {
-        api.route(&format!("/{area}"), any(not_emulated)).route(&format!("/{area}/{{*rest}}"), any(not_emulated))
-    });
     Router::new()
-        .route("/", get(|| async { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "/health")]) }))
-        .route("/health", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .nest("/api/v1", api)
-        .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
-        .layer(DefaultBodyLimit::max(8 * MAX_BODY))
+        .fallback(dispatch)
         .layer(middleware::from_fn_with_state(app.clone(), inject_faults))
         .layer(middleware::from_fn_with_state(app.clone(), log_requests))
         .with_state(app)
 }
 
-/// Admin-gated routes whose behaviour the emulator does not implement: honest 501 instead of a fake answer.
-async fn not_emulated(_admin: auth::Admin) -> Response {
-    problem(StatusCode::NOT_IMPLEMENTED, "not implemented by dittofs-emulator")
+/// Routes as chi would, runs the gates in chain order, then the handler.
+async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // Read before answering, refusals included: hyper drops a keep-alive connection whose request body was
+    // left unread, where Go drains it and keeps the connection for the client's next request.
+    let body = read_body(body).await;
+    let route = routes::route(parts.method.as_str(), &routing_path(parts.uri.path()));
+    let mut claims = None;
+    for gate in &route.gates {
+        if let Err(refusal) = auth::check(*gate, &app, &parts.headers, &mut claims) {
+            return *refusal;
+        }
+    }
+    let endpoint = match route.target {
+        Target::Endpoint(endpoint) => endpoint,
+        Target::NotFound => return text(StatusCode::NOT_FOUND, "404 page not found"),
+        Target::MethodNotAllowed(allowed) => {
+            let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+            for method in allowed {
+                response.headers_mut().append(header::ALLOW, HeaderValue::from_static(method));
+            }
+            return response;
+        }
+    };
+    let mut response = handle(&app, endpoint, claims, &body).await;
+    // Go's decoder stopped at 1 MiB and the server then closes the connection rather than drain the rest.
+    if body.over_limit && response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn handle(app: &App, endpoint: Endpoint, claims: Option<auth::Claims>, body: &ReqBody) -> Response {
+    use Endpoint as E;
+    // Every gated endpoint has claims; the real handlers answer this if the middleware were missing.
+    let claims = claims.ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "Authentication required"));
+    match (endpoint, claims) {
+        (E::Redirect, _) => redirect("/health"),
+        (E::Live, _) => health::live(app),
+        (E::Ready, _) => health::ready(app).await,
+        (E::Login, _) => auth::login(app, body).await,
+        (E::Refresh, _) => auth::refresh(app, body).await,
+        (E::ListPorts, _) => adapters::ports(app).await,
+        (E::ListAdapters, _) => adapters::list(app).await,
+        (E::CreateAdapter, _) => adapters::create(app, body).await,
+        (E::GetAdapter(kind), _) => adapters::get(app, &kind).await,
+        (E::UpdateAdapter(kind), _) => adapters::update(app, &kind, body).await,
+        (E::DeleteAdapter(kind), _) => adapters::delete(app, &kind).await,
+        (E::AdapterStatus(kind), _) => adapters::status(app, &kind).await,
+        (E::ListUsers, _) => users::list(app),
+        (E::CreateUser, _) => users::create(app, body).await,
+        (E::UpdateUser(name), _) => users::update(app, &name, body),
+        (E::DeleteUser(key), _) => users::delete(app, &key),
+        (E::ResetPassword(name), _) => users::reset_password(app, &name, body).await,
+        (E::NotEmulated, _) => problem(StatusCode::NOT_IMPLEMENTED, "not implemented by dittofs-emulator"),
+        (_, Err(refusal)) => refusal,
+        (E::Me, Ok(claims)) => auth::me(app, &claims),
+        (E::GetUser(name), Ok(claims)) => users::get(app, &claims, &name),
+        (E::ChangeOwnPassword, Ok(claims)) => users::change_own_password(app, &claims, body).await,
+    }
+}
+
+/// The path chi routes on: Go's decoded `URL.Path`, unless re-escaping it would not give the raw path back
+/// (then `RawPath`, undecoded), exactly as `url.URL.setPath` decides.
+fn routing_path(raw: &str) -> String {
+    let decoded = percent_decode(raw);
+    if go_escape_path(&decoded) == raw { decoded } else { raw.to_string() }
+}
+
+/// `URL.Path` as Go logs it.
+fn decoded_path(raw: &str) -> String {
+    percent_decode(raw)
+}
+
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Go's `escape(s, encodePath)`.
+fn go_escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Keeps the first 1 MiB, as `http.MaxBytesReader` lets the decoder see, and notes whether there was more.
+/// The rest is read and dropped (up to a bound) so the client gets the answer rather than a reset.
+async fn read_body(body: Body) -> ReqBody {
+    const DRAIN: usize = 8 * MAX_BODY;
+    let mut stream = body.into_data_stream();
+    let (mut out, mut seen) = (ReqBody::default(), 0);
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        let room = MAX_BODY.saturating_sub(out.bytes.len());
+        out.bytes.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        out.over_limit = seen > MAX_BODY;
+        if seen > DRAIN {
+            break;
+        }
+    }
+    out
+}
+
+/// chi's `middleware.RequestID` prefix: `hostname/` + 10 random base64 characters.
+fn request_id_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        use base64::Engine;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let random: String = base64::engine::general_purpose::STANDARD
+            .encode(rand::random::<[u8; 12]>())
+            .chars()
+            .filter(|c| *c != '+' && *c != '/')
+            .take(10)
+            .collect();
+        format!("{host}/{random}")
+    })
 }
 
 async fn log_requests(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
-    let request_id = app.next_request_id();
+    let (method, path) = (req.method().to_string(), decoded_path(req.uri().path()));
+    let counter = app.next_request_number();
+    // chi takes the caller's X-Request-Id when there is one.
+    let request_id = match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => format!("{}-{counter:06}", request_id_prefix()),
+    };
+    let head = req.method() == Method::HEAD;
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let duration = format!("{:?}", start.elapsed());
+    let bytes = if head { 0 } else { response.body().size_hint().exact().unwrap_or_default() };
+    let duration = go_duration(start.elapsed());
     let attrs = [
-        ("request_id", request_id.as_str()),
-        ("method", method.as_str()),
-        ("path", path.as_str()),
-        ("status", status.as_str()),
-        ("duration", duration.as_str()),
+        ("request_id", (&request_id).into()),
+        ("method", (&method).into()),
+        ("path", (&path).into()),
+        ("status", i64::from(response.status().as_u16()).into()),
+        ("bytes", i64::try_from(bytes).unwrap_or(i64::MAX).into()),
+        ("duration", (&duration).into()),
     ];
-    if path.starts_with("/health") {
+    if path == "/health" || path.starts_with("/health/") {
         app.log.debug("API request completed", &attrs);
     } else {
         app.log.info("API request completed", &attrs);
@@ -92,7 +222,7 @@ async fn inject_faults(State(app): State<Arc<App>>, req: Request, next: Next) ->
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, &format!("dittofs-emulator faults file: {e}")),
     };
     let Some(action) = action else { return next.run(req).await };
-    app.log.warn("Injecting fault", &[("path", req.uri().path()), ("fault", &format!("{action:?}"))]);
+    app.log.warn("Injecting fault", &[("path", req.uri().path().into()), ("fault", (&format!("{action:?}")).into())]);
     match action {
         faults::Action::Status(code) => {
             problem(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected fault")
@@ -121,23 +251,44 @@ pub(crate) fn text(status: StatusCode, message: &str) -> Response {
     response
 }
 
+/// `http.Redirect` for a GET: the status, `Location` and Go's little HTML body.
+fn redirect(to: &'static str) -> Response {
+    let body = format!("<a href=\"{to}\">Temporary Redirect</a>.\n\n");
+    let mut response = (StatusCode::TEMPORARY_REDIRECT, body).into_response();
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_static(to));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
+/// `handlers.Problem`, fields in the Go struct's order.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+}
+
+/// The titles of the `handlers/problem.go` helpers (Go's status texts, not the http crate's).
+fn title(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        413 => "Request Entity Too Large",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
 /// An RFC 7807 problem as written by `handlers/problem.go`.
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut response = json_bytes(status, format!("{body}\n").into());
+    let body = gojson::encode(&Problem { kind: "about:blank", title: title(status), status: status.as_u16(), detail });
+    let mut response = json_bytes(status, body.into());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     response
 }
 
-pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    let mut body = serde_json::to_vec(value).expect("response types always serialize");
-    body.push(b'\n');
-    json_bytes(status, body.into())
+/// `WriteJSON`: Go's encoding (HTML-safe strings, Go floats, struct field order) and a trailing newline.
+pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    json_bytes(status, gojson::encode(value).into())
 }
 
 fn json_bytes(status: StatusCode, body: Bytes) -> Response {
@@ -151,15 +302,36 @@ pub(crate) fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// `decodeJSONBody`: 413 problem over 1 MiB, 400 "Invalid request body" for anything that is not the JSON shape.
-pub(crate) fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    if body.len() > MAX_BODY {
-        return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, "request body exceeds the 1 MiB limit"));
-    }
-    serde_json::from_slice(body).map_err(|_| problem(StatusCode::BAD_REQUEST, "Invalid request body"))
+/// What chi's `Recoverer` sends when a handler panics: a bare 500.
+pub(crate) fn recovered_panic(app: &App, message: &str) -> Response {
+    app.log.error("panic recovered", &[("panic", message.into())]);
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+/// `decodeJSONBody`: 413 problem when the value does not end inside 1 MiB, else 400 "Invalid request body".
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &ReqBody) -> Result<T, Box<Response>> {
+    gojson::decode(body).map_err(|e| {
+        Box::new(match e {
+            DecodeError::TooLarge => problem(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
+            DecodeError::Invalid => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+        })
+    })
 }
 
 /// Maps a database failure to the handler's generic 500.
 pub(crate) fn internal(detail: &str) -> Response {
     problem(StatusCode::INTERNAL_SERVER_ERROR, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_decode_as_go_routes_them() {
+        assert_eq!(routing_path("/api/v1/users/a%20b"), "/api/v1/users/a b");
+        assert_eq!(routing_path("/api/v1/users/a%2Fb"), "/api/v1/users/a%2Fb", "an encoded slash stays raw");
+        assert_eq!(routing_path("/api/v1/adapters"), "/api/v1/adapters");
+        assert_eq!(decoded_path("/x%2Fy"), "/x/y");
+    }
 }

@@ -1,19 +1,16 @@
 //! Users API (`handlers/users.go`): admin-only except reading oneself and changing one's own password.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
-use axum::{
-    body::Bytes,
-    extract::{Path, State},
-    http::StatusCode,
-    response::Response,
-};
+use axum::{http::StatusCode, response::Response};
 use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::{
-    auth::{Admin, Authed, Ungated, UserResponse, issue_tokens},
-    decode, internal, json, no_content, problem,
+    auth::{Claims, UserResponse, issue_tokens},
+    decode,
+    gojson::Body,
+    internal, json, no_content, problem,
 };
 use crate::emulator::{
     App,
@@ -52,15 +49,17 @@ pub struct CreateUser {
     gid: Option<u32>,
     #[serde(default)]
     groups: Vec<String>,
+    #[allow(dead_code)] // read and then lost to GORM's `default:true`, as in the real server
     enabled: Option<bool>,
-    #[allow(dead_code)] // accepted and ignored: shares are not emulated
-    share_permissions: Option<BTreeMap<String, serde_json::Value>>,
+    #[allow(dead_code)] // type-checked like Go's map[string]SharePermission, then ignored: no shares here
+    share_permissions: Option<BTreeMap<String, String>>,
 }
 
-pub async fn create(_admin: Admin, State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let req: CreateUser = match decode(&body) {
+/// GORM's `default:true` on `enabled` turns a requested `false` into `true`, as it does for adapters.
+pub async fn create(app: &App, body: &Body) -> Response {
+    let req: CreateUser = match decode(body) {
         Ok(req) => req,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if req.username.is_empty() {
         return problem(StatusCode::BAD_REQUEST, "Username is required");
@@ -88,7 +87,7 @@ pub async fn create(_admin: Admin, State(app): State<Arc<App>>, body: Bytes) -> 
         uid: req.uid,
         gid: req.gid,
         groups: req.groups,
-        enabled: req.enabled.unwrap_or(true),
+        enabled: true,
         created_at: Timestamp::now(),
         last_login: None,
     };
@@ -99,16 +98,16 @@ pub async fn create(_admin: Admin, State(app): State<Arc<App>>, body: Bytes) -> 
     }
 }
 
-pub async fn list(_admin: Admin, State(app): State<Arc<App>>) -> Response {
+pub fn list(app: &App) -> Response {
     let users: Vec<UserResponse> = app.store().users().map(UserResponse::from).collect();
     json(StatusCode::OK, &users)
 }
 
-pub async fn get(Authed(claims): Authed, State(app): State<Arc<App>>, Path(username): Path<String>) -> Response {
+pub fn get(app: &App, claims: &Claims, username: &str) -> Response {
     if claims.role != "admin" && claims.username != username {
         return problem(StatusCode::FORBIDDEN, "Access denied");
     }
-    match app.store().user(&username) {
+    match app.store().user(username) {
         Some(user) => json(StatusCode::OK, &UserResponse::from(user)),
         None => problem(StatusCode::NOT_FOUND, "User not found"),
     }
@@ -123,41 +122,53 @@ pub struct UpdateUser {
     gid: Option<u32>,
     groups: Option<Vec<String>>,
     enabled: Option<bool>,
+    #[allow(dead_code)] // type-checked like Go's map[string]SharePermission, then ignored: no shares here
+    share_permissions: Option<BTreeMap<String, String>>,
 }
 
-pub async fn update(_admin: Admin, State(app): State<Arc<App>>, Path(username): Path<String>, body: Bytes) -> Response {
-    let req: UpdateUser = match decode(&body) {
+/// The real order: fields are written first (a uid another user holds fails the write with 500), then the
+/// groups are replaced — so an unknown group is a 400 that still leaves the other fields changed.
+pub fn update(app: &App, username: &str, body: &Body) -> Response {
+    let req: UpdateUser = match decode(body) {
         Ok(req) => req,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    if app.store().user(&username).is_none() {
+    if app.store().user(username).is_none() {
         return problem(StatusCode::NOT_FOUND, "User not found");
     }
     if req.role.as_deref().is_some_and(|r| !valid_role(r)) {
         return problem(StatusCode::BAD_REQUEST, INVALID_ROLE);
     }
-    if req.groups.as_deref().is_some_and(|g| !groups_exist(g)) {
-        return problem(StatusCode::BAD_REQUEST, UNKNOWN_GROUP);
-    }
-    let updated = app.store().update_user(&username, |u| {
+    let updated = app.store().update_user(username, |u| {
         u.email = req.email.unwrap_or(u.email.clone());
         u.display_name = req.display_name.unwrap_or(u.display_name.clone());
         u.role = req.role.unwrap_or(u.role.clone());
         u.uid = req.uid.or(u.uid);
         u.gid = req.gid.or(u.gid);
-        u.groups = req.groups.unwrap_or(u.groups.clone());
         u.enabled = req.enabled.unwrap_or(u.enabled);
     });
     match updated {
-        Ok(Some(user)) => json(StatusCode::OK, &UserResponse::from(&user)),
-        Ok(None) => problem(StatusCode::NOT_FOUND, "User not found"),
-        Err(_) => internal("Failed to update user"),
+        Ok(Some(_)) => {}
+        Ok(None) => return problem(StatusCode::NOT_FOUND, "User not found"),
+        Err(_) => return internal("Failed to update user"),
+    }
+    if let Some(groups) = req.groups {
+        if !groups_exist(&groups) {
+            return problem(StatusCode::BAD_REQUEST, UNKNOWN_GROUP);
+        }
+        if app.store().update_user(username, |u| u.groups = groups).is_err() {
+            return internal("Failed to update user groups");
+        }
+    }
+    match app.store().user(username) {
+        Some(user) => json(StatusCode::OK, &UserResponse::from(user)),
+        None => internal("Failed to reload user"),
     }
 }
 
-pub async fn delete(_admin: Admin, State(app): State<Arc<App>>, Path(key): Path<String>) -> Response {
+pub fn delete(app: &App, key: &str) -> Response {
     let mut store = app.store();
-    let Some(username) = store.user_by_name_or_id(&key).map(|u| u.username.clone()) else {
+    let Some(username) = store.user_by_name_or_id(key).map(|u| u.username.clone()) else {
         return problem(StatusCode::NOT_FOUND, "User not found");
     };
     // Guarded by name even when addressed by id (`store/users.go` DeleteUser).
@@ -179,24 +190,23 @@ pub struct ChangePassword {
 }
 
 /// Admin reset; sets must-change again only for admins.
-pub async fn reset_password(
-    _admin: Admin,
-    State(app): State<Arc<App>>,
-    Path(username): Path<String>,
-    body: Bytes,
-) -> Response {
-    let req: ChangePassword = match decode(&body) {
+pub async fn reset_password(app: &App, username: &str, body: &Body) -> Response {
+    // chi lets `/users//password` through with an empty name.
+    if username.is_empty() {
+        return problem(StatusCode::BAD_REQUEST, "Username is required");
+    }
+    let req: ChangePassword = match decode(body) {
         Ok(req) => req,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if req.new_password.is_empty() {
         return problem(StatusCode::BAD_REQUEST, "New password is required");
     }
-    if app.store().user(&username).is_none() {
+    if app.store().user(username).is_none() {
         return problem(StatusCode::NOT_FOUND, "User not found");
     }
     let Ok(password_hash) = hash(req.new_password).await else { return internal("Failed to hash password") };
-    let updated = app.store().update_user(&username, |u| {
+    let updated = app.store().update_user(username, |u| {
         u.password_hash = password_hash;
         u.must_change_password = u.role == "admin";
     });
@@ -208,10 +218,10 @@ pub async fn reset_password(
 }
 
 /// `POST /users/me/password`: returns a fresh token pair, since old tokens keep the must-change claim.
-pub async fn change_own_password(Ungated(claims): Ungated, State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let req: ChangePassword = match decode(&body) {
+pub async fn change_own_password(app: &App, claims: &Claims, body: &Body) -> Response {
+    let req: ChangePassword = match decode(body) {
         Ok(req) => req,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if req.new_password.is_empty() {
         return problem(StatusCode::BAD_REQUEST, "New password is required");
@@ -237,7 +247,7 @@ pub async fn change_own_password(Ungated(claims): Ungated, State(app): State<Arc
         u.must_change_password = false;
     });
     match updated {
-        Ok(Some(user)) => json(StatusCode::OK, &issue_tokens(&app, &user)),
+        Ok(Some(user)) => json(StatusCode::OK, &issue_tokens(app, &user)),
         _ => internal("Failed to update password"),
     }
 }
