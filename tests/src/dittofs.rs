@@ -69,6 +69,10 @@ pub struct Options {
     pub seeded_ports: bool,
     /// Emulator only: enable the faults file (see `emulator::faults`).
     pub faults: bool,
+    /// Use this text as `config.yaml` instead of the generated one (e.g. the controller's rendered
+    /// config). The instance's own port, host and database still apply, through the env vars
+    /// `DITTOFS_CONTROLPLANE_{PORT,HOST}` and `DITTOFS_DATABASE_SQLITE_PATH`, which win over the file.
+    pub config_yaml: Option<String>,
 }
 
 /// A running (or stopped) DittoFS instance. Dropping it stops the server and removes its directory.
@@ -157,6 +161,9 @@ impl DittoFs {
     }
 
     fn write_config(&self) -> anyhow::Result<()> {
+        if let Some(text) = &self.options.config_yaml {
+            return std::fs::write(self.dir.path().join("config.yaml"), text).context("write DittoFS config");
+        }
         let ttl = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
         let config = format!(
             "logging:\n  level: INFO\n  format: text\n  output: stdout\n\
@@ -191,6 +198,11 @@ impl DittoFs {
             .stderr(log);
         if self.options.faults {
             cmd.env("DITTOFS_EMULATOR_FAULTS_FILE", self.dir.path().join("faults"));
+        }
+        if self.options.config_yaml.is_some() {
+            cmd.env("DITTOFS_CONTROLPLANE_PORT", self.api_port.to_string())
+                .env("DITTOFS_CONTROLPLANE_HOST", "127.0.0.1")
+                .env("DITTOFS_DATABASE_SQLITE_PATH", self.db_path());
         }
         let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
         self.watchdog.adopt(child.id())?;

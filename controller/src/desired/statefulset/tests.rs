@@ -1,0 +1,162 @@
+//! Unit tests of the StatefulSet builder: what rolls the pod, the agent's isolation, the hardened defaults.
+
+use super::*;
+use crate::desired::test_support::server;
+use serde_json::json;
+
+fn build(extra: serde_json::Value) -> StatefulSet {
+    statefulset(&server(extra), "agent:1", "hash", None)
+}
+
+fn pod(sts: &StatefulSet) -> PodSpec {
+    sts.spec.clone().unwrap().template.spec.unwrap()
+}
+
+fn container<'a>(pod: &'a PodSpec, name: &str) -> &'a Container {
+    pod.containers.iter().find(|c| c.name == name).unwrap()
+}
+
+#[test]
+fn polling_interval_and_adapter_services_do_not_touch_the_template() {
+    let base = build(json!({}));
+    let edited = build(json!({
+        "adapterDiscovery": {"pollingInterval": "5s"},
+        "adapterServices": {"type": "NodePort", "annotations": {"x": "y"}, "syncContainerPorts": false}
+    }));
+    assert_eq!(base, edited);
+    // Nor does the generation.
+    let mut ds = server(json!({}));
+    ds.metadata.generation = Some(99);
+    assert_eq!(statefulset(&ds, "agent:1", "hash", None), base);
+}
+
+#[test]
+fn config_hash_covers_config_and_secrets_only() {
+    let secrets = BTreeMap::from([("jwt".to_owned(), b"k1".to_vec())]);
+    let h = config_hash("a: 1\n", &secrets);
+    assert_eq!(h.len(), 64);
+    assert_eq!(h, config_hash("a: 1\n", &secrets.clone()));
+    assert_ne!(h, config_hash("a: 2\n", &secrets));
+    let rotated = BTreeMap::from([("jwt".to_owned(), b"k2".to_vec())]);
+    assert_ne!(h, config_hash("a: 1\n", &rotated));
+    // Length prefixes: moving bytes between parts changes the hash.
+    assert_ne!(config_hash("ab", &BTreeMap::new()), config_hash("a", &BTreeMap::from([("b".to_owned(), vec![])])));
+    let sts = build(json!({}));
+    let annotations = sts.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "hash");
+}
+
+#[test]
+fn the_server_container_matches_the_go_operator() {
+    let sts = build(json!({}));
+    let spec = sts.spec.clone().unwrap();
+    assert_eq!(spec.service_name.as_deref(), Some("fs-headless"));
+    assert_eq!(spec.replicas, Some(1));
+    let pod = pod(&sts);
+    assert_eq!(pod.termination_grace_period_seconds, Some(105));
+    assert_eq!(pod.security_context.as_ref().unwrap().fs_group, Some(65532));
+    let dfs = container(&pod, "dittofs");
+    assert_eq!(dfs.command.as_ref().unwrap(), &["/app/dfs"]);
+    assert_eq!(dfs.args.as_ref().unwrap(), &["start", "--foreground", "--config", "/config/config.yaml"]);
+    let env: Vec<_> = dfs.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(env, ["DITTOFS_CONTROLPLANE_SECRET", "DITTOFS_ADMIN_INITIAL_PASSWORD"]);
+    let jwt = dfs.env.as_ref().unwrap()[0].value_from.clone().unwrap().secret_key_ref.unwrap();
+    assert_eq!((jwt.name.as_str(), jwt.key.as_str()), ("fs-jwt-secret", "jwt-secret"));
+    let sc = dfs.security_context.as_ref().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(), &["ALL"]);
+    assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    let ports: Vec<_> = dfs.ports.as_ref().unwrap().iter().map(|p| p.name.clone().unwrap()).collect();
+    assert_eq!(ports, ["api"]);
+    let live = dfs.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    assert_eq!((live.path.as_deref(), live.port.clone()), (Some("/health"), IntOrString::Int(8080)));
+    let claims: Vec<_> =
+        spec.volume_claim_templates.unwrap().iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+    assert_eq!(claims, ["metadata", "controlplane"]);
+}
+
+#[test]
+fn user_security_context_gets_defaults_back_filled() {
+    let sts = build(json!({"securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}, "runAsNonRoot": false}}));
+    let pod = pod(&sts);
+    let sc = container(&pod, "dittofs").security_context.clone().unwrap();
+    assert_eq!(sc.run_as_non_root, Some(false), "the user's explicit value stays");
+    let caps = sc.capabilities.unwrap();
+    assert_eq!(caps.add.unwrap(), ["NET_BIND_SERVICE"]);
+    assert_eq!(caps.drop.unwrap(), ["ALL"]);
+}
+
+#[test]
+fn only_the_agent_gets_the_service_account_token() {
+    let pod = pod(&build(json!({})));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.service_account_name.as_deref(), Some("fs-agent"));
+    let token_mounts =
+        |c: &Container| c.volume_mounts.iter().flatten().filter(|m| m.mount_path == SA_TOKEN_DIR).count();
+    assert_eq!(token_mounts(container(&pod, "dittofs")), 0);
+    assert_eq!(token_mounts(container(&pod, "agent")), 1);
+    let projected = pod.volumes.unwrap().into_iter().find(|v| v.name == "agent-token").unwrap().projected.unwrap();
+    assert_eq!(projected.sources.unwrap().len(), 3);
+}
+
+#[test]
+fn the_agent_container() {
+    let pod1 = pod(&build(json!({"controlPlane": {"port": 9000}})));
+    let agent = container(&pod1, "agent");
+    assert_eq!(agent.image.as_deref(), Some("agent:1"));
+    let env: BTreeMap<_, _> = agent.env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e)).collect();
+    assert_eq!(env["DITTOFS_URL"].value.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(env["DITTOSERVER_NAME"].value.as_deref(), Some("fs"));
+    let pod_name = env["POD_NAME"].value_from.clone().unwrap().field_ref.unwrap();
+    assert_eq!(pod_name.field_path, "metadata.name");
+    let password = env["DITTOFS_ADMIN_PASSWORD"].value_from.clone().unwrap().secret_key_ref.unwrap();
+    assert_eq!(password.name, "fs-admin-bootstrap-credentials");
+    let sc = agent.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    let limits = agent.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["memory"].0, "64Mi");
+    assert_eq!(agent.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().port, IntOrString::Int(8082));
+
+    let pod2 = pod(&build(json!({"agent": {"image": "mine:2", "imagePullPolicy": "Never"},
+        "identity": {"admin": {"passwordSecretRef": {"name": "a", "key": "p"}}}})));
+    let agent = container(&pod2, "agent");
+    assert_eq!(agent.image.as_deref(), Some("mine:2"));
+    assert_eq!(agent.image_pull_policy.as_deref(), Some("Never"));
+    let password = agent.env.as_ref().unwrap()[4].value_from.clone().unwrap().secret_key_ref.unwrap();
+    assert_eq!((password.name.as_str(), password.key.as_str(), password.optional), ("a", "p", None));
+}
+
+#[test]
+fn tls_metrics_content_and_postgres() {
+    let sts = build(json!({
+        "controlPlane": {"certSecretName": "cert", "clientCASecretName": "ca"},
+        "metrics": {"enabled": true, "bearerTokenSecret": {"name": "t", "key": "tok"}},
+        "storage": {"metadataSize": "1Gi", "contentSize": "5Gi"},
+        "database": {"postgresSecretRef": {"name": "pg", "key": "ignored"}}
+    }));
+    let pod = pod(&sts);
+    let dfs = container(&pod, "dittofs");
+    let mounts: Vec<_> = dfs.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
+    for path in ["/tls", "/tls-client-ca", "/metrics-token", "/data/store/block"] {
+        assert!(mounts.contains(&path), "{path} in {mounts:?}");
+    }
+    // mTLS: TCP probes; the agent dials https.
+    assert!(dfs.readiness_probe.as_ref().unwrap().tcp_socket.is_some());
+    let agent = container(&pod, "agent");
+    assert!(agent.env.as_ref().unwrap()[3].value.as_deref().unwrap().starts_with("https://"));
+    let env: Vec<_> = dfs.env.as_ref().unwrap().iter().map(|e| e.name.clone()).collect();
+    assert!(env.contains(&"DITTOFS_DATABASE_POSTGRES_HOST".to_owned()));
+    let ports: Vec<_> = dfs.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
+    assert_eq!(ports, [8080, 9090]);
+}
+
+#[test]
+fn live_claim_templates_are_kept_when_the_spec_changes_them() {
+    let old = build(json!({}));
+    let resized = statefulset(&server(json!({"storage": {"metadataSize": "50Gi"}})), "agent:1", "hash", Some(&old));
+    assert_eq!(resized.spec.unwrap().volume_claim_templates, old.spec.clone().unwrap().volume_claim_templates);
+    let same = statefulset(&server(json!({})), "agent:1", "hash", Some(&old));
+    assert_eq!(same, old);
+}

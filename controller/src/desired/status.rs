@@ -1,0 +1,258 @@
+//! The status the controller owns, computed from what it observed, and whether it differs from the stored one.
+//!
+//! `status.agents` belongs to the agents (one field manager per pod) and is never part of the
+//! controller's status: it is read here (for Authenticated) but left out of what is applied and compared.
+//! A condition's `lastTransitionTime` moves only when its status flips.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use dittofs_api::conditions::{self as c, reasons};
+use dittofs_api::crd::unimplemented::unimplemented_message;
+use dittofs_api::crd::{AgentStatus, DittoServerStatus, Phase};
+use dittofs_api::{DittoServer, unimplemented_fields};
+
+/// Reason of Ready=False when the stored spec does not parse (an object that bypassed the schema).
+pub const INVALID_SPEC_REASON: &str = "InvalidSpec";
+
+/// State of the rendered-config ConfigMap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigMapState {
+    /// It does not exist.
+    Missing,
+    /// It exists without `config.yaml`.
+    NoConfigKey,
+    /// It holds `config.yaml`.
+    Present,
+}
+
+/// What the StatefulSet reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatefulSetState {
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `status.observedGeneration`.
+    pub observed_generation: i64,
+    /// `status.readyReplicas`.
+    pub ready_replicas: i32,
+    /// `status.availableReplicas`.
+    pub available_replicas: i32,
+}
+
+/// Everything the status is computed from besides the server itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The ConfigMap.
+    pub config_map: ConfigMapState,
+    /// The StatefulSet, if it exists.
+    pub statefulset: Option<StatefulSetState>,
+    /// The pod template's config hash.
+    pub config_hash: String,
+}
+
+/// The status the controller wants: everything but `agents`.
+///
+/// `adapters` and `adaptersSummary` are carried over from the stored status: they are the adapter
+/// part's output and must survive this apply (the same field manager omitting them would delete them).
+pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> DittoServerStatus {
+    let current = ds.status.as_ref();
+    let generation = ds.metadata.generation.unwrap_or_default();
+    let desired_replicas = ds.spec.replicas;
+    let sts = observed.statefulset.unwrap_or_default();
+    let ready = sts.ready_replicas;
+    let mut conds = Conditions::new(current, generation, now);
+
+    let config_ready = conds.set(
+        c::CONFIG_READY,
+        match observed.config_map {
+            ConfigMapState::Present => (true, reasons::CONFIG_VALID, "config.yaml rendered".into()),
+            ConfigMapState::Missing => {
+                (false, reasons::CONFIG_MAP_NOT_FOUND, "the config ConfigMap does not exist".into())
+            }
+            ConfigMapState::NoConfigKey => {
+                (false, reasons::CONFIG_MISSING, "the config ConfigMap has no config.yaml".into())
+            }
+        },
+    );
+    let available = conds.set(
+        c::AVAILABLE,
+        if desired_replicas == 0 {
+            (true, reasons::STOPPED, "scaled to zero replicas".into())
+        } else if ready >= 1 {
+            (true, reasons::MINIMUM_REPLICAS_AVAILABLE, format!("{ready} of {desired_replicas} replicas ready"))
+        } else {
+            (false, reasons::NO_REPLICAS_AVAILABLE, "no replica is ready".into())
+        },
+    );
+    let progressing = conds.set(
+        c::PROGRESSING,
+        if observed.statefulset.is_none() || sts.observed_generation < sts.generation {
+            (true, reasons::STATEFULSET_UPDATING, "the StatefulSet is rolling out".into())
+        } else if ready != desired_replicas {
+            (true, reasons::SCALING_REPLICAS, format!("{ready} of {desired_replicas} replicas ready"))
+        } else {
+            (false, reasons::RECONCILE_COMPLETE, "the StatefulSet is up to date".into())
+        },
+    );
+    let authenticated = conds.set_tri(c::AUTHENTICATED, authenticated(current));
+    let fields = unimplemented_fields(&ds.spec);
+    conds.set(
+        c::SPEC_SUPPORTED,
+        if fields.is_empty() {
+            (true, reasons::ALL_FIELDS_SUPPORTED, "every field set in the spec is implemented".into())
+        } else {
+            (false, reasons::UNIMPLEMENTED_FIELDS, unimplemented_message(&fields))
+        },
+    );
+
+    let mut unmet = Vec::new();
+    if !config_ready {
+        unmet.push("ConfigNotReady");
+    }
+    if !available {
+        unmet.push("NotAvailable");
+    }
+    if progressing {
+        unmet.push("StillProgressing");
+    }
+    if desired_replicas > 0 && authenticated != Some(true) {
+        unmet.push("NotAuthenticated");
+    }
+    conds.set(
+        c::READY,
+        if unmet.is_empty() {
+            (true, reasons::ALL_CONDITIONS_MET, "DittoServer is fully operational".into())
+        } else {
+            (false, reasons::CONDITIONS_NOT_MET, format!("Not ready: [{}]", unmet.join(" ")))
+        },
+    );
+
+    DittoServerStatus {
+        observed_generation: Some(generation),
+        replicas: Some(desired_replicas),
+        ready_replicas: Some(ready),
+        available_replicas: Some(sts.available_replicas),
+        phase: Some(if desired_replicas == 0 {
+            Phase::Stopped
+        } else if ready == desired_replicas {
+            Phase::Running
+        } else {
+            Phase::Pending
+        }),
+        config_hash: Some(observed.config_hash.clone()),
+        conditions: conds.finish(),
+        adapters: current.map(|s| s.adapters.clone()).unwrap_or_default(),
+        adapters_summary: current.and_then(|s| s.adapters_summary.clone()),
+        agents: Vec::new(),
+    }
+}
+
+/// The status of a server whose stored spec does not parse: Ready=False naming the field, the rest kept.
+pub fn invalid_spec_status(
+    current: Option<&DittoServerStatus>,
+    generation: i64,
+    message: &str,
+    now: Timestamp,
+) -> DittoServerStatus {
+    let mut status = owned_part(current);
+    let mut conds = Conditions::new(current, generation, now);
+    conds.set(c::READY, (false, INVALID_SPEC_REASON, message.to_owned()));
+    // Keep the other conditions as they were; only Ready changes.
+    let ready = conds.finish();
+    status.conditions.retain(|cond| cond.type_ != c::READY);
+    status.conditions.extend(ready);
+    status.conditions.sort_by_key(|cond| order(&cond.type_));
+    status.observed_generation = Some(generation);
+    status
+}
+
+/// The part of a stored status the controller owns (everything but `agents`).
+pub fn owned_part(status: Option<&DittoServerStatus>) -> DittoServerStatus {
+    let mut owned = status.cloned().unwrap_or_default();
+    owned.agents.clear();
+    owned
+}
+
+/// Whether `desired` differs from what is stored: the only case where the status is written.
+pub fn needs_write(current: Option<&DittoServerStatus>, desired: &DittoServerStatus) -> bool {
+    owned_part(current) != *desired
+}
+
+/// Authenticated from the agents' reports: True if any agent holds a token, False with the first
+/// agent's reason otherwise, Unknown while no agent reported.
+fn authenticated(current: Option<&DittoServerStatus>) -> (Option<bool>, &'static str, String) {
+    let agents: &[AgentStatus] = current.map_or(&[], |s| &s.agents);
+    let auths: Vec<_> = agents.iter().filter_map(|a| a.auth.as_ref().map(|auth| (a, auth))).collect();
+    if let Some((agent, _)) = auths.iter().find(|(_, auth)| auth.authenticated) {
+        return (Some(true), reasons::AUTHENTICATION_SUCCEEDED, format!("agent in {} is logged in", agent.pod_name));
+    }
+    match auths.first() {
+        Some((agent, auth)) => {
+            let reason = if auth.reason == reasons::API_UNREACHABLE {
+                reasons::API_UNREACHABLE
+            } else {
+                reasons::AUTHENTICATION_FAILED
+            };
+            let detail = auth.message.clone().unwrap_or_else(|| auth.reason.clone());
+            (Some(false), reason, format!("agent in {}: {detail}", agent.pod_name))
+        }
+        None => (None, reasons::NO_AGENT_REPORT, "no agent has reported yet".into()),
+    }
+}
+
+fn order(type_: &str) -> usize {
+    c::ALL.iter().position(|t| *t == type_).unwrap_or(c::ALL.len())
+}
+
+/// Builds conditions in the order of `conditions::ALL`, keeping transition times of unchanged statuses.
+struct Conditions<'a> {
+    current: &'a [Condition],
+    generation: i64,
+    now: Time,
+    out: Vec<Condition>,
+}
+
+impl<'a> Conditions<'a> {
+    fn new(current: Option<&'a DittoServerStatus>, generation: i64, now: Timestamp) -> Self {
+        // Stored times have second precision: truncate so a stored time and a fresh one compare equal.
+        let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        Self { current: current.map_or(&[], |s| &s.conditions), generation, now: Time(now), out: Vec::new() }
+    }
+
+    /// Sets a True/False condition and returns whether it is True.
+    fn set(&mut self, type_: &str, (ok, reason, message): (bool, &str, String)) -> bool {
+        self.set_tri(type_, (Some(ok), reason, message));
+        ok
+    }
+
+    /// Sets a True/False/Unknown condition and returns its value.
+    fn set_tri(&mut self, type_: &str, (value, reason, message): (Option<bool>, &str, String)) -> Option<bool> {
+        let status = match value {
+            Some(true) => c::STATUS_TRUE,
+            Some(false) => c::STATUS_FALSE,
+            None => c::STATUS_UNKNOWN,
+        };
+        let since = self
+            .current
+            .iter()
+            .find(|old| old.type_ == type_ && old.status == status)
+            .map_or_else(|| self.now.clone(), |old| old.last_transition_time.clone());
+        self.out.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: Some(self.generation),
+            last_transition_time: since,
+        });
+        value
+    }
+
+    fn finish(mut self) -> Vec<Condition> {
+        self.out.sort_by_key(|cond| order(&cond.type_));
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests;

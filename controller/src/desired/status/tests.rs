@@ -1,0 +1,124 @@
+//! Unit tests of the status computation: conditions, transition times, the write decision.
+
+use super::*;
+use crate::desired::test_support::server;
+use dittofs_api::crd::AgentAuth;
+use serde_json::json;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn observed(ready: i32) -> Observed {
+    Observed {
+        config_map: ConfigMapState::Present,
+        statefulset: Some(StatefulSetState {
+            generation: 1,
+            observed_generation: 1,
+            ready_replicas: ready,
+            available_replicas: ready,
+        }),
+        config_hash: "h".into(),
+    }
+}
+
+fn cond<'a>(s: &'a DittoServerStatus, type_: &str) -> &'a Condition {
+    s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+}
+
+fn with_agent(mut ds: DittoServer, authenticated: bool, reason: &str) -> DittoServer {
+    let mut status = ds.status.take().unwrap_or_default();
+    status.agents = vec![AgentStatus {
+        pod_name: "fs-0".into(),
+        auth: Some(AgentAuth { authenticated, reason: reason.into(), message: None, last_transition_time: None }),
+        ..Default::default()
+    }];
+    ds.status = Some(status);
+    ds
+}
+
+#[test]
+fn a_fresh_server_is_pending_and_not_ready() {
+    let ds = server(json!({}));
+    let s = desired_status(&ds, &observed(0), t(0));
+    assert_eq!(s.phase, Some(Phase::Pending));
+    assert_eq!(s.observed_generation, Some(3));
+    assert_eq!(cond(&s, c::AVAILABLE).status, "False");
+    assert_eq!(cond(&s, c::AUTHENTICATED).status, "Unknown");
+    assert_eq!(cond(&s, c::AUTHENTICATED).reason, reasons::NO_AGENT_REPORT);
+    let ready = cond(&s, c::READY);
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.message, "Not ready: [NotAvailable StillProgressing NotAuthenticated]");
+    assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)));
+    let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, c::ALL);
+    assert!(s.agents.is_empty());
+}
+
+#[test]
+fn ready_when_running_and_an_agent_is_logged_in() {
+    let ds = with_agent(server(json!({})), true, reasons::AUTHENTICATION_SUCCEEDED);
+    let s = desired_status(&ds, &observed(1), t(0));
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(cond(&s, c::READY).status, "True");
+    let failing = with_agent(server(json!({})), false, reasons::API_UNREACHABLE);
+    let s = desired_status(&failing, &observed(1), t(0));
+    assert_eq!(cond(&s, c::AUTHENTICATED).reason, reasons::API_UNREACHABLE);
+    assert_eq!(cond(&s, c::READY).message, "Not ready: [NotAuthenticated]");
+}
+
+#[test]
+fn stopped_needs_no_agent() {
+    let ds = server(json!({"replicas": 0}));
+    let s = desired_status(&ds, &observed(0), t(0));
+    assert_eq!(s.phase, Some(Phase::Stopped));
+    assert_eq!(cond(&s, c::AVAILABLE).reason, reasons::STOPPED);
+    assert_eq!(cond(&s, c::READY).status, "True");
+}
+
+#[test]
+fn transition_times_move_only_on_flips_and_unchanged_status_is_not_written() {
+    let mut ds = server(json!({}));
+    let first = desired_status(&ds, &observed(0), t(0));
+    assert!(needs_write(ds.status.as_ref(), &first));
+    // Stored (with an agent entry the controller must ignore), then recomputed later: no write.
+    let mut stored = first.clone();
+    stored.agents = vec![AgentStatus { pod_name: "fs-0".into(), ..Default::default() }];
+    ds.status = Some(stored);
+    let again = desired_status(&ds, &observed(0), t(100));
+    assert!(!needs_write(ds.status.as_ref(), &again), "{again:#?}");
+    // A flip moves exactly the flipped conditions' times.
+    let flipped = desired_status(&ds, &observed(1), t(200));
+    assert_eq!(cond(&flipped, c::AVAILABLE).last_transition_time, Time(t(200)));
+    assert_eq!(cond(&flipped, c::CONFIG_READY).last_transition_time, Time(t(0)));
+    assert!(needs_write(ds.status.as_ref(), &flipped));
+}
+
+#[test]
+fn unimplemented_fields_are_named() {
+    let ds = server(json!({"percona": {"enabled": true}}));
+    let s = desired_status(&ds, &observed(1), t(0));
+    let supported = cond(&s, c::SPEC_SUPPORTED);
+    assert_eq!(supported.status, "False");
+    assert!(supported.message.contains("spec.percona"), "{}", supported.message);
+}
+
+#[test]
+fn an_invalid_spec_flips_ready_only() {
+    let ds = server(json!({}));
+    let valid = desired_status(&ds, &observed(1), t(0));
+    let s = invalid_spec_status(Some(&valid), 4, "spec.replicas: invalid type", t(10));
+    let ready = cond(&s, c::READY);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", INVALID_SPEC_REASON));
+    assert_eq!(s.observed_generation, Some(4));
+    assert_eq!(s.conditions.len(), valid.conditions.len());
+    assert!(!needs_write(Some(&s), &invalid_spec_status(Some(&s), 4, "spec.replicas: invalid type", t(20))));
+}
+
+#[test]
+fn adapters_are_carried_over() {
+    let mut ds = server(json!({}));
+    ds.status = Some(DittoServerStatus { adapters_summary: Some("nfs:12049".into()), ..Default::default() });
+    let s = desired_status(&ds, &observed(1), t(0));
+    assert_eq!(s.adapters_summary.as_deref(), Some("nfs:12049"));
+}

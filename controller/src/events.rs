@@ -1,0 +1,105 @@
+//! Kubernetes Events on a `DittoServer` (reporter `dittofs-controller`), published best-effort.
+//!
+//! A failed publish is logged and never fails a reconcile: Events explain, they do not decide.
+//! Repeats of the same Event within minutes become one Event with a count (the recorder's series).
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+
+use dittofs_api::constants::CONTROLLER_NAME;
+
+use crate::raw::RawDittoServer;
+
+/// Reason of the Normal Event for a child the controller created.
+pub const CREATED: &str = "Created";
+/// Reason of the Warning Event for a spec that does not parse.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Reason of the Warning Event for storage changes Kubernetes does not allow on a StatefulSet.
+pub const STORAGE_CHANGE_IGNORED: &str = "StorageChangeIgnored";
+
+/// Publishes Events as this controller instance.
+#[derive(Clone)]
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// Events reported by `dittofs-controller`, instance `instance` (the leader-election identity).
+    pub fn new(client: Client, instance: &str) -> Self {
+        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: Some(instance.into()) };
+        Self { recorder: Recorder::new(client, reporter) }
+    }
+
+    /// A Normal Event on `ds`.
+    pub async fn normal(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
+        self.publish(ds, None, EventType::Normal, reason, action, note).await;
+    }
+
+    /// A Normal Event on `ds` about a child (`related`). Events differing only in their note would be
+    /// merged into one series; the related object keeps one Event per child.
+    pub async fn normal_about(
+        &self,
+        ds: &RawDittoServer,
+        related: ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish(ds, Some(related), EventType::Normal, reason, action, note).await;
+    }
+
+    /// A Warning Event on `ds`.
+    pub async fn warning(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
+        self.publish(ds, None, EventType::Warning, reason, action, note).await;
+    }
+
+    async fn publish(
+        &self,
+        ds: &RawDittoServer,
+        related: Option<ObjectReference>,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let reference: ObjectReference = ds.object_ref(&());
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            // The API caps the note at 1 kB.
+            note: Some(truncate(note, 1000)),
+            action: action.into(),
+            secondary: related,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn notes_are_cut_on_a_char_boundary() {
+        assert_eq!(super::truncate("é".repeat(600), 1000).len(), 1000);
+        assert_eq!(super::truncate("abc".into(), 1000), "abc");
+    }
+}

@@ -1,0 +1,179 @@
+//! A lenient view of a `DittoServer` for the watch: spec and status stay JSON until one reconcile parses them.
+//!
+//! Why: the watcher deserializes every object of the list. With the typed `DittoServer`, one object
+//! that got in before the schema (or through a CRD without validation) would fail the whole list and
+//! wedge the controller for every server. Here only that object's reconcile fails, with a message
+//! naming the field.
+
+use std::borrow::Cow;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use dittofs_api::{DittoServer, DittoServerSpec, DittoServerStatus};
+
+/// A `DittoServer` as stored, with `spec` and `status` not yet parsed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RawDittoServer {
+    /// Object metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The spec as JSON.
+    #[serde(default)]
+    pub spec: Value,
+    /// The status as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+
+impl Resource for RawDittoServer {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        DittoServer::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        DittoServer::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        DittoServer::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        DittoServer::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Why a stored object is not a valid `DittoServer` spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{path}: {message}")]
+pub struct InvalidSpec {
+    /// Path of the offending field under `spec` (`.` when the spec itself is wrong).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl RawDittoServer {
+    /// Parses the spec (naming the offending field on failure) and, leniently, the status: a status
+    /// that does not parse counts as empty, since the controller rewrites the parts it owns anyway.
+    pub fn parse(&self) -> Result<DittoServer, InvalidSpec> {
+        let spec: DittoServerSpec = serde_path_to_error::deserialize(&self.spec).map_err(|e| {
+            let path = e.path().to_string();
+            InvalidSpec {
+                path: if path == "." { String::new() } else { path }.trim_start_matches('.').to_owned(),
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        check(&spec)?;
+        let status = self.status.as_ref().and_then(|s| serde_json::from_value::<DittoServerStatus>(s.clone()).ok());
+        let mut ds = DittoServer::new(self.metadata.name.as_deref().unwrap_or_default(), spec);
+        ds.metadata = self.metadata.clone();
+        ds.status = status;
+        Ok(ds)
+    }
+}
+
+/// The schema's rules a spec must meet to give valid children, checked again for objects stored
+/// before (or without) the schema: the apiserver would refuse the children, some with a 500.
+fn check(spec: &DittoServerSpec) -> Result<(), InvalidSpec> {
+    let invalid = |path: &str, message: String| Err(InvalidSpec { path: path.to_owned(), message });
+    let storage = &spec.storage;
+    let sizes = [
+        ("storage.metadataSize", Some(&storage.metadata_size)),
+        ("storage.contentSize", storage.content_size.as_ref()),
+        ("storage.controlPlaneSize", Some(&storage.control_plane_size)),
+    ];
+    for (path, size) in sizes {
+        if let Some(size) = size.filter(|s| !is_size(s)) {
+            return invalid(path, format!("{size:?} is not a size such as 10Gi"));
+        }
+    }
+    if !(0..=1).contains(&spec.replicas) {
+        return invalid("replicas", format!("{} is not 0 or 1", spec.replicas));
+    }
+    if !(1..=65535).contains(&spec.control_plane.port) {
+        return invalid("controlPlane.port", format!("{} is not a port", spec.control_plane.port));
+    }
+    if let Some(m) = spec.metrics.as_ref().filter(|m| !(1..=65535).contains(&m.port)) {
+        return invalid("metrics.port", format!("{} is not a port", m.port));
+    }
+    if let Some(t) = spec.termination_grace_period_seconds.filter(|t| *t < 0) {
+        return invalid("terminationGracePeriodSeconds", format!("{t} is negative"));
+    }
+    Ok(())
+}
+
+/// `^[0-9]+([.][0-9]+)?([KMGTPE]i|[kMGTPE])?$`, the CRD's size rule (a subset of Kubernetes quantities).
+fn is_size(s: &str) -> bool {
+    let digits = |t: &str| t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let int = digits(s);
+    if int == 0 {
+        return false;
+    }
+    let mut rest = &s[int..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = digits(frac);
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    matches!(rest, "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(spec: Value) -> RawDittoServer {
+        RawDittoServer {
+            metadata: ObjectMeta { name: Some("fs".into()), namespace: Some("ns".into()), ..Default::default() },
+            spec,
+            status: Some(json!({"phase": 42})),
+        }
+    }
+
+    #[test]
+    fn a_valid_spec_parses_and_a_bad_status_counts_as_empty() {
+        let ds = raw(json!({"storage": {"metadataSize": "1Gi"}})).parse().unwrap();
+        assert_eq!(ds.spec.storage.metadata_size, "1Gi");
+        assert_eq!(ds.metadata.namespace.as_deref(), Some("ns"));
+        assert!(ds.status.is_none());
+    }
+
+    #[test]
+    fn sizes_follow_the_crd_rule() {
+        for good in ["1Gi", "10Gi", "1.5Ti", "500M", "1000"] {
+            assert!(is_size(good), "{good}");
+        }
+        for bad in ["lots", "", "Gi", "1.Gi", "1GB", "-1Gi", "1 Gi"] {
+            assert!(!is_size(bad), "{bad}");
+        }
+        let e = raw(json!({"storage": {"metadataSize": "lots"}})).parse().unwrap_err();
+        assert_eq!(e.path, "storage.metadataSize");
+        let e = raw(json!({"storage": {"metadataSize": "1Gi"}, "replicas": 3})).parse().unwrap_err();
+        assert_eq!(e.path, "replicas");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = raw(json!({"storage": {"metadataSize": "1Gi"}, "replicas": "two"})).parse().unwrap_err();
+        assert_eq!(e.path, "replicas");
+        assert!(e.to_string().starts_with("spec.replicas: invalid type"), "{e}");
+        let e = raw(json!({"replicas": 1})).parse().unwrap_err();
+        assert!(e.to_string().contains("missing field `storage`"), "{e}");
+        let e = raw(json!({"storage": {"metadataSize": 5}})).parse().unwrap_err();
+        assert_eq!(e.path, "storage.metadataSize");
+    }
+}

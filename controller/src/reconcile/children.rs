@@ -1,0 +1,128 @@
+//! Apply (SSA): every child in dependency order, with a Normal Event for each one created.
+//!
+//! Order: Secrets and ConfigMap first and the agent's RBAC before the StatefulSet, so the pod the
+//! StatefulSet controller creates finds everything it mounts; Services and the baseline
+//! NetworkPolicy before the pod, so it is isolated from birth.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::ResourceExt;
+
+use dittofs_api::labels::{COMPONENT_CONFIG, common_labels};
+use dittofs_api::{DittoServer, names};
+
+use crate::apply::Outcome;
+use crate::desired::{self, child_meta};
+use crate::error::Error;
+use crate::events::{self, Events};
+use crate::raw::RawDittoServer;
+use crate::reconcile::Context;
+
+/// The values the reconcile settled on before applying (existing or freshly generated).
+#[derive(Debug)]
+pub struct Values {
+    /// Managed JWT key (None with a user reference).
+    pub jwt: Option<String>,
+    /// Managed admin password (None with a user reference).
+    pub admin_password: Option<String>,
+    /// The operator account's password.
+    pub operator_password: String,
+    /// The pod template's config hash.
+    pub config_hash: String,
+    /// The rendered config.
+    pub config: String,
+}
+
+/// What the status needs from the applies.
+#[derive(Debug)]
+pub struct Applied {
+    /// The ConfigMap as stored after the apply.
+    pub config_map: ConfigMap,
+    /// The StatefulSet as stored after the apply.
+    pub statefulset: StatefulSet,
+}
+
+async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<K, Error> {
+    let (applied, outcome) = ctx.applier.apply(obj).await?;
+    if outcome == Outcome::Created {
+        let note = format!("Created {} {}", K::kind(&()), applied.name_any());
+        ctx.events.normal_about(raw, applied.object_ref(&()), events::CREATED, "Apply", note).await;
+    }
+    Ok(applied)
+}
+
+/// Applies every child of `ds`; `live` is the StatefulSet observed before.
+pub async fn apply_children(
+    ctx: &Context,
+    raw: &RawDittoServer,
+    ds: &DittoServer,
+    values: &Values,
+    live: Option<&StatefulSet>,
+) -> Result<Applied, Error> {
+    let cr = ds.name_any();
+    let ns = ds.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+
+    if let Some(jwt) = &values.jwt {
+        apply_one(ctx, raw, &desired::secrets::jwt_secret(ds, jwt)).await?;
+    }
+    if let Some(password) = &values.admin_password {
+        apply_one(ctx, raw, &desired::secrets::admin_bootstrap_secret(ds, password)).await?;
+    }
+    apply_one(ctx, raw, &desired::secrets::operator_credentials_secret(ds, &values.operator_password)).await?;
+
+    let config_map = ConfigMap {
+        metadata: child_meta(ds, names::config_map(&cr), common_labels(&cr, COMPONENT_CONFIG)),
+        data: Some(BTreeMap::from([(names::CONFIG_KEY.to_owned(), values.config.clone())])),
+        ..Default::default()
+    };
+    let config_map = apply_one(ctx, raw, &config_map).await?;
+
+    let (service_account, role, role_binding) = desired::rbac::agent_rbac(ds);
+    apply_one(ctx, raw, &service_account).await?;
+    apply_one(ctx, raw, &role).await?;
+    apply_one(ctx, raw, &role_binding).await?;
+
+    apply_one(ctx, raw, &desired::services::headless_service(ds)).await?;
+    apply_one(ctx, raw, &desired::services::api_service(ds)).await?;
+    match desired::services::metrics_service(ds) {
+        Some(svc) => {
+            apply_one(ctx, raw, &svc).await?;
+        }
+        // Garbage collection only follows the server's deletion: a Service of metrics turned off must go now.
+        None => {
+            let name = names::metrics_service(&cr);
+            if ctx.applier.delete_if_present::<Service>(&ns, &name).await? {
+                let note = format!("Deleted Service {name}: metrics are disabled");
+                ctx.events.normal(raw, "Deleted", "Delete", note).await;
+            }
+        }
+    }
+    apply_one(ctx, raw, &desired::network_policy::baseline_network_policy(ds)).await?;
+
+    let sts = desired::statefulset::statefulset(ds, &ctx.agent_image, &values.config_hash, live);
+    warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &sts).await;
+    let statefulset = apply_one(ctx, raw, &sts).await?;
+    Ok(Applied { config_map, statefulset })
+}
+
+/// Kubernetes refuses to change volume claim templates: the live ones were kept, say so (once per generation).
+async fn warn_on_ignored_storage_change(
+    events: &Events,
+    raw: &RawDittoServer,
+    ds: &DittoServer,
+    live: Option<&StatefulSet>,
+    applied: &StatefulSet,
+) {
+    let Some(live) = live else { return };
+    let wanted = desired::statefulset::volume_claim_templates(ds);
+    let kept = applied.spec.as_ref().and_then(|s| s.volume_claim_templates.clone()).unwrap_or_default();
+    let first_time_for_generation = ds.status.as_ref().and_then(|s| s.observed_generation) != ds.metadata.generation;
+    if live.spec.is_some() && !desired::statefulset::same_claims(&kept, &wanted) && first_time_for_generation {
+        let note = "spec.storage changed after the StatefulSet was created; Kubernetes does not allow \
+                    changing its volume claim templates, so the existing volumes are kept as they are"
+            .to_owned();
+        events.warning(raw, events::STORAGE_CHANGE_IGNORED, "Apply", note).await;
+    }
+}

@@ -1,0 +1,163 @@
+//! The reconcile pipeline: observe (IO) → desired (pure) → apply (SSA) → status (written only on change).
+
+pub mod children;
+pub mod observe;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use dittofs_api::DittoServer;
+use dittofs_api::conditions::events as reasons;
+use dittofs_api::constants::GO_OPERATOR_FINALIZER;
+
+use crate::apply::Applier;
+use crate::desired;
+use crate::error::{Error, backoff};
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::raw::RawDittoServer;
+
+/// A safety-net resync: every change is watched, so this only repairs what a lost watch event hid.
+pub const RESYNC: Duration = Duration::from_secs(30 * 60);
+/// Retry while a referenced Secret is missing (it is not owned, hence not watched).
+pub const MISSING_SECRET_RETRY: Duration = Duration::from_secs(30);
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The client.
+    pub client: Client,
+    /// Server-side apply of children.
+    pub applier: Applier,
+    /// Event publisher.
+    pub events: Events,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Default agent image (`--agent-image`).
+    pub agent_image: String,
+    /// Consecutive transient failures per server (for the backoff).
+    failures: Mutex<HashMap<ObjectRef<RawDittoServer>, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("agent_image", &self.agent_image).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context for one leadership term.
+    pub fn new(client: Client, applier: Applier, events: Events, metrics: Metrics, agent_image: String) -> Self {
+        Self { client, applier, events, metrics, agent_image, failures: Mutex::default() }
+    }
+}
+
+/// Reconciles one server and records the outcome (metrics, failure count, a Warning Event on failure).
+pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let span =
+        tracing::info_span!("reconcile", namespace = raw.namespace().unwrap_or_default(), name = %raw.name_any());
+    let result = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span).await;
+    let key = ObjectRef::from_obj(raw.as_ref());
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciled("ok", started.elapsed());
+            ctx.failures.lock().expect("not poisoned").remove(&key);
+        }
+        Err(e) => {
+            ctx.metrics.reconciled(e.metric_label(), started.elapsed());
+            tracing::warn!(error = %e, label = e.metric_label(), "reconcile failed");
+            if !e.is_permanent() {
+                *ctx.failures.lock().expect("not poisoned").entry(key).or_default() += 1;
+            }
+            if !matches!(e, Error::InvalidSpec(_)) {
+                let note = format!("{} ({})", e, e.metric_label());
+                ctx.events.warning(&raw, reasons::RECONCILE_FAILED, "Reconcile", note).await;
+            }
+        }
+    }
+    result
+}
+
+/// Invalid objects wait for a change; transient failures back off per server.
+pub fn error_policy(raw: Arc<RawDittoServer>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_permanent() {
+        return Action::await_change();
+    }
+    let failures =
+        ctx.failures.lock().expect("not poisoned").get(&ObjectRef::from_obj(raw.as_ref())).copied().unwrap_or(1);
+    Action::requeue(backoff(failures))
+}
+
+async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action, Error> {
+    if raw.metadata.deletion_timestamp.is_some() {
+        // Children go with the garbage collector; only a Go operator's finalizer could hold the server.
+        remove_go_finalizer(ctx, raw).await?;
+        return Ok(Action::await_change());
+    }
+    let ds = match raw.parse() {
+        Ok(ds) => ds,
+        Err(invalid) => {
+            status::report_invalid(ctx, raw, &invalid).await;
+            return Err(invalid.into());
+        }
+    };
+    if ds.metadata.uid.is_none() {
+        return Err(Error::MissingMetadata("uid"));
+    }
+
+    let observed = observe::observe(&ctx.client, &ds).await?;
+    let values = settle_values(&ds, &observed);
+    let applied = children::apply_children(ctx, raw, &ds, &values, observed.statefulset.as_ref()).await?;
+    status::update(ctx, raw, &ds, &applied.config_map, &applied.statefulset, &values.config_hash).await?;
+
+    if observed.missing.is_empty() {
+        Ok(Action::requeue(RESYNC))
+    } else {
+        tracing::warn!(missing = ?observed.missing, "referenced Secrets are missing; the pod cannot start until they exist");
+        Ok(Action::requeue(MISSING_SECRET_RETRY))
+    }
+}
+
+/// Keeps every existing managed value and generates only what is missing; computes the config hash.
+fn settle_values(ds: &DittoServer, observed: &observe::Observed) -> children::Values {
+    use desired::secrets::{generate_jwt_secret, generate_password, jwt_ref, user_admin_ref, user_jwt_ref};
+    let jwt = user_jwt_ref(ds).is_none().then(|| observed.managed_jwt.clone().unwrap_or_else(generate_jwt_secret));
+    let admin_password =
+        user_admin_ref(ds).is_none().then(|| observed.managed_admin_password.clone().unwrap_or_else(generate_password));
+    let operator_password = observed.operator_password.clone().unwrap_or_else(generate_password);
+    let config = desired::config::render(&ds.spec);
+    // The hash covers what DittoFS consumes: the JWT key and the PostgreSQL settings, not the admin
+    // password (read once, at the first start) nor the TLS files (DittoFS reloads them).
+    let mut consumed = observed.referenced.clone();
+    if let Some(jwt) = &jwt {
+        let r = jwt_ref(ds);
+        consumed.insert(format!("{}/{}", r.name, r.key), jwt.as_bytes().to_vec());
+    }
+    let config_hash = desired::statefulset::config_hash(&config, &consumed);
+    children::Values { jwt, admin_password, operator_password, config_hash, config }
+}
+
+/// Lets a server adopted from the Go operator be deleted: its finalizer would wait forever for that operator.
+async fn remove_go_finalizer(ctx: &Context, raw: &RawDittoServer) -> Result<(), Error> {
+    let finalizers = raw.finalizers();
+    if !finalizers.iter().any(|f| f == GO_OPERATOR_FINALIZER) {
+        return Ok(());
+    }
+    let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != GO_OPERATOR_FINALIZER).collect();
+    let ns = raw.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
+    // The resourceVersion makes this a compare-and-swap: a concurrent finalizer change is not lost.
+    let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": raw.resource_version()}});
+    api.patch(&raw.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube("remove the Go operator's finalizer", e))?;
+    Ok(())
+}

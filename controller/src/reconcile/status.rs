@@ -1,0 +1,114 @@
+//! Status: computed from what the applies returned, written (SSA on the status subresource) only when it changed.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use dittofs_api::conditions::{self as c, events as reasons};
+use dittofs_api::crd::DittoServerStatus;
+use dittofs_api::crd::unimplemented::unimplemented_message;
+use dittofs_api::{DittoServer, names, unimplemented_fields};
+
+use crate::apply::apply_params;
+use crate::desired::status::{
+    ConfigMapState, Observed, StatefulSetState, desired_status, invalid_spec_status, needs_write,
+};
+use crate::error::Error;
+use crate::events;
+use crate::raw::{InvalidSpec, RawDittoServer};
+use crate::reconcile::Context;
+
+fn config_map_state(cm: &ConfigMap) -> ConfigMapState {
+    match cm.data.as_ref().and_then(|d| d.get(names::CONFIG_KEY)) {
+        Some(_) => ConfigMapState::Present,
+        None => ConfigMapState::NoConfigKey,
+    }
+}
+
+fn statefulset_state(sts: &StatefulSet) -> StatefulSetState {
+    let status = sts.status.clone().unwrap_or_default();
+    StatefulSetState {
+        generation: sts.metadata.generation.unwrap_or_default(),
+        observed_generation: status.observed_generation.unwrap_or_default(),
+        ready_replicas: status.ready_replicas.unwrap_or_default(),
+        available_replicas: status.available_replicas.unwrap_or_default(),
+    }
+}
+
+async fn write(ctx: &Context, raw: &RawDittoServer, status: &DittoServerStatus) -> Result<(), Error> {
+    let ns = raw.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let name = raw.name_any();
+    let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = json!({
+        "apiVersion": DittoServer::api_version(&()),
+        "kind": DittoServer::kind(&()),
+        "metadata": {"name": name},
+        "status": status,
+    });
+    api.patch_status(&name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|e| Error::kube(format!("apply status of DittoServer {name}"), e))?;
+    ctx.metrics.wrote("DittoServerStatus");
+    Ok(())
+}
+
+/// Computes the status of a reconciled server and writes it if it differs; warns once per
+/// generation about fields kept but not implemented.
+pub async fn update(
+    ctx: &Context,
+    raw: &RawDittoServer,
+    ds: &DittoServer,
+    config_map: &ConfigMap,
+    statefulset: &StatefulSet,
+    config_hash: &str,
+) -> Result<(), Error> {
+    let observed = Observed {
+        config_map: config_map_state(config_map),
+        statefulset: Some(statefulset_state(statefulset)),
+        config_hash: config_hash.to_owned(),
+    };
+    let desired = desired_status(ds, &observed, Timestamp::now());
+    if !needs_write(ds.status.as_ref(), &desired) {
+        return Ok(());
+    }
+    let fields = unimplemented_fields(&ds.spec);
+    let supported_changed = condition_message(ds.status.as_ref(), c::SPEC_SUPPORTED)
+        != condition_message(Some(&desired), c::SPEC_SUPPORTED);
+    let new_generation = ds.status.as_ref().and_then(|s| s.observed_generation) != ds.metadata.generation;
+    write(ctx, raw, &desired).await?;
+    if !fields.is_empty() && (supported_changed || new_generation) {
+        ctx.events.warning(raw, reasons::UNIMPLEMENTED_FIELDS, "Validate", unimplemented_message(&fields)).await;
+    }
+    Ok(())
+}
+
+fn condition_message(status: Option<&DittoServerStatus>, type_: &str) -> Option<(String, String)> {
+    status?.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.message.clone()))
+}
+
+/// A stored spec that does not parse: Ready=False naming the field and a Warning, once per generation.
+/// Best-effort: the reconcile fails with the parse error whatever happens here.
+pub async fn report_invalid(ctx: &Context, raw: &RawDittoServer, invalid: &InvalidSpec) {
+    let current = raw.status.as_ref().and_then(|s| serde_json::from_value::<DittoServerStatus>(s.clone()).ok());
+    let generation = raw.metadata.generation.unwrap_or_default();
+    let message = invalid.to_string();
+    let status = invalid_spec_status(current.as_ref(), generation, &message, Timestamp::now());
+    if !needs_write(current.as_ref(), &status) {
+        return;
+    }
+    ctx.events.warning(raw, events::INVALID_SPEC, "Validate", message).await;
+    // Not server-side apply: it needs the live object to match the schema, which this one does not.
+    // A merge patch of the two fields touches nothing else (the agents' entries stay).
+    let body = json!({"status": {"observedGeneration": status.observed_generation, "conditions": status.conditions}});
+    let (Some(ns), name) = (raw.namespace(), raw.name_any()) else {
+        return;
+    };
+    let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        Ok(_) => ctx.metrics.wrote("DittoServerStatus"),
+        Err(e) => tracing::warn!(error = %e, "could not report the invalid spec in the status"),
+    }
+}

@@ -1,0 +1,194 @@
+//! [`Controller`]: leader election around the kube-runtime controller of `DittoServer` and its children.
+//!
+//! Only the leader runs the watches and reconciles. Losing the Lease stops the controller (in-flight
+//! reconciles finish) and makes the instance a candidate again; shutdown releases the Lease.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{Controller as KubeController, WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use dittofs_api::constants::CONTROLLER_NAME;
+use dittofs_api::labels::MANAGED_BY_LABEL;
+use dittofs_telemetry::Health;
+
+use crate::apply::Applier;
+use crate::cache::child_caches;
+use crate::config::Config;
+use crate::error::Error;
+use crate::events::Events;
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::raw::RawDittoServer;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// One controller instance.
+#[derive(Clone)]
+pub struct Controller {
+    client: Client,
+    config: Config,
+    metrics: Metrics,
+    health: Arc<Health>,
+    leading: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("config", &self.config)
+            .field("leading", &self.is_leader())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// An instance acting through `client`.
+    pub fn new(client: Client, config: Config) -> Self {
+        Self { client, config, metrics: Metrics::default(), health: Arc::default(), leading: Arc::default() }
+    }
+
+    /// Its metrics (register them in a registry to export them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Its readiness: a leader is ready once its DittoServer cache has synced, a standby once it
+    /// has read the Lease.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Whether this instance leads right now.
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Its identity (Lease holder, Events' reporting instance).
+    pub fn identity(&self) -> &str {
+        &self.config.identity
+    }
+
+    /// Runs until `shutdown` is cancelled. With leader election, campaigns first and steps down
+    /// (then campaigns again) if the Lease is lost.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        let Some(le) = self.config.leader_election.clone() else {
+            self.lead(shutdown).await;
+            return Ok(());
+        };
+        let mut elector = LeaderElector::new(self.client.clone(), le, self.config.identity.clone());
+        loop {
+            let health = self.health.clone();
+            if !elector.acquire(&shutdown, || health.set_ready(true)).await {
+                return Ok(());
+            }
+            tracing::info!(identity = %self.config.identity, "leading");
+            self.metrics.leader_acquisitions.inc();
+            let term = shutdown.child_token();
+            let hold = async {
+                let graceful = elector.hold(&term).await;
+                term.cancel();
+                graceful
+            };
+            let ((), graceful) = tokio::join!(self.lead(term.clone()), hold);
+            if shutdown.is_cancelled() {
+                elector.release().await;
+                return Ok(());
+            }
+            if !graceful {
+                tracing::warn!("lost the leader Lease; stopped reconciling and campaigning again");
+            }
+        }
+    }
+
+    /// One leadership term: the watches and reconciles, until `term` is cancelled.
+    async fn lead(&self, term: CancellationToken) {
+        self.leading.store(true, Ordering::SeqCst);
+        self.metrics.leader.set(1);
+        let (stores, writers) = child_caches();
+        let applier = Applier::new(self.client.clone(), stores, self.metrics.clone());
+        let events = Events::new(self.client.clone(), &self.config.identity);
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            applier,
+            events,
+            self.metrics.clone(),
+            self.config.agent_image.clone(),
+        ));
+
+        // Not filtered by generation: the agents' status reports must trigger reconciles too.
+        let servers: Api<RawDittoServer> = self.api();
+        let controller = KubeController::new(servers, watcher::Config::default());
+        let store = controller.store();
+        let controller = controller
+            .owns_stream(self.children::<StatefulSet>(writers.statefulsets))
+            .owns_stream(self.children::<Service>(writers.services))
+            .owns_stream(self.children::<Secret>(writers.secrets))
+            .owns_stream(self.children::<ConfigMap>(writers.config_maps))
+            .owns_stream(self.children::<NetworkPolicy>(writers.network_policies))
+            .owns_stream(self.children::<ServiceAccount>(writers.service_accounts))
+            .owns_stream(self.children::<Role>(writers.roles))
+            .owns_stream(self.children::<RoleBinding>(writers.role_bindings))
+            .graceful_shutdown_on(term.clone().cancelled_owned());
+
+        let health = self.health.clone();
+        let ready = async move {
+            if store.wait_until_ready().await.is_ok() {
+                health.set_ready(true);
+                tracing::info!("DittoServer cache synced; ready");
+            }
+        };
+        let run = controller.run(reconcile, error_policy, ctx).for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+        tokio::select! {
+            () = run => {}
+            // A term can end before the first sync (lost Lease, shutdown).
+            () = async { ready.await; std::future::pending::<()>().await } => {}
+        }
+        self.metrics.leader.set(0);
+        self.leading.store(false, Ordering::SeqCst);
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match &self.config.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// A metadata-only watch of one child kind, limited to objects this controller labels,
+    /// feeding that kind's cache.
+    fn children<K>(
+        &self,
+        writer: Writer<PartialObjectMeta<K>>,
+    ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
+        watcher(self.api::<PartialObjectMeta<K>>(), config).default_backoff().reflect(writer).touched_objects()
+    }
+}

@@ -1,0 +1,163 @@
+//! What the apiserver accepts with the installed CRD: invalid specs are refused with a message naming the
+//! field; the Go operator's sample manifests are accepted unchanged, and the controller reconciles them.
+
+mod controller_common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use serde_json::{Value, json};
+
+use controller_common::*;
+use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::kube_env::{ControlPlane, wait_until};
+
+fn resource() -> ApiResource {
+    ApiResource::erase::<DittoServer>(&())
+}
+
+fn object(name: &str, spec: Value) -> DynamicObject {
+    DynamicObject::new(name, &resource()).data(json!({"spec": spec}))
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-invalid", async |ns| {
+        ensure_crd(ns.client()).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource());
+        let ok = json!({"storage": {"metadataSize": "1Gi"}});
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("replicas", json!({"storage": {"metadataSize": "1Gi"}, "replicas": 2}), "spec.replicas"),
+            ("storage", json!({"replicas": 1}), "spec.storage"),
+            ("size", json!({"storage": {"metadataSize": "lots"}}), "spec.storage.metadataSize"),
+            (
+                "polling",
+                json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"pollingInterval": "abc"}}),
+                "spec.adapterDiscovery.pollingInterval",
+            ),
+            (
+                "polling-short",
+                json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"pollingInterval": "500ms"}}),
+                "spec.adapterDiscovery.pollingInterval",
+            ),
+            (
+                "port",
+                json!({"storage": {"metadataSize": "1Gi"}, "controlPlane": {"port": 70000}}),
+                "spec.controlPlane.port",
+            ),
+            (
+                "svc-type",
+                json!({"storage": {"metadataSize": "1Gi"}, "service": {"type": "Ingress"}}),
+                "spec.service.type",
+            ),
+            (
+                "grace",
+                json!({"storage": {"metadataSize": "1Gi"}, "terminationGracePeriodSeconds": 5}),
+                "spec.terminationGracePeriodSeconds",
+            ),
+            (
+                "mtls",
+                json!({"storage": {"metadataSize": "1Gi"}, "controlPlane": {"clientCASecretName": "ca"}}),
+                "spec.controlPlane",
+            ),
+            (
+                "jwt-ref",
+                json!({"storage": {"metadataSize": "1Gi"}, "identity": {"jwt": {"secretRef": {"name": "j"}}}}),
+                "spec.identity.jwt.secretRef.key",
+            ),
+        ];
+        for (name, spec, field) in cases {
+            let err = api
+                .create(&PostParams::default(), &object(name, spec))
+                .await
+                .expect_err(&format!("{name} should be refused"));
+            let kube::Error::Api(status) = err else { panic!("{name}: {err}") };
+            assert_eq!(status.code, 422, "{name}: {status:?}");
+            assert!(status.message.contains(field), "{name}: {:?} does not name {field}", status.message);
+            eprintln!("{name}: {}", status.message);
+        }
+        // Names the Services cannot carry are refused too.
+        let err =
+            api.create(&PostParams::default(), &object(&"a".repeat(41), ok.clone())).await.expect_err("long name");
+        assert!(err.to_string().contains("metadata.name"), "{err}");
+        api.create(&PostParams::default(), &object("valid", ok)).await?;
+        Ok(())
+    })
+    .await
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../api/tests/fixtures")
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn go_operator_samples_are_accepted_unchanged_and_reconciled() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-go-samples", async |ns| {
+        ensure_crd(ns.client()).await?;
+        let running = start_controller(ns.client(), ns.name());
+        let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource());
+        let mut names = Vec::new();
+        for file in ["go-basic.yaml", "go-minimal.yaml", "go-postgres-tls.yaml", "go-everything.yaml"] {
+            let text = std::fs::read_to_string(fixtures().join(file))?;
+            let mut obj: DynamicObject = serde_saphyr::from_str(&text)?;
+            // Only the namespace changes: the test's own.
+            obj.metadata.namespace = Some(ns.name().to_owned());
+            let sent = obj.data.clone();
+            let created = wait_until(&format!("{file} to be accepted"), Duration::from_secs(10), async || {
+                Ok(api.create(&PostParams::default(), &obj).await?)
+            })
+            .await?;
+            // Nothing the user wrote was pruned.
+            assert_eq!(without_defaults(&created.data["spec"], &sent["spec"]), sent["spec"], "{file}");
+            names.push(created.metadata.name.clone().unwrap());
+        }
+        let servers: Api<DittoServer> = ns.api();
+        for name in &names {
+            let ds =
+                wait_for_condition(&servers, name, conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+            let supported =
+                ds.status.unwrap().conditions.into_iter().find(|c| c.type_ == conditions::SPEC_SUPPORTED).unwrap();
+            if name == "everything" {
+                assert_eq!(supported.status, "False");
+                for field in
+                    ["identity.ldap", "identity.kerberos", "percona", "snapshotPolicies", "metrics.serviceMonitor"]
+                {
+                    assert!(supported.message.contains(field), "{field} in {}", supported.message);
+                }
+                let events = wait_until("the UnimplementedFields Warning", Duration::from_secs(10), async || {
+                    let events = events_for(ns.client(), ns.name(), "everything").await?;
+                    let warned: Vec<_> =
+                        events.into_iter().filter(|e| e.reason.as_deref() == Some("UnimplementedFields")).collect();
+                    anyhow::ensure!(!warned.is_empty(), "no Warning yet");
+                    Ok(warned)
+                })
+                .await?;
+                assert_eq!(events.len(), 1, "once per generation");
+                assert!(events[0].series.is_none(), "not repeated: {:?}", events[0].series);
+            } else {
+                assert_eq!(supported.status, "True", "{name}: {}", supported.message);
+            }
+        }
+        assert_eq!(running.controller.metrics().reconcile_count("rejected"), 0);
+        running.stop().await
+    })
+    .await
+}
+
+/// `stored` restricted to what was sent: every field sent must come back identical (defaults may be added).
+fn without_defaults(stored: &Value, sent: &Value) -> Value {
+    match (stored, sent) {
+        (Value::Object(s), Value::Object(w)) => Value::Object(
+            w.iter().map(|(k, v)| (k.clone(), without_defaults(s.get(k).unwrap_or(&Value::Null), v))).collect(),
+        ),
+        (Value::Array(s), Value::Array(w)) if s.len() == w.len() => {
+            Value::Array(s.iter().zip(w).map(|(s, w)| without_defaults(s, w)).collect())
+        }
+        _ => stored.clone(),
+    }
+}

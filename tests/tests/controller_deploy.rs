@@ -1,0 +1,121 @@
+//! `deploy/` applied to the real apiserver: the CRD, the controller's RBAC and Deployment are accepted
+//! (its pods pass the `restricted` Pod Security level), and a controller holding exactly that RBAC —
+//! authenticated as its ServiceAccount — reconciles a server end to end without a single refusal,
+//! into a namespace that enforces `restricted` for the DittoFS pod too.
+
+mod controller_common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::discovery::{Scope, pinned_kind};
+use serde_json::json;
+
+use controller_common::*;
+use dittofs_api::{DittoServer, conditions};
+use dittofs_controller::{Config, LeaderElectionConfig};
+use dittofs_tests::kube_env::{ControlPlane, wait_until};
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// `kubectl apply --server-side -f <file>` for a multi-document YAML file.
+async fn apply_file(client: &kube::Client, path: PathBuf) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(&path)?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)?;
+    let mut applied = Vec::new();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let obj: DynamicObject = serde_json::from_value(doc.clone())?;
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types)?;
+        let (ar, caps) = pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = match (caps.scope, obj.metadata.namespace.as_deref()) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+            (Scope::Namespaced, None) => anyhow::bail!("{}: namespaced object without namespace", path.display()),
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
+        };
+        let name = obj.metadata.name.clone().expect("name");
+        api.patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&doc)).await?;
+        applied.push(format!("{}/{name}", types.kind));
+    }
+    Ok(applied)
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn deploy_manifests_are_accepted_and_their_rbac_is_enough() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-deploy", async |ns| {
+        let admin = ns.client();
+        let mut applied = apply_file(&admin, deploy_dir().join("crds/dittoservers.yaml")).await?;
+        ensure_crd(admin.clone()).await?;
+        applied.extend(apply_file(&admin, deploy_dir().join("controller/controller.yaml")).await?);
+        applied.extend(apply_file(&admin, deploy_dir().join("rbac/controller-rbac.yaml")).await?);
+        eprintln!("applied: {applied:?}");
+
+        // The Deployment's pods are admitted under `restricted` (no kubelet: they stay Pending).
+        let pods: Api<Pod> = Api::namespaced(admin.clone(), "dittofs-system");
+        wait_until("the controller Deployment's two pods", Duration::from_secs(60), async || {
+            let n = pods
+                .list(&ListParams::default().labels("app.kubernetes.io/name=dittofs-controller"))
+                .await?
+                .items
+                .len();
+            anyhow::ensure!(n == 2, "{n} pods");
+            Ok(())
+        })
+        .await?;
+
+        // The test namespace enforces `restricted` too: the DittoFS pod must pass it.
+        let namespaces: Api<Namespace> = Api::all(admin.clone());
+        namespaces
+            .patch(
+                ns.name(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})),
+            )
+            .await?;
+
+        // The controller, as its ServiceAccount, watching every namespace, electing in dittofs-system.
+        let sa_client = cp.service_account_client("dittofs-system", "dittofs-controller").await?;
+        let mut config = Config::new(AGENT_IMAGE);
+        config.identity = "in-process".into();
+        config.leader_election = Some(LeaderElectionConfig::new("dittofs-controller-leader", "dittofs-system"));
+        // RBAC bindings reach the authorizer through an informer: wait until the token is allowed.
+        let check: Api<DittoServer> = Api::all(sa_client.clone());
+        wait_until("the controller's RBAC to be effective", Duration::from_secs(15), async || {
+            Ok(check.list(&ListParams::default()).await?)
+        })
+        .await?;
+        let running = start_with(sa_client, config);
+
+        create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}}))?)
+            .await?;
+        let servers: Api<DittoServer> = ns.api();
+        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+        let pods: Api<Pod> = ns.api();
+        wait_until("Pod fs-0 admitted under restricted", Duration::from_secs(30), async || {
+            Ok(pods.get("fs-0").await?)
+        })
+        .await?;
+        // Metrics off: the Service is deleted (the one delete the controller needs).
+        servers
+            .patch("fs", &PatchParams::default(), &Patch::Merge(json!({"spec": {"metrics": {"enabled": false}}})))
+            .await?;
+        let services: Api<k8s_openapi::api::core::v1::Service> = ns.api();
+        wait_until("fs-metrics to be deleted", Duration::from_secs(15), async || {
+            anyhow::ensure!(services.get_opt("fs-metrics").await?.is_none(), "still there");
+            Ok(())
+        })
+        .await?;
+        let metrics = running.controller.metrics();
+        assert_eq!(metrics.reconcile_count("forbidden"), 0, "the deployed RBAC refused something");
+        assert!(metrics.reconcile_count("ok") > 0);
+        assert_eq!(metrics.leader_acquisitions.get(), 1);
+        running.stop().await
+    })
+    .await
+}

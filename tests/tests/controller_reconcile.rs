@@ -1,0 +1,420 @@
+//! The controller against the real control plane: every child with owners, labels and contents; garbage
+//! collection on delete; a reconcile with nothing changed writes nothing; edits that DittoFS does not read
+//! leave the pod alone; another field manager's adapter ports and the agent's token keys survive.
+
+mod controller_common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::Role;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use controller_common::*;
+use dittofs_api::labels::{CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL};
+use dittofs_api::{DittoServer, conditions, names};
+use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
+
+const IGNORE: &str = "real-server tier: needs the Kubernetes test binaries; run `make test`";
+
+fn secret_text(s: &Secret, key: &str) -> String {
+    let bytes = &s.data.as_ref().expect("data")[key].0;
+    String::from_utf8(bytes.clone()).expect("utf-8")
+}
+
+/// Waits until the controller has reconciled nothing for `quiet` (kube-controller-manager's status
+/// updates of the StatefulSet and the controller's own writes trigger a few reconciles first).
+async fn settle(running: &Running, quiet: Duration) -> anyhow::Result<u64> {
+    let mut last = running.controller.metrics().total_reconciles();
+    let mut since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while since.elapsed() < quiet {
+        anyhow::ensure!(Instant::now() < deadline, "the controller never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = running.controller.metrics().total_reconciles();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    Ok(last)
+}
+
+fn total_writes(running: &Running) -> u64 {
+    [
+        "Secret",
+        "ConfigMap",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "NetworkPolicy",
+        "StatefulSet",
+        "DittoServerStatus",
+    ]
+    .iter()
+    .map(|k| running.controller.metrics().write_count(k))
+    .sum()
+}
+
+async fn wait_for_children(ns: &TempNamespace<'_>, cr: &str) -> anyhow::Result<()> {
+    let objects = children_of(cr);
+    wait_until("every child to exist", Duration::from_secs(30), async || {
+        resource_versions(ns, &objects).await.map(drop)
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn every_child_exists_with_owner_labels_and_contents_and_gc_removes_them() -> anyhow::Result<()> {
+    let _ = IGNORE;
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-children", async |ns| {
+        ensure_crd(ns.client()).await?;
+        let running = start_controller(ns.client(), ns.name());
+        let started = Instant::now();
+        let spec = json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}});
+        let ds = create_server(ns, &server("fs", spec)?).await?;
+        let uid = ds.uid().expect("uid");
+        let servers: Api<DittoServer> = ns.api();
+        let ds = wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+        wait_for_children(ns, "fs").await?;
+        eprintln!("first reconcile complete (children + status) after {:?}", started.elapsed());
+
+        // Owners and labels on every child.
+        let mut objects = children_of("fs");
+        objects.push(("Service", names::metrics_service("fs")));
+        for (kind, name) in &objects {
+            let meta: Value = match *kind {
+                "StatefulSet" => serde_json::to_value(ns.api::<StatefulSet>().get(name).await?.metadata)?,
+                "Service" => serde_json::to_value(ns.api::<Service>().get(name).await?.metadata)?,
+                "Secret" => serde_json::to_value(ns.api::<Secret>().get(name).await?.metadata)?,
+                "ConfigMap" => serde_json::to_value(ns.api::<ConfigMap>().get(name).await?.metadata)?,
+                "NetworkPolicy" => serde_json::to_value(ns.api::<NetworkPolicy>().get(name).await?.metadata)?,
+                "Role" => serde_json::to_value(ns.api::<Role>().get(name).await?.metadata)?,
+                "ServiceAccount" => serde_json::to_value(
+                    ns.api::<k8s_openapi::api::core::v1::ServiceAccount>().get(name).await?.metadata,
+                )?,
+                "RoleBinding" => {
+                    serde_json::to_value(ns.api::<k8s_openapi::api::rbac::v1::RoleBinding>().get(name).await?.metadata)?
+                }
+                other => anyhow::bail!("unexpected kind {other}"),
+            };
+            let owners = meta["ownerReferences"].as_array().cloned().unwrap_or_default();
+            assert_eq!(owners.len(), 1, "{kind}/{name}: {owners:?}");
+            assert_eq!(owners[0]["kind"], "DittoServer", "{kind}/{name}");
+            assert_eq!(owners[0]["uid"], uid.as_str(), "{kind}/{name}");
+            assert_eq!(owners[0]["controller"], true, "{kind}/{name}");
+            let labels = &meta["labels"];
+            assert_eq!(labels[NAME_LABEL], "dittofs", "{kind}/{name}");
+            assert_eq!(labels[INSTANCE_LABEL], "fs", "{kind}/{name}");
+            assert_eq!(labels[MANAGED_BY_LABEL], "dittofs-controller", "{kind}/{name}");
+        }
+
+        // Contents.
+        let secrets: Api<Secret> = ns.api();
+        assert_eq!(secret_text(&secrets.get("fs-jwt-secret").await?, "jwt-secret").len(), 43);
+        let admin = secrets.get("fs-admin-bootstrap-credentials").await?;
+        assert_eq!(secret_text(&admin, "username"), "admin");
+        assert_eq!(secret_text(&admin, "password").len(), 24);
+        let creds = secrets.get("fs-operator-credentials").await?;
+        assert_eq!(secret_text(&creds, "username"), "k8s-operator");
+        assert_eq!(secret_text(&creds, "password").len(), 24);
+        let cm = ns.api::<ConfigMap>().get("fs-config").await?;
+        let config: Value = serde_saphyr::from_str(&cm.data.unwrap()["config.yaml"])?;
+        assert_eq!(config["controlplane"]["port"], 8080);
+        assert_eq!(config["metrics"]["port"], 9090);
+        let np = ns.api::<NetworkPolicy>().get("fs-baseline").await?;
+        let ports: Vec<_> = np.spec.unwrap().ingress.unwrap()[0]
+            .ports
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|p| p.port.clone().unwrap())
+            .collect();
+        assert_eq!(serde_json::to_value(&ports)?, json!([8080, 9090]));
+        let api_svc = ns.api::<Service>().get("fs-api").await?;
+        assert_eq!(api_svc.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+        let headless = ns.api::<Service>().get("fs-headless").await?;
+        assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+
+        // The pod the real StatefulSet controller created: the token reaches the agent container only.
+        let pods: Api<Pod> = ns.api();
+        let pod = wait_until("Pod fs-0", Duration::from_secs(30), async || Ok(pods.get("fs-0").await?)).await?;
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.service_account_name.as_deref(), Some("fs-agent"));
+        let token_mounts = |name: &str| {
+            spec.containers
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount")
+                .count()
+        };
+        assert_eq!(token_mounts("dittofs"), 0, "DittoFS must not see a Kubernetes credential");
+        assert_eq!(token_mounts("agent"), 1);
+        let agent = spec.containers.iter().find(|c| c.name == "agent").unwrap();
+        assert_eq!(agent.image.as_deref(), Some(AGENT_IMAGE));
+
+        // Status and Events.
+        let status = ds.status.clone().unwrap();
+        assert_eq!(status.phase.map(|p| p.as_str()), Some("Pending"), "no kubelet: the pod never runs");
+        assert!(status.config_hash.is_some());
+        for c in &status.conditions {
+            assert_eq!(c.observed_generation, ds.metadata.generation, "{c:?}");
+        }
+        let events = wait_until("Created Events", Duration::from_secs(10), async || {
+            let events = events_for(ns.client(), ns.name(), "fs").await?;
+            let created = events.iter().filter(|e| e.reason.as_deref() == Some("Created")).count();
+            anyhow::ensure!(created >= objects.len(), "{created} Created Events");
+            Ok(events)
+        })
+        .await?;
+        assert!(events.iter().all(|e| e.reporting_controller.as_deref() == Some("dittofs-controller")));
+
+        // Deleting the server: the real garbage collector removes everything.
+        servers.delete("fs", &DeleteParams::background()).await?;
+        let gc_started = Instant::now();
+        wait_until("the garbage collector to remove every child", Duration::from_secs(60), async || {
+            for (kind, name) in &objects {
+                let gone = match *kind {
+                    "StatefulSet" => ns.api::<StatefulSet>().get_opt(name).await?.is_none(),
+                    "Service" => ns.api::<Service>().get_opt(name).await?.is_none(),
+                    "Secret" => ns.api::<Secret>().get_opt(name).await?.is_none(),
+                    "ConfigMap" => ns.api::<ConfigMap>().get_opt(name).await?.is_none(),
+                    "NetworkPolicy" => ns.api::<NetworkPolicy>().get_opt(name).await?.is_none(),
+                    "Role" => ns.api::<Role>().get_opt(name).await?.is_none(),
+                    "ServiceAccount" => {
+                        ns.api::<k8s_openapi::api::core::v1::ServiceAccount>().get_opt(name).await?.is_none()
+                    }
+                    "RoleBinding" => ns.api::<k8s_openapi::api::rbac::v1::RoleBinding>().get_opt(name).await?.is_none(),
+                    _ => true,
+                };
+                anyhow::ensure!(gone, "{kind}/{name} still exists");
+            }
+            anyhow::ensure!(pods.get_opt("fs-0").await?.is_none(), "Pod fs-0 still exists");
+            Ok(())
+        })
+        .await?;
+        eprintln!("garbage collection took {:?}", gc_started.elapsed());
+        assert_eq!(running.controller.metrics().reconcile_count("forbidden"), 0);
+        running.stop().await
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_keep_the_pod() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-noop", async |ns| {
+        ensure_crd(ns.client()).await?;
+        let running = start_controller(ns.client(), ns.name());
+        create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
+        let servers: Api<DittoServer> = ns.api();
+        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+        wait_for_children(ns, "fs").await?;
+        let pods: Api<Pod> = ns.api();
+        let pod_uid =
+            wait_until("Pod fs-0", Duration::from_secs(30), async || Ok(pods.get("fs-0").await?.uid())).await?;
+        let reconciles = settle(&running, Duration::from_secs(2)).await?;
+        let mut objects = children_of("fs");
+        objects.push(("DittoServer", "fs".into()));
+        let secrets: Api<Secret> = ns.api();
+        let jwt = secret_text(&secrets.get("fs-jwt-secret").await?, "jwt-secret");
+        let admin = secret_text(&secrets.get("fs-admin-bootstrap-credentials").await?, "password");
+
+        // 1. Touch the server's metadata: a reconcile runs and writes nothing.
+        let before_writes = total_writes(&running);
+        servers
+            .patch("fs", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})))
+            .await?;
+        let before = resource_versions(ns, &objects).await?;
+        let t0 = Instant::now();
+        wait_until("a reconcile after the touch", Duration::from_secs(10), async || {
+            anyhow::ensure!(running.controller.metrics().total_reconciles() > reconciles, "not yet");
+            Ok(())
+        })
+        .await?;
+        let after_reconciles = settle(&running, Duration::from_secs(1)).await?;
+        eprintln!("no-op reconciles: {} (first ran {:?} after the touch)", after_reconciles - reconciles, t0.elapsed());
+        assert_eq!(resource_versions(ns, &objects).await?, before, "a no-op reconcile changed something");
+        assert_eq!(total_writes(&running), before_writes, "a no-op reconcile counted a write");
+
+        // 2. A restarted controller (empty caches) reconciles everything again and still writes nothing,
+        //    and keeps the generated secrets.
+        running.stop().await?;
+        let running = start_controller(ns.client(), ns.name());
+        wait_until("the new controller's first reconcile", Duration::from_secs(20), async || {
+            anyhow::ensure!(running.controller.metrics().reconcile_count("ok") >= 1, "not yet");
+            Ok(())
+        })
+        .await?;
+        settle(&running, Duration::from_secs(1)).await?;
+        assert_eq!(resource_versions(ns, &objects).await?, before, "a restarted controller rewrote something");
+        assert_eq!(total_writes(&running), 0);
+        assert_eq!(secret_text(&secrets.get("fs-jwt-secret").await?, "jwt-secret"), jwt);
+        assert_eq!(secret_text(&secrets.get("fs-admin-bootstrap-credentials").await?, "password"), admin);
+
+        // 3. pollingInterval and adapterServices are read by the agent and the controller, not the pod:
+        //    the StatefulSet is not even rewritten, and its pod stays.
+        let sts_api: Api<StatefulSet> = ns.api();
+        let sts_before = sts_api.get("fs").await?;
+        servers
+            .patch(
+                "fs",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {
+                    "adapterDiscovery": {"pollingInterval": "5s"},
+                    "adapterServices": {"type": "NodePort", "annotations": {"lb": "x"}}
+                }})),
+            )
+            .await?;
+        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(20)).await?;
+        settle(&running, Duration::from_secs(1)).await?;
+        let sts_after = sts_api.get("fs").await?;
+        assert_eq!(sts_after.resource_version(), sts_before.resource_version(), "StatefulSet rewritten");
+        assert_eq!(pods.get("fs-0").await?.uid(), pod_uid, "the pod was replaced");
+
+        // 4. An edit DittoFS reads (log level) changes the config hash: that one rolls the pod.
+        let hash = |s: &StatefulSet| {
+            s.spec.clone().unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        servers
+            .patch("fs", &PatchParams::default(), &Patch::Merge(json!({"spec": {"logging": {"level": "DEBUG"}}})))
+            .await?;
+        let rolled = wait_until("the config hash to change", Duration::from_secs(20), async || {
+            let sts = sts_api.get("fs").await?;
+            anyhow::ensure!(hash(&sts) != hash(&sts_before), "same hash");
+            Ok(sts)
+        })
+        .await?;
+        let cm = ns.api::<ConfigMap>().get("fs-config").await?;
+        assert!(cm.data.unwrap()["config.yaml"].contains("DEBUG"));
+        assert_ne!(hash(&rolled), hash(&sts_after));
+        running.stop().await
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn fields_of_other_managers_survive_the_controllers_apply() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-managers", async |ns| {
+        ensure_crd(ns.client()).await?;
+        let running = start_controller(ns.client(), ns.name());
+        create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
+        let servers: Api<DittoServer> = ns.api();
+        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+        wait_for_children(ns, "fs").await?;
+
+        // The adapter part owns `adapter-*` container ports under its own manager.
+        let sts_api: Api<StatefulSet> = ns.api();
+        let ports = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "fs"},
+            "spec": {"template": {"spec": {"containers": [{"name": "dittofs", "ports": [
+                {"name": "adapter-nfs", "containerPort": 12049, "protocol": "TCP"}
+            ]}]}}}
+        });
+        sts_api.patch("fs", &PatchParams::apply("dittofs-controller-ports").force(), &Patch::Apply(&ports)).await?;
+        // The agent stores its token pair next to the controller's keys (as an update, as the agent does).
+        let secrets: Api<Secret> = ns.api();
+        secrets
+            .patch(
+                "fs-operator-credentials",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"access-token": "a", "refresh-token": "r"}})),
+            )
+            .await?;
+
+        // Make the controller reconcile (and re-apply everything) twice.
+        for i in 0..2 {
+            let before = running.controller.metrics().total_reconciles();
+            servers
+                .patch(
+                    "fs",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {"touch": i.to_string()}}})),
+                )
+                .await?;
+            wait_until("a reconcile", Duration::from_secs(10), async || {
+                anyhow::ensure!(running.controller.metrics().total_reconciles() > before, "not yet");
+                Ok(())
+            })
+            .await?;
+        }
+        settle(&running, Duration::from_secs(1)).await?;
+        let sts = sts_api.get("fs").await?;
+        let dittofs =
+            sts.spec.unwrap().template.spec.unwrap().containers.into_iter().find(|c| c.name == "dittofs").unwrap();
+        let names: Vec<_> = dittofs.ports.unwrap().into_iter().filter_map(|p| p.name).collect();
+        assert_eq!(names, ["api", "adapter-nfs"], "the adapter port survives the main apply");
+        let creds = secrets.get("fs-operator-credentials").await?;
+        let keys: Vec<_> = creds.data.unwrap().into_keys().collect();
+        assert_eq!(keys, ["access-token", "password", "refresh-token", "username"]);
+        assert_eq!(running.controller.metrics().reconcile_count("conflict"), 0);
+        running.stop().await
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn user_secret_references_replace_the_managed_secrets() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-refs", async |ns| {
+        ensure_crd(ns.client()).await?;
+        let secrets: Api<Secret> = ns.api();
+        let user: Secret = serde_json::from_value(
+            json!({"metadata": {"name": "mine"}, "stringData": {"jwt": "x".repeat(40), "pw": "admin-pw"}}),
+        )?;
+        secrets.create(&Default::default(), &user).await?;
+        let running = start_controller(ns.client(), ns.name());
+        create_server(
+            ns,
+            &server(
+                "fs",
+                json!({"storage": {"metadataSize": "1Gi"}, "identity": {
+                    "jwt": {"secretRef": {"name": "mine", "key": "jwt"}},
+                    "admin": {"passwordSecretRef": {"name": "mine", "key": "pw"}}
+                }}),
+            )?,
+        )
+        .await?;
+        let servers: Api<DittoServer> = ns.api();
+        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+        let sts: StatefulSet = wait_until("StatefulSet fs", Duration::from_secs(20), async || {
+            Ok(ns.api::<StatefulSet>().get("fs").await?)
+        })
+        .await?;
+        assert!(secrets.get_opt("fs-jwt-secret").await?.is_none());
+        assert!(secrets.get_opt("fs-admin-bootstrap-credentials").await?.is_none());
+        assert!(secrets.get_opt("fs-operator-credentials").await?.is_some());
+        let containers = sts.spec.unwrap().template.spec.unwrap().containers;
+        let refs: BTreeMap<String, (String, String)> = containers
+            .iter()
+            .flat_map(|c| c.env.clone().unwrap_or_default())
+            .filter_map(|e| {
+                let r = e.value_from?.secret_key_ref?;
+                Some((e.name, (r.name, r.key)))
+            })
+            .collect();
+        assert_eq!(refs["DITTOFS_CONTROLPLANE_SECRET"], ("mine".to_owned(), "jwt".to_owned()));
+        assert_eq!(refs["DITTOFS_ADMIN_INITIAL_PASSWORD"], ("mine".to_owned(), "pw".to_owned()));
+        assert_eq!(refs["DITTOFS_ADMIN_PASSWORD"], ("mine".to_owned(), "pw".to_owned()));
+        // The user's Secret is only read, never owned.
+        assert!(secrets.get("mine").await?.metadata.owner_references.is_none());
+        running.stop().await
+    })
+    .await
+}
