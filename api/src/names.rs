@@ -63,6 +63,8 @@ pub const ACCESS_TOKEN_KEY: &str = "access-token";
 pub const REFRESH_TOKEN_KEY: &str = "refresh-token";
 /// Key of the API URL in the operator credentials Secret.
 pub const SERVER_URL_KEY: &str = "server-url";
+/// Key of the access token's expiry (RFC 3339) in the operator credentials Secret, written by the agent.
+pub const EXPIRES_AT_KEY: &str = "expires-at";
 /// The DittoFS user the controller provisions for itself (role `operator`).
 pub const OPERATOR_USERNAME: &str = "k8s-operator";
 

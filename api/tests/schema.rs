@@ -192,12 +192,15 @@ fn ports_replicas_and_grace_period_are_bounded() {
         "spec.controlPlane.port",
         "spec.metrics.port",
         "status.adapters[].port",
-        "status.agents[].adapters[].port",
     ] {
         let n = node(path);
         assert_eq!(n["minimum"], 1.0, "{path}");
         assert_eq!(n["maximum"], 65535.0, "{path}");
     }
+    // An agent reports an adapter whose port 0 has no type default with port 0 ("not exposable").
+    let agent_port = node("status.agents[].adapters[].port");
+    assert_eq!(agent_port["minimum"], 0.0);
+    assert_eq!(agent_port["maximum"], 65535.0);
     assert_eq!(node("spec.replicas")["minimum"], 0.0);
     assert_eq!(node("spec.replicas")["maximum"], 1.0);
     assert_eq!(node("spec.terminationGracePeriodSeconds")["minimum"], 36.0);

@@ -63,7 +63,8 @@ pub struct DittoServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub config_hash: Option<String>,
-    /// Latest observations: Ready, Available, ConfigReady, Progressing, Authenticated, SpecSupported.
+    /// Latest observations: Ready, Available, ConfigReady, Progressing, Authenticated, AdaptersReady,
+    /// SpecSupported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
@@ -135,7 +136,8 @@ pub struct AgentStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Reachability {
-    /// True when the last request got an HTTP answer.
+    /// True when the last adapter poll succeeded; false with the failure's reason (no answer, 5xx,
+    /// malformed answer, credentials refused) otherwise.
     pub reachable: bool,
     /// One CamelCase word, e.g. "Reachable", "ConnectionRefused", "Timeout", "TLSError".
     #[schemars(length(min = 1, max = 64))]
@@ -175,14 +177,18 @@ pub struct AgentAdapterStatus {
     #[schemars(length(min = 1, max = 63))]
     pub r#type: String,
     /// Port the adapter listens on; the API's port 0 is resolved to the type's default.
-    #[schemars(range(min = 1, max = 65535))]
+    /// 0 when DittoFS reports port 0 for a type without a default (or a port out of range):
+    /// the adapter is reported but cannot be exposed.
+    #[schemars(range(min = 0, max = 65535))]
     pub port: i32,
     /// Enabled in DittoFS's configuration.
     pub enabled: bool,
     /// Started by DittoFS (true even when binding the port failed; see health).
     pub running: bool,
     /// Health reported by DittoFS: healthy, degraded, unhealthy, unknown or disabled.
-    /// Only running and healthy means the port is really served.
+    /// Only running and healthy means the port is really served. Absent while DittoFS's cached
+    /// report predates the adapter's last change (DittoFS caches it up to 5 s): until then enabled
+    /// and running decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub health: Option<String>,
@@ -193,9 +199,13 @@ pub struct AgentAdapterStatus {
 }
 
 impl AgentAdapterStatus {
-    /// Enabled, running and healthy: the adapter serves its port.
+    /// Enabled, running, on a usable port, and healthy — or not re-checked since its last change
+    /// (`health` absent): the adapter serves its port.
     pub fn is_serving(&self) -> bool {
-        self.enabled && self.running && self.health.as_deref() == Some("healthy")
+        self.enabled
+            && self.running
+            && (1..=65535).contains(&self.port)
+            && self.health.as_deref().is_none_or(|h| h == "healthy")
     }
 }
 
@@ -247,5 +257,9 @@ mod tests {
         assert!(a.is_serving());
         a.health = Some("unknown".into());
         assert!(!a.is_serving());
+        a.health = None;
+        assert!(a.is_serving(), "not re-checked since the change: enabled and running decide");
+        a.port = 0;
+        assert!(!a.is_serving(), "port 0 cannot be exposed");
     }
 }

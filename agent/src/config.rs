@@ -1,0 +1,222 @@
+//! The agent's configuration: what the controller's pod template puts in the environment
+//! ([`dittofs_api::agent_env`]), plus timings that tests shorten.
+
+use std::{net::SocketAddr, time::Duration};
+
+use dittofs_api::{agent_env, constants};
+
+use crate::{error::AgentError, secret::SecretString};
+
+/// Where the admin password came from, so a refused login can say which Secret to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// Everything the agent needs to run. `Debug` is safe: the password is a [`SecretString`].
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This pod's name: the key of the agent's `status.agents` entry and part of its field manager.
+    pub pod_name: String,
+    /// Namespace of the pod, the DittoServer and the credentials Secret.
+    pub namespace: String,
+    /// Name of the DittoServer this pod serves.
+    pub server_name: String,
+    /// DittoFS control-plane URL, on loopback in a pod (`http://127.0.0.1:8080`).
+    pub dittofs_url: String,
+    /// Bootstrap admin user (DittoFS hard-codes `admin`).
+    pub admin_username: String,
+    /// Bootstrap admin password; used only to create or reset the `k8s-operator` account.
+    pub admin_password: SecretString,
+    /// The Secret and key the admin password comes from (named in the refused-login message).
+    pub admin_secret: Option<SecretKeyRef>,
+    /// Address of `/livez`, `/readyz` and `/metrics`; `None` serves nothing (in-process tests).
+    pub admin_addr: Option<SocketAddr>,
+    /// Intervals, timeouts and bounds.
+    pub timings: Timings,
+}
+
+/// Intervals, timeouts and bounds. The defaults are the production values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timings {
+    /// Period of the fast path (`GET /health/ready`, logged by DittoFS only at DEBUG).
+    pub ready_interval: Duration,
+    /// Timeout of one `/health/ready` request.
+    pub ready_timeout: Duration,
+    /// Timeout of one adapter list.
+    pub poll_timeout: Duration,
+    /// Timeout of login and refresh (bcrypt makes a login take a moment).
+    pub auth_timeout: Duration,
+    /// Timeout of user creation and password reset (DittoFS's own write timeout is 10 s, its handler timeout 30 s).
+    pub mutation_timeout: Duration,
+    /// Fraction of the access-token lifetime after which it is refreshed.
+    pub refresh_fraction: f64,
+    /// First and largest delay between failed authentication attempts.
+    pub auth_backoff_min: Duration,
+    pub auth_backoff_max: Duration,
+    /// Largest response body read from DittoFS.
+    pub max_body_bytes: usize,
+    /// Shortest gap between two full polls triggered by the fast path (flapping guard).
+    pub min_poll_gap: Duration,
+    /// How long the first status write waits for the DittoServer to be seen (for its generation).
+    pub first_object_wait: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            ready_interval: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(2),
+            poll_timeout: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(10),
+            mutation_timeout: Duration::from_secs(35),
+            refresh_fraction: 0.8,
+            auth_backoff_min: Duration::from_secs(2),
+            auth_backoff_max: Duration::from_secs(300),
+            max_body_bytes: 1 << 20,
+            min_poll_gap: Duration::from_millis(500),
+            first_object_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// A configuration with default timings and no admin server.
+    pub fn new(
+        pod_name: impl Into<String>,
+        namespace: impl Into<String>,
+        server_name: impl Into<String>,
+        dittofs_url: impl Into<String>,
+        admin_password: SecretString,
+    ) -> Self {
+        AgentConfig {
+            pod_name: pod_name.into(),
+            namespace: namespace.into(),
+            server_name: server_name.into(),
+            dittofs_url: dittofs_url.into(),
+            admin_username: constants::DEFAULT_ADMIN_USERNAME.to_owned(),
+            admin_password,
+            admin_secret: None,
+            admin_addr: None,
+            timings: Timings::default(),
+        }
+    }
+
+    /// Reads the container environment the controller sets (names in [`dittofs_api::agent_env`]).
+    pub fn from_env() -> Result<Self, AgentError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::from_env`] over any lookup function (tests use a map).
+    pub fn from_lookup(raw: impl Fn(&str) -> Option<String>) -> Result<Self, AgentError> {
+        let get = |name: &str| raw(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| {
+            get(name).ok_or_else(|| AgentError::Config(format!("environment variable {name} is not set")))
+        };
+        let dittofs_url =
+            get(agent_env::DITTOFS_URL).unwrap_or_else(|| format!("http://127.0.0.1:{}", constants::DEFAULT_API_PORT));
+        let admin_addr = match get(agent_env::ADMIN_ADDR).as_deref() {
+            None => Some(SocketAddr::from(([0, 0, 0, 0], agent_env::DEFAULT_ADMIN_PORT))),
+            Some("off") => None,
+            Some(addr) => Some(addr.parse().map_err(|e| {
+                AgentError::Config(format!("{}={addr:?} is not an address: {e}", agent_env::ADMIN_ADDR))
+            })?),
+        };
+        let admin_secret = match (get(agent_env::ADMIN_SECRET_NAME), get(agent_env::ADMIN_SECRET_KEY)) {
+            (Some(name), key) => Some(SecretKeyRef { name, key: key.unwrap_or_else(|| "password".to_owned()) }),
+            (None, _) => None,
+        };
+        let config = AgentConfig {
+            pod_name: required(agent_env::POD_NAME)?,
+            namespace: required(agent_env::POD_NAMESPACE)?,
+            server_name: required(agent_env::DITTOSERVER_NAME)?,
+            dittofs_url,
+            admin_username: get(agent_env::ADMIN_USERNAME)
+                .unwrap_or_else(|| constants::DEFAULT_ADMIN_USERNAME.to_owned()),
+            // Raw value: a password may legitimately start or end with spaces.
+            admin_password: SecretString::new(raw(agent_env::ADMIN_PASSWORD).unwrap_or_default()),
+            admin_secret,
+            admin_addr,
+            timings: Timings::default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what would otherwise fail later and less clearly.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let url = &self.dittofs_url;
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || reqwest::Url::parse(url).is_err() {
+            return Err(AgentError::Config(format!("{}={url:?} is not an http(s):// URL", agent_env::DITTOFS_URL)));
+        }
+        for (what, value) in
+            [("pod name", &self.pod_name), ("namespace", &self.namespace), ("DittoServer name", &self.server_name)]
+        {
+            if value.is_empty() {
+                return Err(AgentError::Config(format!("{what} is empty")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The operator credentials Secret of this server: `<cr>-operator-credentials`.
+    pub fn credentials_secret(&self) -> String {
+        dittofs_api::names::operator_credentials_secret(&self.server_name)
+    }
+
+    /// "Secret ns/name key k" for messages, or a description of the env var when the Secret is unknown.
+    pub fn admin_password_source(&self) -> String {
+        match &self.admin_secret {
+            Some(s) => format!("Secret {}/{} key {:?}", self.namespace, s.name, s.key),
+            None => format!("environment variable {}", agent_env::ADMIN_PASSWORD),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn reads_the_container_environment() {
+        let c = AgentConfig::from_lookup(env(&[
+            ("POD_NAME", "fs-0"),
+            ("POD_NAMESPACE", "ns"),
+            ("DITTOSERVER_NAME", "fs"),
+            ("DITTOFS_URL", "http://127.0.0.1:18080"),
+            ("DITTOFS_ADMIN_SECRET_NAME", "fs-admin-bootstrap-credentials"),
+            ("AGENT_ADMIN_ADDR", "127.0.0.1:9999"),
+        ]))
+        .unwrap();
+        assert_eq!(c.pod_name, "fs-0");
+        assert_eq!(c.dittofs_url, "http://127.0.0.1:18080");
+        assert_eq!(c.admin_username, "admin");
+        assert_eq!(c.admin_addr, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(c.credentials_secret(), "fs-operator-credentials");
+        assert_eq!(c.admin_password_source(), "Secret ns/fs-admin-bootstrap-credentials key \"password\"");
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let base = [("POD_NAME", "fs-0"), ("POD_NAMESPACE", "ns"), ("DITTOSERVER_NAME", "fs")];
+        let c = AgentConfig::from_lookup(env(&base)).unwrap();
+        assert_eq!(c.dittofs_url, "http://127.0.0.1:8080");
+        assert_eq!(c.admin_addr, Some("0.0.0.0:8082".parse().unwrap()));
+        assert!(AgentConfig::from_lookup(env(&base[..2])).is_err());
+        let mut ftp = base.to_vec();
+        ftp.push(("DITTOFS_URL", "ftp://127.0.0.1:8080"));
+        assert!(AgentConfig::from_lookup(env(&ftp)).is_err());
+        let mut off = base.to_vec();
+        off.push(("AGENT_ADMIN_ADDR", "off"));
+        assert_eq!(AgentConfig::from_lookup(env(&off)).unwrap().admin_addr, None);
+    }
+}

@@ -1,0 +1,160 @@
+//! Errors of the agent, each with a stable metric label and, where it ends up in the status, a
+//! CamelCase reason.
+
+use crate::dittofs::ApiError;
+
+/// Why [`crate::run`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("admin server: {0}")]
+    Admin(String),
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl AgentError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            AgentError::Config(_) => "config",
+            AgentError::Admin(_) => "admin_server",
+            AgentError::Kube(_) => "kube",
+        }
+    }
+}
+
+/// Why the agent holds no usable DittoFS token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// DittoFS did not answer, or answered 5xx: retried on the next poll.
+    #[error("DittoFS API: {0}")]
+    Api(#[from] ApiError),
+    /// DittoFS refused the bootstrap admin password: nothing the agent can fix by retrying quickly.
+    #[error(
+        "DittoFS refused the admin password ({detail}) for user {user:?} from {source_desc}; \
+         it is only applied when DittoFS creates its database, so if the admin password was changed \
+         in DittoFS, put the current one into that Secret"
+    )]
+    AdminRefused { user: String, source_desc: String, detail: String },
+    /// The `k8s-operator` login was refused even right after its password was (re)set.
+    #[error("DittoFS refused user {user:?} right after its password was set: {detail}")]
+    OperatorRefused { user: String, detail: String },
+    /// The credentials Secret is missing or has no password (the controller creates it).
+    #[error("credentials Secret {secret}: {detail}")]
+    CredentialsSecret { secret: String, detail: String },
+    /// No admin password in the environment, and the operator account needs (re)provisioning.
+    #[error("the operator account must be provisioned but {0} is empty")]
+    NoAdminPassword(String),
+    /// The last attempt failed and the next is not due yet.
+    #[error("waiting {0:?} before the next authentication attempt after: {1}")]
+    BackingOff(std::time::Duration, Box<AuthError>),
+}
+
+impl AuthError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthError::Api(e) => e.label(),
+            AuthError::AdminRefused { .. } => "admin_refused",
+            AuthError::OperatorRefused { .. } => "operator_refused",
+            AuthError::CredentialsSecret { .. } => "credentials_secret",
+            AuthError::NoAdminPassword(_) => "no_admin_password",
+            AuthError::BackingOff(_, e) => e.label(),
+        }
+    }
+
+    /// Reason of `auth` in the status entry: the three reasons of the Authenticated condition.
+    pub fn auth_reason(&self) -> &'static str {
+        match self {
+            AuthError::Api(e) if e.is_transient() => "APIUnreachable",
+            AuthError::BackingOff(_, e) => e.auth_reason(),
+            _ => "AuthenticationFailed",
+        }
+    }
+
+    /// Reason of `reachability` when a poll fails on this.
+    pub fn reachability_reason(&self) -> &'static str {
+        match self {
+            AuthError::Api(e) => e.reason(),
+            AuthError::BackingOff(_, e) => e.reachability_reason(),
+            AuthError::AdminRefused { .. } => "AdminCredentialsRefused",
+            AuthError::OperatorRefused { .. } => "Unauthorized",
+            AuthError::CredentialsSecret { .. } => "CredentialsSecretUnusable",
+            AuthError::NoAdminPassword(_) => "AdminPasswordMissing",
+        }
+    }
+
+    /// The root cause, without the back-off wrapper.
+    pub fn root(&self) -> &AuthError {
+        match self {
+            AuthError::BackingOff(_, e) => e.root(),
+            e => e,
+        }
+    }
+}
+
+/// Why a full poll failed. It never changes the reported adapters.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PollError {
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+}
+
+impl PollError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            PollError::Api(e) => e.label(),
+            PollError::Auth(e) => e.label(),
+        }
+    }
+
+    pub fn reachability_reason(&self) -> &'static str {
+        match self {
+            PollError::Api(e) => e.reason(),
+            PollError::Auth(e) => e.reachability_reason(),
+        }
+    }
+}
+
+/// Every label a failed full poll can carry (the metric reader sums them).
+pub const POLL_FAILURE_LABELS: &[&str] = &[
+    "refused",
+    "timeout",
+    "transport",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "server_error",
+    "unexpected_status",
+    "malformed",
+    "tls_unsupported",
+    "admin_refused",
+    "operator_refused",
+    "credentials_secret",
+    "no_admin_password",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_admin_names_the_secret_and_key() {
+        let e = AuthError::AdminRefused {
+            user: "admin".into(),
+            source_desc: "Secret ns/fs-admin-bootstrap-credentials key \"password\"".into(),
+            detail: "HTTP 401 Unauthorized: Invalid username or password".into(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("fs-admin-bootstrap-credentials") && text.contains("\"password\""), "{text}");
+        assert_eq!(e.auth_reason(), "AuthenticationFailed");
+        let wrapped = AuthError::BackingOff(std::time::Duration::from_secs(4), Box::new(e));
+        assert_eq!(wrapped.label(), "admin_refused");
+        assert!(POLL_FAILURE_LABELS.contains(&wrapped.label()));
+        let down = AuthError::Api(ApiError::Refused("x".into()));
+        assert_eq!(down.auth_reason(), "APIUnreachable");
+    }
+}

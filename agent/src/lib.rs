@@ -1,0 +1,101 @@
+//! dittofs-agent: the sidecar in every DittoFS pod. It is the only component that talks to DittoFS: on
+//! loopback, with a least-privilege `operator` account it provisions itself, it watches the adapters and
+//! writes what it sees into its own entry of the DittoServer's `status.agents`.
+//!
+//! [`run`] is the whole agent; `main` only reads the environment, sets up telemetry and calls it, and
+//! tests call it in-process with a ServiceAccount-token client, exactly as the container runs.
+//!
+//! Modules: [`dittofs`] (typed HTTP client), [`auth`] (account and tokens), [`credentials`] (the
+//! credentials Secret), [`discovery`] (API list → report, pure), [`poller`] (the loop), [`status`] (the
+//! entry and its server-side apply), [`metrics`], [`error`], [`config`], [`secret`] (redaction).
+
+pub mod auth;
+pub mod config;
+pub mod credentials;
+pub mod discovery;
+pub mod dittofs;
+pub mod error;
+pub mod metrics;
+pub mod poller;
+pub mod secret;
+pub mod status;
+
+use std::sync::Arc;
+
+use dittofs_api::DittoServer;
+use dittofs_telemetry::Health;
+use futures::StreamExt as _;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt as _, watcher},
+};
+use prometheus_client::registry::Registry;
+
+pub use config::{AgentConfig, SecretKeyRef, Timings};
+pub use error::AgentError;
+pub use metrics::Metrics;
+pub use secret::SecretString;
+/// Re-exported so callers of [`run`] need no direct tokio-util dependency.
+pub use tokio_util::sync::CancellationToken;
+
+/// Runs the agent until `shutdown` is cancelled. `kube` must act as the pod's ServiceAccount: it needs
+/// get/list/watch on its DittoServer, patch on its status, and get/patch on the credentials Secret.
+pub async fn run(config: AgentConfig, kube: kube::Client, shutdown: CancellationToken) -> Result<(), AgentError> {
+    run_with_metrics(config, kube, shutdown, Arc::new(Metrics::new())).await
+}
+
+/// [`run`] with metrics the caller keeps a handle on (tests read them directly).
+pub async fn run_with_metrics(
+    config: AgentConfig,
+    kube: kube::Client,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> Result<(), AgentError> {
+    config.validate()?;
+    let health = Arc::new(Health::default());
+    let admin = match config.admin_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Admin(format!("cannot listen on {addr}: {e}")))?;
+            let mut registry = Registry::default();
+            metrics.register(&mut registry);
+            tracing::info!(%addr, "admin server (/livez, /readyz, /metrics)");
+            Some(tokio::spawn(dittofs_telemetry::serve_admin(listener, registry, health.clone(), shutdown.clone())))
+        }
+        None => None,
+    };
+    tracing::info!(
+        pod = config.pod_name,
+        server = config.server_name,
+        namespace = config.namespace,
+        dittofs = config.dittofs_url,
+        "agent starting"
+    );
+
+    let client = dittofs::Client::new(&config.dittofs_url, &config.timings, metrics.clone())?;
+    let store = credentials::Store::new(kube.clone(), &config.namespace, config.credentials_secret());
+    let mut auth = auth::Auth::new(&config, client.clone(), store, metrics.clone());
+    auth.restore().await;
+    let writer =
+        status::Writer::new(kube.clone(), &config.namespace, &config.server_name, &config.pod_name, metrics.clone());
+
+    // Only this object: the Role grants list/watch on its name, which needs the field selector.
+    let servers: Api<DittoServer> = Api::namespaced(kube, &config.namespace);
+    let selector = format!("metadata.name={}", config.server_name);
+    let objects = watcher(servers, watcher::Config::default().fields(&selector)).default_backoff().boxed();
+
+    let poller =
+        poller::Poller::new(client, auth, writer, metrics, health, config.timings.clone(), config.server_name.clone());
+    poller.run(objects, shutdown.clone()).await;
+
+    // The poller returns once `shutdown` is cancelled, which also stops the admin server.
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(AgentError::Admin(e.to_string())),
+            Err(e) => return Err(AgentError::Admin(e.to_string())),
+        }
+    }
+    Ok(())
+}

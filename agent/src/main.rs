@@ -1,0 +1,38 @@
+//! The `dittofs-agent` binary: environment → telemetry → [`dittofs_agent::run`] until SIGTERM.
+
+use std::process::ExitCode;
+
+use dittofs_telemetry::LogFormat;
+
+fn main() -> ExitCode {
+    // One thread: the agent does one thing at a time and its footprint matters in every DittoFS pod.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dittofs-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let _telemetry =
+            match dittofs_telemetry::init("dittofs-agent", LogFormat::from_env(dittofs_api::agent_env::LOG_FORMAT)) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("dittofs-agent: telemetry: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        let result = async {
+            let config = dittofs_agent::AgentConfig::from_env()?;
+            let kube = kube::Client::try_default().await?;
+            dittofs_agent::run(config, kube, dittofs_telemetry::shutdown_on_signal()).await
+        };
+        match result.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, kind = e.label(), "dittofs-agent failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,256 @@
+//! Helpers shared by the agent_* integration tests: a namespace with the real CRD, a DittoServer, the
+//! per-instance RBAC from the controller and the credentials Secret, a DittoFS, and the agent running
+//! in-process as its container would — with a ServiceAccount token bound to that Role.
+
+#![allow(dead_code)]
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use dittofs_agent::{AgentConfig, AgentError, CancellationToken, Metrics, SecretKeyRef, SecretString};
+use dittofs_api::{
+    DittoServer, DittoServerSpec,
+    crd::{AgentAdapterStatus, AgentStatus, CRD_NAME},
+    names,
+};
+use dittofs_tests::{
+    dittofs::{ADMIN_PASSWORD, DittoFs, Options},
+    kube_env::{TempNamespace, wait_until},
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{
+    ByteString,
+    api::{
+        core::v1::{Secret, ServiceAccount},
+        rbac::v1::{Role, RoleBinding},
+    },
+};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+/// Installs (server-side applies) the real CRD and waits until it is Established and serves.
+pub async fn ensure_crd(client: kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = dittofs_api::custom_resource_definition();
+    crds.patch(CRD_NAME, &PatchParams::apply("dittofs-tests").force(), &Patch::Apply(&crd)).await?;
+    wait_until("the DittoServer CRD to be Established", Duration::from_secs(30), async || {
+        let crd = crds.get(CRD_NAME).await?;
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        let established = conditions.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        anyhow::ensure!(established, "not established yet");
+        // The endpoint can lag the condition.
+        Api::<DittoServer>::all(client.clone()).list(&ListParams::default().limit(1)).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The DittoServer's name and the agent's pod.
+pub const SERVER: &str = "fs";
+pub const POD: &str = "fs-0";
+
+/// An agent running on its own task.
+pub struct RunningAgent {
+    pub metrics: Arc<Metrics>,
+    token: CancellationToken,
+    task: JoinHandle<Result<(), AgentError>>,
+}
+
+impl RunningAgent {
+    /// Fails if the agent task has ended (it must only end on shutdown).
+    pub fn assert_running(&self) {
+        assert!(!self.task.is_finished(), "the agent task ended on its own");
+    }
+}
+
+/// One test's world.
+pub struct Rig {
+    pub ns: String,
+    pub admin: kube::Client,
+    pub sa: kube::Client,
+    pub fs: DittoFs,
+    pub servers: Api<DittoServer>,
+    pub secrets: Api<Secret>,
+    pub agent: Option<RunningAgent>,
+}
+
+impl Rig {
+    /// Creates the DittoServer (with `interval`), the agent's RBAC from the controller's
+    /// `agent_rbac`, the credentials Secret as the controller creates it, and starts DittoFS.
+    pub async fn new(ns: &TempNamespace<'_>, options: Options, interval: &str) -> anyhow::Result<Rig> {
+        init_logs();
+        let admin = ns.client();
+        ensure_crd(admin.clone()).await?;
+        let servers: Api<DittoServer> = ns.api();
+        let mut spec = DittoServerSpec::with_metadata_size("1Gi");
+        spec.adapter_discovery.polling_interval = interval.to_owned();
+        let ds = servers.create(&PostParams::default(), &DittoServer::new(SERVER, spec)).await?;
+
+        let (sa, role, binding) = dittofs_controller::desired::rbac::agent_rbac(&ds);
+        ns.api::<ServiceAccount>().create(&PostParams::default(), &sa).await?;
+        ns.api::<Role>().create(&PostParams::default(), &role).await?;
+        ns.api::<RoleBinding>().create(&PostParams::default(), &binding).await?;
+
+        let secrets: Api<Secret> = ns.api();
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let secret = Secret {
+            metadata: ObjectMeta { name: Some(names::operator_credentials_secret(SERVER)), ..Default::default() },
+            data: Some(
+                [
+                    (names::USERNAME_KEY.to_owned(), ByteString(names::OPERATOR_USERNAME.into())),
+                    (names::PASSWORD_KEY.to_owned(), ByteString(password.into_bytes())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        secrets.create(&PostParams::default(), &secret).await?;
+
+        let sa_name = names::agent_service_account(SERVER);
+        let sa_client = ns.control_plane().service_account_client(ns.name(), &sa_name).await?;
+        // RBAC learns of new bindings through an informer: wait until the agent's token is allowed.
+        let as_agent: Api<DittoServer> = Api::namespaced(sa_client.clone(), ns.name());
+        wait_until("the agent's Role to take effect", Duration::from_secs(15), async || {
+            Ok(as_agent.get(SERVER).await?)
+        })
+        .await?;
+
+        let fs = DittoFs::start(options).await?;
+        Ok(Rig { ns: ns.name().to_owned(), admin, sa: sa_client, fs, servers, secrets, agent: None })
+    }
+
+    /// The configuration the controller's pod template would give the agent, with the harness's DittoFS.
+    pub fn config(&self) -> AgentConfig {
+        let mut c = AgentConfig::new(POD, &self.ns, SERVER, self.fs.url(), SecretString::new(ADMIN_PASSWORD));
+        c.admin_secret = Some(SecretKeyRef { name: names::admin_bootstrap_secret(SERVER), key: "password".into() });
+        c
+    }
+
+    /// Starts the agent in-process with the ServiceAccount client.
+    pub fn start_agent(&mut self, config: AgentConfig) -> Arc<Metrics> {
+        assert!(self.agent.is_none(), "an agent is already running");
+        let metrics = Arc::new(Metrics::new());
+        let token = CancellationToken::new();
+        let task =
+            tokio::spawn(dittofs_agent::run_with_metrics(config, self.sa.clone(), token.clone(), metrics.clone()));
+        self.agent = Some(RunningAgent { metrics: metrics.clone(), token, task });
+        metrics
+    }
+
+    /// Graceful stop; returns the stopped agent's metrics.
+    pub async fn stop_agent(&mut self) -> anyhow::Result<Arc<Metrics>> {
+        let agent = self.agent.take().context("no agent running")?;
+        agent.token.cancel();
+        tokio::time::timeout(Duration::from_secs(5), agent.task).await.context("agent did not stop within 5s")???;
+        Ok(agent.metrics)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.agent.as_ref().expect("agent running").metrics
+    }
+
+    pub fn assert_agent_running(&self) {
+        self.agent.as_ref().expect("agent running").assert_running();
+    }
+
+    /// The agent's entry in the status, if any.
+    pub async fn entry(&self) -> anyhow::Result<Option<AgentStatus>> {
+        let ds = self.servers.get(SERVER).await?;
+        Ok(ds.status.and_then(|s| s.agents.into_iter().find(|a| a.pod_name == POD)))
+    }
+
+    /// Polls the entry every 50 ms until `check` accepts it; returns the value and how long it took.
+    pub async fn wait_entry<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&AgentStatus) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, Duration)> {
+        let started = Instant::now();
+        let mut last = String::from("no entry yet");
+        while started.elapsed() < timeout {
+            if let Some(agent) = &self.agent {
+                agent.assert_running();
+            }
+            match self.entry().await {
+                Ok(Some(entry)) => match check(&entry) {
+                    Ok(v) => return Ok((v, started.elapsed())),
+                    Err(e) => last = format!("{e:#}; entry: {}", serde_json::to_string(&entry)?),
+                },
+                Ok(None) => last = "no entry yet".into(),
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("timed out after {timeout:?} waiting for {what}; last: {last}")
+    }
+
+    /// Waits until the entry shows DittoFS reachable and the adapters DittoFS has right now (as admin sees them).
+    pub async fn wait_in_sync(&self, timeout: Duration) -> anyhow::Result<AgentStatus> {
+        let expected = self.fs.adapters().await?;
+        let (entry, _) = self
+            .wait_entry("the entry to match DittoFS", timeout, |e| {
+                anyhow::ensure!(e.reachability.as_ref().is_some_and(|r| r.reachable), "not reachable");
+                anyhow::ensure!(e.adapters.len() == expected.len(), "{} adapters", e.adapters.len());
+                for (kind, a) in &expected {
+                    let got = adapter(e, kind).with_context(|| format!("no {kind}"))?;
+                    anyhow::ensure!(got.enabled == a["enabled"] && got.running == a["running"], "{kind} flags");
+                    if a["port"] != 0 {
+                        anyhow::ensure!(i64::from(got.port) == a["port"].as_i64().unwrap_or(-1), "{kind} port");
+                    }
+                }
+                Ok(e.clone())
+            })
+            .await?;
+        Ok(entry)
+    }
+
+    /// The password the controller put into the credentials Secret.
+    pub async fn operator_password(&self) -> anyhow::Result<String> {
+        self.secret_key(names::PASSWORD_KEY).await?.context("no password in the credentials Secret")
+    }
+
+    /// One key of the credentials Secret.
+    pub async fn secret_key(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let secret = self.secrets.get(&names::operator_credentials_secret(SERVER)).await?;
+        Ok(secret.data.unwrap_or_default().get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
+    }
+
+    /// Changes `spec.adapterDiscovery.pollingInterval` (as a user would, with a merge patch).
+    pub async fn set_interval(&self, interval: &str) -> anyhow::Result<()> {
+        let patch = json!({ "spec": { "adapterDiscovery": { "pollingInterval": interval } } });
+        self.servers.patch(SERVER, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Ok(())
+    }
+
+    /// PUT /api/v1/adapters/{kind} as admin.
+    pub async fn put_adapter(&self, kind: &str, body: serde_json::Value) -> anyhow::Result<()> {
+        let admin = self.fs.admin().await?;
+        admin.put(&format!("/api/v1/adapters/{kind}"), &body).await?.expect_status(200)?;
+        Ok(())
+    }
+}
+
+/// The entry's adapter of `kind`.
+pub fn adapter<'a>(entry: &'a AgentStatus, kind: &str) -> Option<&'a AgentAdapterStatus> {
+    entry.adapters.iter().find(|a| a.r#type == kind)
+}
+
+/// The agent's log lines in the test output, filtered by `RUST_LOG` (nothing when unset).
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Whether the test runs against the real DittoFS.
+pub fn real_server() -> bool {
+    std::env::var_os("DITTOFS_BIN").is_some_and(|v| !v.is_empty())
+}

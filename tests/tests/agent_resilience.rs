@@ -1,0 +1,181 @@
+//! Failure paths of the agent: a failed poll never changes the reported adapters, it marks the entry
+//! unreachable with the reason; a successful empty list is authoritative; DittoFS stopped and back with a
+//! fresh database heals (account re-provisioned, polling resumed) without restarting the agent.
+
+mod agent_common;
+
+use std::time::Duration;
+
+use agent_common::{Rig, adapter, real_server};
+use dittofs_agent::metrics::PollKind;
+use dittofs_api::{crd::AgentStatus, names};
+use dittofs_tests::{dittofs::Options, kube_env::ControlPlane};
+use serde_json::json;
+
+/// What a failed poll must not change: each adapter's type, port, enabled and running.
+fn facts(e: &AgentStatus) -> Vec<(String, i32, bool, bool)> {
+    e.adapters.iter().map(|a| (a.r#type.clone(), a.port, a.enabled, a.running)).collect()
+}
+
+fn reach(e: &AgentStatus) -> (bool, String) {
+    e.reachability.as_ref().map(|r| (r.reachable, r.reason.clone())).unwrap_or((false, "none".into()))
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn dittofs_down_keeps_adapters_and_a_fresh_database_is_healed_without_restart() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-outage", async |ns| {
+            let mut rig = Rig::new(ns, Options::default(), "30s").await?;
+            rig.start_agent(rig.config());
+            let before = rig.wait_in_sync(Duration::from_secs(20)).await?;
+            let up_since = before.reachability.clone().unwrap().last_transition_time;
+
+            rig.fs.stop().await?;
+            let (down, took) = rig
+                .wait_entry("the entry to say unreachable", Duration::from_secs(5), |e| {
+                    let (reachable, reason) = reach(e);
+                    anyhow::ensure!(!reachable, "still reachable");
+                    Ok((e.clone(), reason))
+                })
+                .await?;
+            eprintln!("MEASURED DittoFS stop → unreachable in {took:?} (reason {})", down.1);
+            assert_eq!(down.1, "ConnectionRefused");
+            assert_eq!(down.0.adapters, before.adapters, "a failed poll keeps the reported adapters");
+            assert_ne!(down.0.reachability.as_ref().unwrap().last_transition_time, up_since);
+
+            // While down: the failed polls back off and do not rewrite the entry.
+            let writes = rig.metrics().status_writes(dittofs_agent::metrics::WriteResult::Done);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = rig.entry().await?;
+            assert_eq!(
+                rig.metrics().status_writes(dittofs_agent::metrics::WriteResult::Done),
+                writes,
+                "entry rewritten while down: {now:?}, was {:?}",
+                down.0
+            );
+            let failed = rig.metrics().polls(PollKind::Full, "refused");
+            assert!((2..=6).contains(&failed), "{failed} refused full polls (1 s doubling)");
+
+            // Back with a fresh database: the operator account is gone, its tokens are signed with the same key.
+            rig.fs.reset_database().await?;
+            let after = rig.wait_in_sync(Duration::from_secs(15)).await?;
+            assert_ne!(after.adapters, before.adapters, "the new ports are reported");
+            assert!(after.auth.as_ref().unwrap().authenticated);
+            // Re-provisioned: the password from the Secret works again.
+            let mut api = rig.fs.api();
+            api.login(names::OPERATOR_USERNAME, &rig.operator_password().await?).await?;
+            let m = rig.metrics();
+            assert_eq!(m.auth_steps("provision", "created"), 2, "created at start and after the reset");
+            rig.assert_agent_running();
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn an_empty_list_is_authoritative() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-empty", async |ns| {
+            let mut rig = Rig::new(ns, Options::default(), "30s").await?;
+            rig.start_agent(rig.config());
+            rig.wait_in_sync(Duration::from_secs(20)).await?;
+            let admin = rig.fs.admin().await?;
+            for kind in ["nfs", "smb"] {
+                admin.delete(&format!("/api/v1/adapters/{kind}")).await?.expect_status(204)?;
+            }
+            let (_, took) = rig
+                .wait_entry("no adapters", Duration::from_secs(5), |e| {
+                    anyhow::ensure!(e.adapters.is_empty(), "{} adapters", e.adapters.len());
+                    anyhow::ensure!(reach(e).0, "not reachable");
+                    Ok(())
+                })
+                .await?;
+            eprintln!("MEASURED deletion of every adapter reported in {took:?}");
+            Ok(())
+        })
+        .await
+}
+
+/// Emulator only: DittoFS answers 503, garbage, an oversized body, too late, or 401 to every token.
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn failed_polls_never_change_the_reported_adapters() -> anyhow::Result<()> {
+    if real_server() {
+        eprintln!("skipped: fault injection exists only in the emulator");
+        return Ok(());
+    }
+    ControlPlane::shared()
+        .with_temp_ns("agent-faults", async |ns| {
+            let mut rig = Rig::new(ns, Options { faults: true, ..Default::default() }, "2s").await?;
+            rig.start_agent(rig.config());
+            let mut good = rig.wait_in_sync(Duration::from_secs(20)).await?;
+
+            let cases = [
+                ("GET /api/v1/adapters status=503", "ServerError"),
+                ("GET /api/v1/adapters garbage", "MalformedResponse"),
+                ("GET /api/v1/adapters oversize=2000000", "MalformedResponse"),
+                ("GET /api/v1/adapters delay=7s", "Timeout"),
+                // 401 to every list, also after refresh and a new login.
+                ("GET /api/v1/adapters status=401", "Unauthorized"),
+            ];
+            for (i, (rule, reason)) in cases.into_iter().enumerate() {
+                rig.fs.set_faults(rule)?;
+                // A change DittoFS makes meanwhile must not leak through a failed poll either.
+                let enabled = i % 2 == 1;
+                rig.put_adapter("smb", json!({ "enabled": enabled })).await?;
+                let (entry, _) = rig
+                    .wait_entry(&format!("reason {reason} for {rule:?}"), Duration::from_secs(15), |e| {
+                        let (reachable, got) = reach(e);
+                        anyhow::ensure!(!reachable && got == reason, "reachable={reachable} reason={got}");
+                        Ok(e.clone())
+                    })
+                    .await?;
+                assert_eq!(facts(&entry), facts(&good), "{rule}: adapters changed on a failed poll");
+                eprintln!("{rule}: {:?}", entry.reachability.as_ref().unwrap().message);
+                rig.fs.set_faults("")?;
+                rig.put_adapter("smb", json!({ "enabled": true })).await?;
+                good = rig.wait_in_sync(Duration::from_secs(10)).await?;
+            }
+            // /health/ready misbehaving alone changes nothing in the status (once the health reports settled).
+            rig.wait_entry("settled health", Duration::from_secs(10), |e| {
+                anyhow::ensure!(e.adapters.iter().all(|a| a.health.as_deref() == Some("healthy")), "not settled");
+                Ok(())
+            })
+            .await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rig.fs.set_faults("GET /health/ready status=503")?;
+            let writes = rig.metrics().status_writes(dittofs_agent::metrics::WriteResult::Done);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let now = rig.entry().await?.unwrap();
+            assert!(reach(&now).0);
+            assert_eq!(rig.metrics().status_writes(dittofs_agent::metrics::WriteResult::Done), writes);
+            assert!(adapter(&now, "smb").is_some());
+            rig.assert_agent_running();
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn an_entry_removed_by_someone_else_is_written_again() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-heal", async |ns| {
+            let mut rig = Rig::new(ns, Options::default(), "30s").await?;
+            rig.start_agent(rig.config());
+            let before = rig.wait_in_sync(Duration::from_secs(20)).await?;
+            let wipe = json!({ "status": { "agents": null } });
+            rig.servers
+                .patch_status(agent_common::SERVER, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&wipe))
+                .await?;
+            assert!(rig.entry().await?.is_none());
+            let (after, took) =
+                rig.wait_entry("the entry to come back", Duration::from_secs(6), |e| Ok(e.clone())).await?;
+            eprintln!("MEASURED removed entry written again after {took:?}");
+            assert_eq!(facts(&after), facts(&before));
+            Ok(())
+        })
+        .await
+}
