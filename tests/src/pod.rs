@@ -1,0 +1,225 @@
+//! A DittoServer's pod and the controller run as local processes, exactly as their containers would run
+//! (there is no kubelet): DittoFS from the controller's rendered `config.yaml`, the agent with the env of its
+//! container in the controller's StatefulSet (field and Secret references resolved) and a kubeconfig holding
+//! only a TokenRequest token of the pod's ServiceAccount — what the projected token gives it in a pod.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::{ConfigMap, Container, Secret, ServiceAccount},
+};
+use kube::{Api, api::PostParams};
+use serde_json::json;
+
+use crate::{
+    dittofs::{DittoFs, Options},
+    kube_env::{ControlPlane, wait_until},
+    process::{free_port, tail},
+};
+
+/// A binary of this workspace, built next to the running executable (`cargo build --bins`).
+pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+        .with_context(|| format!("{name} not found next to {}: run `cargo build --bins`", exe.display()))
+}
+
+/// A child process with its log file, killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
+        let out = std::fs::File::create(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("spawn {name}"))?;
+        Ok(Proc { name: name.into(), log, child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        format!("==> {} ({}) <==\n{}", self.name, self.log.display(), tail(&self.log, lines))
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..500 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes a kubeconfig for `cp`'s apiserver that authenticates with `token` only.
+fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &Path) -> anyhow::Result<()> {
+    let admin = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
+    let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("kubeconfig without cluster")?;
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+        }}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa", "namespace": namespace}}],
+        "current-context": "sa",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
+/// The controller binary, authenticated as cluster admin, electing its leader in `lease_namespace`.
+pub fn start_controller(cp: &ControlPlane, lease_namespace: &str, dir: &Path) -> anyhow::Result<(Proc, u16)> {
+    let admin_port = free_port()?;
+    let mut cmd = Command::new(workspace_bin("dittofs-controller")?);
+    cmd.env("KUBECONFIG", cp.kubeconfig_path())
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "plain", "--lease-namespace", lease_namespace])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
+        .args(["--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "500ms"]);
+    Ok((Proc::spawn("dittofs-controller", cmd, dir.join("controller.log"))?, admin_port))
+}
+
+/// Pod `<server>-0` of a DittoServer: DittoFS and its agent.
+#[derive(Debug)]
+pub struct Pod {
+    pub name: String,
+    pub fs: DittoFs,
+    pub agent: Proc,
+    /// The agent's admin server (`/livez`, `/readyz`, `/metrics`).
+    pub agent_admin: String,
+}
+
+impl Pod {
+    /// Starts the pod of `server` in `namespace` from what the controller created (StatefulSet, ConfigMap).
+    pub async fn start(cp: &ControlPlane, namespace: &str, server: &str, dir: &Path) -> anyhow::Result<Pod> {
+        let client = cp.client();
+        let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+        let sts = wait_until("the controller's StatefulSet", Duration::from_secs(30), async || {
+            Ok(sts_api.get(server).await?)
+        })
+        .await?;
+        let pod_spec = sts.spec.and_then(|s| s.template.spec).context("StatefulSet without pod template")?;
+        let agent = pod_spec.containers.iter().find(|c| c.name == "agent").context("no agent container")?.clone();
+        let service_account = pod_spec.service_account_name.clone().context("pod without ServiceAccount")?;
+        let config_name = dittofs_api::names::config_map(server);
+        let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let config = cm_api.get(&config_name).await?;
+        let config_yaml = config.data.and_then(|d| d.get("config.yaml").cloned()).context("config.yaml missing")?;
+        let fs = DittoFs::start(Options { config_yaml: Some(config_yaml), ..Options::default() }).await?;
+
+        let pod_name = format!("{server}-0");
+        let mut env = resolve_env(&client, namespace, &pod_name, &agent).await?;
+        let admin_port = free_port()?;
+        env.retain(|(k, _)| k != dittofs_api::agent_env::DITTOFS_URL && k != dittofs_api::agent_env::ADMIN_ADDR);
+        env.push((dittofs_api::agent_env::DITTOFS_URL.into(), fs.url()));
+        env.push((dittofs_api::agent_env::ADMIN_ADDR.into(), format!("127.0.0.1:{admin_port}")));
+
+        let request = TokenRequest {
+            spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
+            ..Default::default()
+        };
+        let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+        let token = sa_api
+            .create_token_request(&service_account, &PostParams::default(), &request)
+            .await?
+            .status
+            .context("TokenRequest without a token")?
+            .token;
+        let kubeconfig = dir.join(format!("{pod_name}.kubeconfig"));
+        token_kubeconfig(cp, &token, namespace, &kubeconfig)?;
+        let mut cmd = Command::new(workspace_bin("dittofs-agent")?);
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("KUBECONFIG", &kubeconfig);
+        cmd.envs(env);
+        let agent = Proc::spawn("dittofs-agent", cmd, dir.join(format!("{pod_name}-agent.log")))?;
+        Ok(Pod { name: pod_name, fs, agent, agent_admin: format!("http://127.0.0.1:{admin_port}") })
+    }
+}
+
+/// The container's env with `fieldRef` (pod name/namespace) and `secretKeyRef` resolved as the kubelet would.
+async fn resolve_env(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: &Container,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut out = Vec::new();
+    for var in container.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => match (&from.field_ref, &from.secret_key_ref) {
+                (Some(f), _) if f.field_path == "metadata.name" => pod.to_string(),
+                (Some(f), _) if f.field_path == "metadata.namespace" => namespace.to_string(),
+                (None, Some(s)) => {
+                    let secret = secrets.get(&s.name).await.with_context(|| format!("Secret {} for ${}", s.name, var.name))?;
+                    let bytes = secret.data.and_then(|d| d.get(&s.key).cloned()).with_context(|| {
+                        format!("key {} missing in Secret {} for ${}", s.key, s.name, var.name)
+                    })?;
+                    String::from_utf8(bytes.0)?
+                }
+                _ => anyhow::bail!("cannot resolve ${} of container {}", var.name, container.name),
+            },
+            (None, None) => String::new(),
+        };
+        out.push((var.name.clone(), value));
+    }
+    Ok(out)
+}
+
+/// Applies the DittoServer CRD and waits until the apiserver serves it.
+pub async fn install_crd(client: kube::Client) -> anyhow::Result<()> {
+    use dittofs_api::DittoServer;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = dittofs_api::custom_resource_definition();
+    let name = crd.metadata.name.clone().context("CRD without a name")?;
+    crds.patch(&name, &PatchParams::apply("dittofs-tests").force(), &Patch::Apply(&crd)).await?;
+    wait_until("the DittoServer CRD to be served", Duration::from_secs(30), async || {
+        let crd = crds.get(&name).await?;
+        let established = crd.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True");
+        anyhow::ensure!(established, "not Established yet");
+        // The endpoint can lag the condition.
+        Api::<DittoServer>::all(client.clone()).list(&ListParams::default().limit(1)).await?;
+        Ok(())
+    })
+    .await
+}
