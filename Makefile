@@ -7,7 +7,7 @@ CARGO ?= cargo
 # modules into ~/.cache/dittofs-operator/testenv/<version>/bin and reused by every clone on this machine.
 TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 
-.PHONY: help testenv build lint unit test demo crd clean-testenv
+.PHONY: help testenv build lint unit test demo bench crd clean-testenv
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ test: testenv lint build ## Everything: lint, unit tests and the real-server tie
 
 demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them working
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(CARGO) run --quiet --locked -p dittofs-tests --bin dittofs-demo
+
+bench: testenv ## Release binaries end to end: toggle→Kubernetes latency (median/p90), idle RSS/CPU/log cost
+	$(CARGO) build --release --locked --bins
+	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" target/release/dittofs-bench | tee target/bench-report.md
 
 crd: ## Regenerate deploy/crds/dittoservers.yaml from the Rust types
 	UPDATE_CRD=1 $(CARGO) test --locked -p dittofs-api --test crd_drift

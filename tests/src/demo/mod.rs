@@ -6,10 +6,7 @@
 
 mod walkthrough;
 
-use std::{
-    io::IsTerminal,
-    time::{Duration, Instant},
-};
+use std::{io::IsTerminal, time::Instant};
 
 use anyhow::Context as _;
 
@@ -49,6 +46,3 @@ pub async fn run() -> anyhow::Result<()> {
     anyhow::ensure!(all_converged, "some steps did not converge (see the summary above)");
     Ok(())
 }
-
-/// Polling cadence of the convergence checks (the figure's resolution).
-pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);

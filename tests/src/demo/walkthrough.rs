@@ -1,124 +1,22 @@
 //! The walkthrough: a DittoServer, its pod as local processes, and adapter toggles through DittoFS's API,
 //! each followed until Kubernetes matches (Service, NetworkPolicy and container port per running adapter).
 
-use std::{collections::BTreeMap, path::Path, process::Command, time::{Duration, Instant}};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::Context as _;
-use dittofs_api::{DittoServer, labels, names};
-use k8s_openapi::{
-    ByteString,
-    api::{
-        apps::v1::StatefulSet,
-        core::v1::{Namespace, Secret, Service},
-        networking::v1::NetworkPolicy,
-    },
-    apimachinery::pkg::util::intstr::IntOrString,
-};
-use kube::{Api, api::{ListParams, PostParams}};
 use serde_json::json;
 
-use super::{CHECK_EVERY, Progress};
+use super::Progress;
 use crate::{
     dittofs::ADMIN_PASSWORD,
     kube_env::ControlPlane,
-    pod::{Pod, install_crd, start_controller},
+    pod::{Pod, start_controller},
+    scenario::{NS, SERVER, converge, create_server, kubectl, set_up},
 };
-
-const NS: &str = "demo";
-const SERVER: &str = "files";
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Adapter type → (Service port, NetworkPolicy port, container port) as Kubernetes has them.
-type Seen = BTreeMap<String, (Option<i32>, Option<i32>, Option<i32>)>;
-
-async fn seen(client: &kube::Client) -> anyhow::Result<Seen> {
-    let mut out = Seen::new();
-    let by_type = |labels: &Option<BTreeMap<String, String>>| {
-        labels.as_ref().and_then(|l| l.get(labels::ADAPTER_TYPE_LABEL).cloned()).unwrap_or_default()
-    };
-    let svcs = Api::<Service>::namespaced(client.clone(), NS)
-        .list(&ListParams::default().labels(&labels::adapter_services_selector(SERVER)))
-        .await?;
-    for svc in svcs {
-        let port = svc.spec.and_then(|s| s.ports).and_then(|p| p.first().map(|p| p.port));
-        out.entry(by_type(&svc.metadata.labels)).or_default().0 = port;
-    }
-    let nps = Api::<NetworkPolicy>::namespaced(client.clone(), NS)
-        .list(&ListParams::default().labels(&labels::adapter_network_policies_selector(SERVER)))
-        .await?;
-    for np in nps {
-        let port = np.spec.and_then(|s| s.ingress).and_then(|i| i.first().and_then(|r| r.ports.clone()));
-        let port = port.and_then(|p| p.first().and_then(|p| p.port.clone()));
-        out.entry(by_type(&np.metadata.labels)).or_default().1 = match port {
-            Some(IntOrString::Int(p)) => Some(p),
-            _ => None,
-        };
-    }
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get(SERVER).await?;
-    let containers = sts.spec.and_then(|s| s.template.spec).map(|p| p.containers).unwrap_or_default();
-    for port in containers.iter().filter(|c| c.name == "dittofs").flat_map(|c| c.ports.clone().unwrap_or_default()) {
-        let name = port.name.unwrap_or_default();
-        if let Some(kind) = name.strip_prefix(names::ADAPTER_PORT_PREFIX) {
-            out.entry(kind.to_string()).or_default().2 = Some(port.container_port);
-        }
-    }
-    Ok(out)
-}
-
-/// Waits until exactly `want` (type → port) is exposed; returns how long that took.
-async fn converge(client: &kube::Client, want: &BTreeMap<String, i32>) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let expected: Seen = want.iter().map(|(k, p)| (k.clone(), (Some(*p), Some(*p), Some(*p)))).collect();
-    loop {
-        let now = seen(client).await?;
-        if now == expected {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > CONVERGE_TIMEOUT {
-            anyhow::bail!("not converged after {CONVERGE_TIMEOUT:?}: want {expected:?}, Kubernetes has {now:?}");
-        }
-        tokio::time::sleep(CHECK_EVERY).await;
-    }
-}
-
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let out = Command::new(cp.bin_dir().join("kubectl")).arg("--kubeconfig").arg(cp.kubeconfig_path()).args(args).output();
-    match out {
-        Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-        Err(e) => format!("(kubectl failed: {e})\n"),
-    }
-}
-
-async fn set_up(cp: &ControlPlane, progress: &Progress) -> anyhow::Result<()> {
-    let client = cp.client();
-    progress.step("install the DittoServer CRD", install_crd(client.clone())).await?;
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
-    // The bootstrap admin password the DittoServer references (the harness starts DittoFS with it).
-    let mut admin = Secret::default();
-    admin.metadata.name = Some("files-admin".into());
-    admin.data = Some([("password".to_string(), ByteString(ADMIN_PASSWORD.as_bytes().to_vec()))].into());
-    Api::<Secret>::namespaced(client, NS).create(&PostParams::default(), &admin).await?;
-    Ok(())
-}
-
-async fn create_server(client: &kube::Client) -> anyhow::Result<()> {
-    let ds: DittoServer = serde_json::from_value(json!({
-        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
-        "metadata": {"name": SERVER, "namespace": NS},
-        "spec": {
-            "storage": {"metadataSize": "1Gi"},
-            "identity": {"admin": {"passwordSecretRef": {"name": "files-admin", "key": "password"}}},
-            "adapterDiscovery": {"pollingInterval": "30s"},
-        },
-    }))?;
-    Api::<DittoServer>::namespaced(client.clone(), NS).create(&PostParams::default(), &ds).await?;
-    Ok(())
-}
 
 /// Runs the walkthrough; `Ok(true)` when every step converged.
 pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, interactive: bool) -> anyhow::Result<bool> {
-    set_up(cp, progress).await?;
+    progress.step("install the DittoServer CRD, namespace demo and its admin Secret", set_up(cp)).await?;
     let client = cp.client();
     let (mut controller, _) = progress.step("start dittofs-controller", async { start_controller(cp, NS, dir) }).await?;
     progress.step("create DittoServer demo/files", create_server(&client)).await?;
