@@ -13,14 +13,13 @@ use anyhow::Context as _;
 use dittofs_agent::{AgentConfig, AgentError, CancellationToken, Metrics, SecretKeyRef, SecretString};
 use dittofs_api::{
     DittoServer, DittoServerSpec,
-    crd::{AgentAdapterStatus, AgentStatus, CRD_NAME},
+    crd::{AgentAdapterStatus, AgentStatus},
     names,
 };
 use dittofs_tests::{
     dittofs::{ADMIN_PASSWORD, DittoFs, Options},
     kube_env::{TempNamespace, wait_until},
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::{
     ByteString,
     api::{
@@ -28,26 +27,12 @@ use k8s_openapi::{
         rbac::v1::{Role, RoleBinding},
     },
 };
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-/// Installs (server-side applies) the real CRD and waits until it is Established and serves.
-pub async fn ensure_crd(client: kube::Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = dittofs_api::custom_resource_definition();
-    crds.patch(CRD_NAME, &PatchParams::apply("dittofs-tests").force(), &Patch::Apply(&crd)).await?;
-    wait_until("the DittoServer CRD to be Established", Duration::from_secs(30), async || {
-        let crd = crds.get(CRD_NAME).await?;
-        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-        let established = conditions.iter().any(|c| c.type_ == "Established" && c.status == "True");
-        anyhow::ensure!(established, "not established yet");
-        // The endpoint can lag the condition.
-        Api::<DittoServer>::all(client.clone()).list(&ListParams::default().limit(1)).await?;
-        Ok(())
-    })
-    .await
-}
+/// Installs the real CRD and waits until it serves.
+pub use dittofs_tests::pod::install_crd as ensure_crd;
 
 /// The DittoServer's name and the agent's pod.
 pub const SERVER: &str = "fs";
