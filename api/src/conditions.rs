@@ -21,16 +21,11 @@ pub const PROGRESSING: &str = "Progressing";
 pub const AUTHENTICATED: &str = "Authenticated";
 /// Every field set in the spec is implemented; False names the fields that are kept but not acted on.
 pub const SPEC_SUPPORTED: &str = "SpecSupported";
+/// The adapter Services, NetworkPolicies and container ports match the agents' reports.
+pub const ADAPTERS_READY: &str = "AdaptersReady";
 
 /// All the conditions the controller maintains, in display order.
-pub const ALL: [&str; 6] = [
-    READY,
-    AVAILABLE,
-    CONFIG_READY,
-    PROGRESSING,
-    AUTHENTICATED,
-    SPEC_SUPPORTED,
-];
+pub const ALL: [&str; 7] = [READY, AVAILABLE, CONFIG_READY, PROGRESSING, AUTHENTICATED, ADAPTERS_READY, SPEC_SUPPORTED];
 
 /// Reasons of the conditions (type in the comment).
 pub mod reasons {
@@ -68,6 +63,19 @@ pub mod reasons {
     pub const ALL_FIELDS_SUPPORTED: &str = "AllFieldsSupported";
     /// SpecSupported=False; the message names the fields.
     pub const UNIMPLEMENTED_FIELDS: &str = "UnimplementedFields";
+    /// AdaptersReady=True: every serving adapter is exposed and nothing else is.
+    pub const ADAPTERS_EXPOSED: &str = "AdaptersExposed";
+    /// AdaptersReady=Unknown: no agent has read the adapter list yet; adapter objects are left as they are.
+    pub const NO_REPORT: &str = "NoReport";
+    /// AdaptersReady=Unknown: an agent cannot reach DittoFS; adapter objects are kept as they are.
+    pub const AGENT_UNREACHABLE: &str = "AgentUnreachable";
+    /// AdaptersReady=False: pods report different ports for an adapter (the lowest ordinal wins).
+    pub const PORT_CONFLICT: &str = "PortConflict";
+    /// AdaptersReady=False: an object with an adapter object's name exists without the adapter labels
+    /// (it is never touched, so that adapter is not exposed).
+    pub const OBJECT_NOT_MANAGED: &str = "ObjectNotManaged";
+    /// AdaptersReady=False: applying or deleting an adapter object failed (retried with a backoff).
+    pub const APPLY_FAILED: &str = "ApplyFailed";
 }
 
 /// Reasons of the Events the controller emits on a `DittoServer`.

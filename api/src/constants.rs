@@ -5,6 +5,13 @@
 /// The controller must never put `status.agents` into its own applies, or it would take the agents' entries over.
 pub const CONTROLLER_FIELD_MANAGER: &str = "dittofs-controller";
 
+/// Field manager of the controller's applies of the `adapter-*` container ports of the DittoFS container.
+///
+/// Separate from [`CONTROLLER_FIELD_MANAGER`]: the main StatefulSet apply leaves those entries out
+/// (so it never strips them), and this manager's minimal body lists only them (an empty list releases
+/// them).
+pub const CONTROLLER_PORTS_FIELD_MANAGER: &str = "dittofs-controller-ports";
+
 /// Prefix of the agents' field managers; see [`agent_field_manager`].
 pub const AGENT_FIELD_MANAGER_PREFIX: &str = "dittofs-agent";
 

@@ -22,10 +22,9 @@ impl fmt::Display for DurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("empty duration"),
-            Self::Malformed(s) => write!(
-                f,
-                "invalid duration {s:?}: expected a Go duration such as 30s, 1m30s or 500ms"
-            ),
+            Self::Malformed(s) => {
+                write!(f, "invalid duration {s:?}: expected a Go duration such as 30s, 1m30s or 500ms")
+            }
             Self::Overflow(s) => write!(f, "duration {s:?} is too large"),
         }
     }
@@ -70,9 +69,8 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, DurationError> {
         if !frac_digits.is_empty() {
             let frac: u128 = frac_digits.parse().map_err(|_| overflow())?;
             let scale = 10u128.pow(frac_digits.len() as u32);
-            nanos = nanos
-                .checked_add(frac.checked_mul(unit_nanos).ok_or_else(overflow)? / scale)
-                .ok_or_else(overflow)?;
+            nanos =
+                nanos.checked_add(frac.checked_mul(unit_nanos).ok_or_else(overflow)? / scale).ok_or_else(overflow)?;
         }
         total = total.checked_add(nanos).ok_or_else(overflow)?;
     }
@@ -111,24 +109,16 @@ mod tests {
         assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_go_duration("500ms"), Ok(ms(500)));
         assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert_eq!(
-            parse_go_duration("168h"),
-            Ok(Duration::from_secs(168 * 3600))
-        );
+        assert_eq!(parse_go_duration("168h"), Ok(Duration::from_secs(168 * 3600)));
         assert_eq!(parse_go_duration("2us"), Ok(Duration::from_nanos(2000)));
         assert_eq!(parse_go_duration("2µs"), Ok(Duration::from_nanos(2000)));
-        assert_eq!(
-            parse_go_duration("1h2m3s4ms5us6ns"),
-            Ok(Duration::new(3723, 4_005_006))
-        );
+        assert_eq!(parse_go_duration("1h2m3s4ms5us6ns"), Ok(Duration::new(3723, 4_005_006)));
         assert_eq!(parse_go_duration("0s"), Ok(Duration::ZERO));
     }
 
     #[test]
     fn refused() {
-        for bad in [
-            "", "abc", "-5s", "+5s", "5", "5 s", "s", "1.s", ".5s", "5d", "5S", "1m 30s",
-        ] {
+        for bad in ["", "abc", "-5s", "+5s", "5", "5 s", "s", "1.s", ".5s", "5d", "5S", "1m 30s"] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(matches!(

@@ -63,11 +63,7 @@ pub const GO_INSTANCE_LABEL: &str = "instance";
 
 /// Labels selecting the server's pods (StatefulSet selector, Service selectors, NetworkPolicy podSelector).
 pub fn selector_labels(cr: &str) -> BTreeMap<String, String> {
-    map([
-        (NAME_LABEL, APP_NAME),
-        (INSTANCE_LABEL, cr),
-        (COMPONENT_LABEL, COMPONENT_SERVER),
-    ])
+    map([(NAME_LABEL, APP_NAME), (INSTANCE_LABEL, cr), (COMPONENT_LABEL, COMPONENT_SERVER)])
 }
 
 /// The Go operator's pod selector (`app=dittofs-server`, `instance=<cr>`), to recognise its StatefulSet.
@@ -103,10 +99,7 @@ pub fn adapter_type_label_value(adapter_type: &str) -> String {
 pub fn adapter_service_labels(cr: &str, adapter_type: &str) -> BTreeMap<String, String> {
     let mut labels = common_labels(cr, COMPONENT_ADAPTER);
     labels.insert(ADAPTER_SERVICE_LABEL.into(), LABEL_TRUE.into());
-    labels.insert(
-        ADAPTER_TYPE_LABEL.into(),
-        adapter_type_label_value(adapter_type),
-    );
+    labels.insert(ADAPTER_TYPE_LABEL.into(), adapter_type_label_value(adapter_type));
     labels
 }
 
@@ -114,10 +107,7 @@ pub fn adapter_service_labels(cr: &str, adapter_type: &str) -> BTreeMap<String, 
 pub fn adapter_network_policy_labels(cr: &str, adapter_type: &str) -> BTreeMap<String, String> {
     let mut labels = common_labels(cr, COMPONENT_ADAPTER);
     labels.insert(ADAPTER_NETWORK_POLICY_LABEL.into(), LABEL_TRUE.into());
-    labels.insert(
-        ADAPTER_TYPE_LABEL.into(),
-        adapter_type_label_value(adapter_type),
-    );
+    labels.insert(ADAPTER_TYPE_LABEL.into(), adapter_type_label_value(adapter_type));
     labels
 }
 
@@ -156,18 +146,11 @@ pub fn go_adapter_objects_selector(cr: &str, marker_label: &str) -> String {
 
 /// Renders labels as a label-selector string (`k=v,k2=v2`, sorted by key).
 pub fn to_selector(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 fn map<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 #[cfg(test)]
@@ -199,15 +182,9 @@ mod tests {
         assert_eq!(np[ADAPTER_NETWORK_POLICY_LABEL], "true");
         assert_eq!(np[ADAPTER_TYPE_LABEL], "smb");
         assert!(!np.contains_key(ADAPTER_SERVICE_LABEL));
-        assert_eq!(
-            baseline_network_policy_labels("fs")[BASELINE_NETWORK_POLICY_LABEL],
-            "true"
-        );
+        assert_eq!(baseline_network_policy_labels("fs")[BASELINE_NETWORK_POLICY_LABEL], "true");
         assert_eq!(metrics_service_labels("fs")[METRICS_SERVICE_LABEL], "true");
-        assert_eq!(
-            adapter_services_selector("fs"),
-            "app.kubernetes.io/instance=fs,dittofs.io/adapter-service=true"
-        );
+        assert_eq!(adapter_services_selector("fs"), "app.kubernetes.io/instance=fs,dittofs.io/adapter-service=true");
         assert_eq!(
             go_adapter_objects_selector("fs", ADAPTER_NETWORK_POLICY_LABEL),
             "instance=fs,dittofs.io/adapter-networkpolicy=true"

@@ -12,6 +12,5 @@ pub mod labels;
 pub mod names;
 
 pub use crd::{
-    DittoServer, DittoServerSpec, DittoServerStatus, crd_yaml, custom_resource_definition,
-    unimplemented_fields,
+    DittoServer, DittoServerSpec, DittoServerStatus, crd_yaml, custom_resource_definition, unimplemented_fields,
 };

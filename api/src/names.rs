@@ -172,22 +172,14 @@ pub fn adapter_object_name(cr: &str, adapter_type: &str) -> String {
 pub fn sanitize_adapter_type(adapter_type: &str) -> String {
     let mut out = String::with_capacity(adapter_type.len());
     for c in adapter_type.to_lowercase().chars() {
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
-            c
-        } else {
-            '-'
-        };
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '-' };
         if c == '-' && out.ends_with('-') {
             continue;
         }
         out.push(c);
     }
     let trimmed = out.trim_matches('-');
-    if trimmed.is_empty() {
-        "unknown".to_owned()
-    } else {
-        trimmed.to_owned()
-    }
+    if trimmed.is_empty() { "unknown".to_owned() } else { trimmed.to_owned() }
 }
 
 /// Container (and Service) port name of an adapter: `adapter-<sanitized type>`, at most 15 characters.
@@ -224,8 +216,7 @@ mod tests {
     fn is_iana_svc_name(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= MAX_PORT_NAME_LEN
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && s.chars().any(|c| c.is_ascii_lowercase())
             && !s.starts_with('-')
             && !s.ends_with('-')
@@ -236,8 +227,7 @@ mod tests {
     fn is_dns1035(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= MAX_LABEL_LEN
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && !s.ends_with('-')
     }
@@ -252,10 +242,7 @@ mod tests {
         assert_eq!(metrics_service("fs"), "fs-metrics");
         assert_eq!(baseline_network_policy("fs"), "fs-baseline");
         assert_eq!(jwt_secret("fs"), "fs-jwt-secret");
-        assert_eq!(
-            admin_bootstrap_secret("fs"),
-            "fs-admin-bootstrap-credentials"
-        );
+        assert_eq!(admin_bootstrap_secret("fs"), "fs-admin-bootstrap-credentials");
         assert_eq!(legacy_admin_secret("fs"), "fs-admin-credentials");
         assert_eq!(operator_credentials_secret("fs"), "fs-operator-credentials");
         assert_eq!(agent_service_account("fs"), "fs-agent");
@@ -351,9 +338,6 @@ mod tests {
         assert!(statefulset(&cr).len() + 11 <= MAX_LABEL_LEN);
         let long = adapter_object_name(&cr, "a-rather-long-adapter-type-name");
         assert!(long.len() <= MAX_LABEL_LEN);
-        assert_ne!(
-            long,
-            adapter_object_name(&cr, "a-rather-long-adapter-type-nam2")
-        );
+        assert_ne!(long, adapter_object_name(&cr, "a-rather-long-adapter-type-nam2"));
     }
 }

@@ -17,16 +17,11 @@ fn committed_crd_matches_the_types() {
     let path = committed_path();
     let generated = dittofs_api::crd_yaml();
     if std::env::var_os("UPDATE_CRD").is_some() {
-        std::fs::write(&path, &generated)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         return;
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}\nGenerate it with: {REGENERATE}",
-            path.display()
-        )
-    });
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}\nGenerate it with: {REGENERATE}", path.display()));
     if committed != generated {
         let first_difference = committed
             .lines()

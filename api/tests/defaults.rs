@@ -48,68 +48,29 @@ fn partial_sections_get_their_field_defaults() {
     assert_eq!((metrics.port, metrics.path.as_str()), (9090, "/metrics"));
     let identity = s.identity.unwrap();
     let jwt = identity.jwt.unwrap();
-    assert_eq!(
-        (
-            jwt.access_token_duration.as_str(),
-            jwt.refresh_token_duration.as_str()
-        ),
-        ("15m", "168h")
-    );
+    assert_eq!((jwt.access_token_duration.as_str(), jwt.refresh_token_duration.as_str()), ("15m", "168h"));
     assert_eq!(identity.admin.unwrap().username, "admin");
-    assert_eq!(
-        s.database.sqlite.unwrap().path,
-        "/data/controlplane/controlplane.db"
-    );
+    assert_eq!(s.database.sqlite.unwrap().path, "/data/controlplane/controlplane.db");
 }
 
 #[test]
 fn schema_defaults_applied_by_the_apiserver() {
-    assert_eq!(
-        node("spec.adapterDiscovery")["default"],
-        json!({"pollingInterval": "30s"})
-    );
-    assert_eq!(
-        node("spec.adapterDiscovery.pollingInterval")["default"],
-        "30s"
-    );
-    assert_eq!(
-        node("spec.adapterServices")["default"],
-        json!({"type": "LoadBalancer", "syncContainerPorts": true})
-    );
+    assert_eq!(node("spec.adapterDiscovery")["default"], json!({"pollingInterval": "30s"}));
+    assert_eq!(node("spec.adapterDiscovery.pollingInterval")["default"], "30s");
+    assert_eq!(node("spec.adapterServices")["default"], json!({"type": "LoadBalancer", "syncContainerPorts": true}));
     assert_eq!(node("spec.adapterServices.type")["default"], "LoadBalancer");
-    assert_eq!(
-        node("spec.adapterServices.syncContainerPorts")["default"],
-        true
-    );
-    assert_eq!(
-        node("spec.service")["default"],
-        json!({"type": "ClusterIP"})
-    );
-    assert_eq!(
-        node("spec.controlPlane")["default"],
-        json!({"port": 8080, "tls": false})
-    );
+    assert_eq!(node("spec.adapterServices.syncContainerPorts")["default"], true);
+    assert_eq!(node("spec.service")["default"], json!({"type": "ClusterIP"}));
+    assert_eq!(node("spec.controlPlane")["default"], json!({"port": 8080, "tls": false}));
     assert_eq!(node("spec.database")["default"], json!({"type": "sqlite"}));
-    assert_eq!(
-        node("spec.logging")["default"],
-        json!({"level": "INFO", "format": "json", "output": "stdout"})
-    );
+    assert_eq!(node("spec.logging")["default"], json!({"level": "INFO", "format": "json", "output": "stdout"}));
     assert_eq!(node("spec.replicas")["default"], 1);
     assert_eq!(node("spec.image")["default"], "marmos91c/dittofs:latest");
     assert_eq!(node("spec.storage.controlPlaneSize")["default"], "1Gi");
-    assert_eq!(
-        node("spec.identity.jwt.accessTokenDuration")["default"],
-        "15m"
-    );
-    assert_eq!(
-        node("spec.identity.jwt.refreshTokenDuration")["default"],
-        "168h"
-    );
+    assert_eq!(node("spec.identity.jwt.accessTokenDuration")["default"], "15m");
+    assert_eq!(node("spec.identity.jwt.refreshTokenDuration")["default"], "168h");
     assert_eq!(node("spec.identity.admin.username")["default"], "admin");
     assert_eq!(node("spec.metrics.port")["default"], 9090);
     assert_eq!(node("spec.metrics.path")["default"], "/metrics");
-    assert_eq!(
-        node("spec.database.sqlite.path")["default"],
-        "/data/controlplane/controlplane.db"
-    );
+    assert_eq!(node("spec.database.sqlite.path")["default"], "/data/controlplane/controlplane.db");
 }

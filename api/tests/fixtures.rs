@@ -9,17 +9,11 @@ use dittofs_api::crd::{DatabaseType, LogFormat, LogLevel, Phase, ServiceType};
 use dittofs_api::{DittoServer, DittoServerSpec};
 use serde_json::json;
 
-const FIXTURES: [&str; 5] = [
-    "go-basic.yaml",
-    "go-minimal.yaml",
-    "go-postgres-tls.yaml",
-    "go-everything.yaml",
-    "rust-new-fields.yaml",
-];
+const FIXTURES: [&str; 5] =
+    ["go-basic.yaml", "go-minimal.yaml", "go-postgres-tls.yaml", "go-everything.yaml", "rust-new-fields.yaml"];
 
 fn load(name: &str) -> DittoServer {
-    serde_json::from_value(fixture_json(name))
-        .unwrap_or_else(|e| panic!("{name} does not deserialize: {e}"))
+    serde_json::from_value(fixture_json(name)).unwrap_or_else(|e| panic!("{name} does not deserialize: {e}"))
 }
 
 #[test]
@@ -28,8 +22,7 @@ fn every_fixture_deserializes_and_passes_the_cel_rules() {
         let server = load(name);
         assert_eq!(cel_failures(&fixture_json(name)), vec![], "{name}");
         // Serializing and reading back is lossless.
-        let again: DittoServer =
-            serde_json::from_value(serde_json::to_value(&server).unwrap()).unwrap();
+        let again: DittoServer = serde_json::from_value(serde_json::to_value(&server).unwrap()).unwrap();
         assert_eq!(again, server, "{name}");
     }
 }
@@ -42,10 +35,7 @@ fn basic_sample() {
     assert_eq!(s.storage.content_size.as_deref(), Some("50Gi"));
     let identity = s.identity.as_ref().unwrap();
     let jwt = identity.jwt.as_ref().unwrap();
-    assert_eq!(
-        (jwt.secret_ref.name.as_str(), jwt.secret_ref.key.as_str()),
-        ("dittofs-jwt-secret", "secret")
-    );
+    assert_eq!((jwt.secret_ref.name.as_str(), jwt.secret_ref.key.as_str()), ("dittofs-jwt-secret", "secret"));
     assert_eq!(jwt.access_token_duration, "15m");
     let admin = identity.admin.as_ref().unwrap();
     assert_eq!(admin.password_secret_ref.as_ref().unwrap().key, "password");
@@ -58,34 +48,17 @@ fn basic_sample() {
 fn postgres_and_tls_sample() {
     let s = load("go-postgres-tls.yaml").spec;
     assert_eq!(s.database.r#type, DatabaseType::Postgres);
-    assert_eq!(
-        s.database.postgres_secret_ref.as_ref().unwrap().name,
-        "postgres-credentials"
-    );
+    assert_eq!(s.database.postgres_secret_ref.as_ref().unwrap().name, "postgres-credentials");
     assert_eq!(s.api_port(), 8443);
     assert!(s.api_uses_tls());
-    assert_eq!(
-        s.control_plane.client_ca_secret_name.as_deref(),
-        Some("dittofs-client-ca")
-    );
+    assert_eq!(s.control_plane.client_ca_secret_name.as_deref(), Some("dittofs-client-ca"));
     assert_eq!(s.storage.storage_class_name.as_deref(), Some("fast-ssd"));
     assert_eq!(s.service.r#type, ServiceType::LoadBalancer);
     assert_eq!(
-        s.service
-            .annotations
-            .get("service.beta.kubernetes.io/aws-load-balancer-type")
-            .map(String::as_str),
+        s.service.annotations.get("service.beta.kubernetes.io/aws-load-balancer-type").map(String::as_str),
         Some("nlb")
     );
-    assert!(
-        s.resources
-            .as_ref()
-            .unwrap()
-            .limits
-            .as_ref()
-            .unwrap()
-            .contains_key("memory")
-    );
+    assert!(s.resources.as_ref().unwrap().limits.as_ref().unwrap().contains_key("memory"));
 }
 
 #[test]
@@ -119,16 +92,9 @@ fn everything_sample_keeps_the_unimplemented_sections() {
         ("/identity/kerberos", &raw["spec"]["identity"]["kerberos"]),
         ("/percona", &raw["spec"]["percona"]),
         ("/snapshotPolicies", &raw["spec"]["snapshotPolicies"]),
-        (
-            "/metrics/serviceMonitor",
-            &raw["spec"]["metrics"]["serviceMonitor"],
-        ),
+        ("/metrics/serviceMonitor", &raw["spec"]["metrics"]["serviceMonitor"]),
     ] {
-        assert_eq!(
-            back.pointer(path),
-            Some(original),
-            "{path} must round-trip verbatim"
-        );
+        assert_eq!(back.pointer(path), Some(original), "{path} must round-trip verbatim");
     }
     assert_eq!(
         back["identity"]["kerberos"]["machineAccount"]["dcAddress"],
@@ -142,30 +108,14 @@ fn new_fields_and_status() {
     let s = &server.spec;
     assert!(!s.adapter_services.sync_container_ports);
     assert_eq!(s.adapter_services.allowed_sources.len(), 3);
-    assert_eq!(
-        s.adapter_services.allowed_sources[0]
-            .ip_block
-            .as_ref()
-            .unwrap()
-            .except,
-        vec!["10.0.66.0/24"]
-    );
+    assert_eq!(s.adapter_services.allowed_sources[0].ip_block.as_ref().unwrap().except, vec!["10.0.66.0/24"]);
     assert!(s.adapter_services.allowed_sources[2].pod_selector.is_some());
-    assert_eq!(
-        s.agent.as_ref().unwrap().image.as_deref(),
-        Some("ghcr.io/example/dittofs-agent:dev")
-    );
+    assert_eq!(s.agent.as_ref().unwrap().image.as_deref(), Some("ghcr.io/example/dittofs-agent:dev"));
 
     let status = server.status.as_ref().unwrap();
     assert_eq!(status.phase, Some(Phase::Running));
-    assert_eq!(
-        status.adapters_summary.as_deref(),
-        Some("nfs:12049,smb:12445")
-    );
-    assert_eq!(
-        dittofs_api::crd::adapters_summary(&status.adapters),
-        "nfs:12049,smb:12445"
-    );
+    assert_eq!(status.adapters_summary.as_deref(), Some("nfs:12049,smb:12445"));
+    assert_eq!(dittofs_api::crd::adapters_summary(&status.adapters), "nfs:12049,smb:12445");
     let agent = &status.agents[0];
     assert_eq!(agent.pod_name, "fenced-0");
     assert!(agent.auth.as_ref().unwrap().authenticated);

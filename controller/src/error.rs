@@ -25,6 +25,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Adapter Services, NetworkPolicies or container ports could not be written. Each failure got its
+    /// own Warning Event and `AdaptersReady=False`; always retried with the backoff, even a refusal,
+    /// since the next report may fix what was refused.
+    #[error("{failed} adapter object write(s) failed; the first: {first}")]
+    Adapters {
+        /// How many writes failed.
+        failed: usize,
+        /// The first failure.
+        #[source]
+        first: Box<Error>,
+    },
     /// A body could not be serialized (a bug).
     #[error("serializing {what}: {source}")]
     Serialize {
@@ -56,6 +67,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::MissingMetadata(_) => "missing_metadata",
             Error::Serialize { .. } => "serialize",
+            Error::Adapters { .. } => "adapters_failed",
             Error::Kube { source, .. } => match source {
                 kube::Error::Api(status) => match status.code {
                     400 | 422 => "rejected",
@@ -103,6 +115,9 @@ mod tests {
         assert!(!api(409).is_permanent());
         assert!(!api(403).is_permanent());
         assert!(!api(503).is_permanent());
+        let adapters = Error::Adapters { failed: 2, first: Box::new(api(422)) };
+        assert_eq!(adapters.metric_label(), "adapters_failed");
+        assert!(!adapters.is_permanent(), "a refused adapter object is retried: the next report may fix it");
         let invalid = Error::InvalidSpec(InvalidSpec { path: "replicas".into(), message: "bad".into() });
         assert!(invalid.is_permanent());
         assert_eq!(invalid.to_string(), "invalid DittoServer: spec.replicas: bad");

@@ -1,5 +1,7 @@
 //! The DittoFS controller: turns each `DittoServer` into a DittoFS StatefulSet with the agent injected,
-//! plus its Secrets, config, RBAC, Services and baseline NetworkPolicy. It never dials DittoFS.
+//! plus its Secrets, config, RBAC, Services and baseline NetworkPolicy, and — from the adapters the
+//! agents report in `status.agents` — one Service and NetworkPolicy per running adapter and its
+//! `adapter-*` container ports ([`reconcile::adapters`]). It never dials DittoFS.
 //!
 //! Entry points: [`run`] (the binary: flags, telemetry, admin server, SIGTERM) and [`Controller`]
 //! (a client + [`Config`] + a cancellation token; what tests run in-process).

@@ -189,10 +189,12 @@ async fn resolve_env(
                 (Some(f), _) if f.field_path == "metadata.name" => pod.to_string(),
                 (Some(f), _) if f.field_path == "metadata.namespace" => namespace.to_string(),
                 (None, Some(s)) => {
-                    let secret = secrets.get(&s.name).await.with_context(|| format!("Secret {} for ${}", s.name, var.name))?;
-                    let bytes = secret.data.and_then(|d| d.get(&s.key).cloned()).with_context(|| {
-                        format!("key {} missing in Secret {} for ${}", s.key, s.name, var.name)
-                    })?;
+                    let secret =
+                        secrets.get(&s.name).await.with_context(|| format!("Secret {} for ${}", s.name, var.name))?;
+                    let bytes = secret
+                        .data
+                        .and_then(|d| d.get(&s.key).cloned())
+                        .with_context(|| format!("key {} missing in Secret {} for ${}", s.key, s.name, var.name))?;
                     String::from_utf8(bytes.0)?
                 }
                 _ => anyhow::bail!("cannot resolve ${} of container {}", var.name, container.name),
@@ -215,10 +217,18 @@ pub async fn install_crd(client: kube::Client) -> anyhow::Result<()> {
     crds.patch(&name, &PatchParams::apply("dittofs-tests").force(), &Patch::Apply(&crd)).await?;
     wait_until("the DittoServer CRD to be served", Duration::from_secs(30), async || {
         let crd = crds.get(&name).await?;
-        let established = crd.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True");
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
         anyhow::ensure!(established, "not Established yet");
-        // The endpoint can lag the condition.
-        Api::<DittoServer>::all(client.clone()).list(&ListParams::default().limit(1)).await?;
+        // The endpoint can lag the condition. Listed untyped: a malformed stored object must not fail the check.
+        let resource = kube::api::ApiResource::erase::<DittoServer>(&());
+        Api::<kube::api::DynamicObject>::all_with(client.clone(), &resource)
+            .list(&ListParams::default().limit(1))
+            .await?;
         Ok(())
     })
     .await

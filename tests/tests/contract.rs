@@ -128,7 +128,12 @@ async fn login_errors_and_401_shapes() -> Result<()> {
 #[tokio::test]
 #[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
 async fn tokens_expire_and_refresh_works() -> Result<()> {
-    let fs = DittoFs::start(Options { access_ttl: Some("3s".into()), refresh_ttl: Some("30s".into()), ..Options::default() }).await?;
+    let fs = DittoFs::start(Options {
+        access_ttl: Some("3s".into()),
+        refresh_ttl: Some("30s".into()),
+        ..Options::default()
+    })
+    .await?;
     let mut admin = fs.api();
     let session = admin.login("admin", ADMIN_PASSWORD).await?;
     assert_eq!(session["expires_in"], 3);
@@ -167,15 +172,21 @@ async fn operator_role_reads_adapters_and_is_refused_every_mutation() -> Result<
     let created = create_user(&admin, "k8s-operator", "op-password-1", "operator").await?;
     assert_eq!((created["role"].as_str(), created["must_change_password"].as_bool()), (Some("operator"), Some(false)));
     assert!(created.get("uid").is_none() && created.get("groups").is_none(), "omitted when empty: {created}");
-    let dup = admin.post("/api/v1/users", &json!({"username": "k8s-operator", "password": "op-password-1", "role": "operator"})).await?;
+    let dup = admin
+        .post("/api/v1/users", &json!({"username": "k8s-operator", "password": "op-password-1", "role": "operator"}))
+        .await?;
     assert_eq!(dup.expect_status(409)?.problem_detail()?, "User already exists");
     let short = admin.post("/api/v1/users", &json!({"username": "x1", "password": "p", "role": "root"})).await?;
     assert_eq!(short.expect_status(500)?.problem_detail()?, "Failed to hash password");
-    let bad_role = admin.post("/api/v1/users", &json!({"username": "x1", "password": "long-enough-pw", "role": "root"})).await?;
+    let bad_role =
+        admin.post("/api/v1/users", &json!({"username": "x1", "password": "long-enough-pw", "role": "root"})).await?;
     assert_eq!(bad_role.expect_status(400)?.problem_detail()?, "Invalid role. Must be 'user', 'admin', or 'operator'");
 
     // Admin resets the password (the agent's path on 409).
-    admin.post("/api/v1/users/k8s-operator/password", &json!({"new_password": "op-password-2"})).await?.expect_status(204)?;
+    admin
+        .post("/api/v1/users/k8s-operator/password", &json!({"new_password": "op-password-2"}))
+        .await?
+        .expect_status(204)?;
     let mut operator = fs.api();
     assert!(operator.login("k8s-operator", "op-password-1").await.is_err(), "old password refused");
     let session = operator.login("k8s-operator", "op-password-2").await?;
@@ -219,7 +230,10 @@ async fn operator_role_reads_adapters_and_is_refused_every_mutation() -> Result<
     // Deleting a user: 204, then its login fails; admin itself cannot be deleted.
     admin.delete("/api/v1/users/someone").await?.expect_status(204)?;
     assert!(user.login("someone", "someone-password").await.is_err());
-    assert_eq!(admin.delete("/api/v1/users/admin").await?.expect_status(403)?.problem_detail()?, "Cannot delete admin user");
+    assert_eq!(
+        admin.delete("/api/v1/users/admin").await?.expect_status(403)?.problem_detail()?,
+        "Cannot delete admin user"
+    );
     Ok(())
 }
 
@@ -263,7 +277,11 @@ async fn adapters_enable_disable_move_delete_recreate() -> Result<()> {
     wait_until("SMB status to say not running", Duration::from_secs(8), || async {
         let list = fs.adapters().await.map_err(|e| e.to_string())?;
         let status = &list["smb"]["status"];
-        if status["status"] == "unknown" && status["message"] == "adapter smb not running" { Ok(()) } else { Err(status.to_string()) }
+        if status["status"] == "unknown" && status["message"] == "adapter smb not running" {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
     })
     .await?;
 
@@ -319,7 +337,11 @@ async fn busy_port_reports_running_but_not_healthy() -> Result<()> {
     assert_eq!(reply["running"], true, "a failed bind still counts as running");
     let status = wait_until("NFS status to reflect the failed bind", Duration::from_secs(8), || async {
         let nfs = fs.adapters().await.map_err(|e| e.to_string())?["nfs"].clone();
-        if nfs["running"] == true && nfs["status"]["status"] != "healthy" { Ok(nfs["status"].clone()) } else { Err(nfs.to_string()) }
+        if nfs["running"] == true && nfs["status"]["status"] != "healthy" {
+            Ok(nfs["status"].clone())
+        } else {
+            Err(nfs.to_string())
+        }
     })
     .await?;
     assert_eq!(status["status"], "unknown", "{status}");

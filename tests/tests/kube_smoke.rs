@@ -6,9 +6,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
@@ -62,25 +60,14 @@ async fn ensure_widget_crd(client: kube::Client) -> anyhow::Result<ApiResource> 
         }
     }))?;
     let crds: Api<CustomResourceDefinition> = Api::all(client);
-    crds.patch(
-        CRD_NAME,
-        &PatchParams::apply("kube-smoke").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
-    wait_until(
-        &format!("CRD {CRD_NAME} to be Established"),
-        Duration::from_secs(30),
-        async || {
-            let crd = crds.get(CRD_NAME).await?;
-            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-            let established = conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            anyhow::ensure!(established, "conditions: {conditions:?}");
-            Ok(())
-        },
-    )
+    crds.patch(CRD_NAME, &PatchParams::apply("kube-smoke").force(), &Patch::Apply(&crd)).await?;
+    wait_until(&format!("CRD {CRD_NAME} to be Established"), Duration::from_secs(30), async || {
+        let crd = crds.get(CRD_NAME).await?;
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        let established = conditions.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        anyhow::ensure!(established, "conditions: {conditions:?}");
+        Ok(())
+    })
     .await?;
     let gvk = GroupVersionKind::gvk("smoke.dittofs.test", "v1", "Widget");
     Ok(ApiResource::from_gvk_with_plural(&gvk, "widgets"))
@@ -90,21 +77,15 @@ async fn ensure_widget_crd(client: kube::Client) -> anyhow::Result<ApiResource> 
 #[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
 async fn crd_is_established_and_serves_custom_objects() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
-    eprintln!(
-        "control plane started in {:?} at {}",
-        cp.started_in(),
-        cp.server_url()
-    );
+    eprintln!("control plane started in {:?} at {}", cp.started_in(), cp.server_url());
     cp.with_temp_ns("crd", async |ns| {
         let ar = ensure_widget_crd(ns.client()).await?;
         let widgets: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &ar);
         let widget = DynamicObject::new("w1", &ar).data(json!({ "spec": { "size": 3 } }));
         // Established can precede the endpoint by a moment: retry the create.
-        wait_until(
-            "Widget w1 to be created",
-            Duration::from_secs(10),
-            async || Ok(widgets.create(&PostParams::default(), &widget).await?),
-        )
+        wait_until("Widget w1 to be created", Duration::from_secs(10), async || {
+            Ok(widgets.create(&PostParams::default(), &widget).await?)
+        })
         .await?;
         let got = widgets.get("w1").await?;
         assert_eq!(got.data["spec"]["size"], 3);
@@ -115,23 +96,14 @@ async fn crd_is_established_and_serves_custom_objects() -> anyhow::Result<()> {
 
 /// The entries of `spec.entries`, by name.
 fn entry_names(obj: &DynamicObject) -> Vec<String> {
-    let entries = obj.data["spec"]["entries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    entries
-        .iter()
-        .filter_map(|e| e["name"].as_str().map(str::to_owned))
-        .collect()
+    let entries = obj.data["spec"]["entries"].as_array().cloned().unwrap_or_default();
+    entries.iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect()
 }
 
 /// The `fieldsV1` a manager owns (as JSON text), empty if it owns nothing.
 fn owned_fields(obj: &DynamicObject, manager: &str) -> String {
     let managed = obj.metadata.managed_fields.clone().unwrap_or_default();
-    let fields = managed
-        .iter()
-        .find(|m| m.manager.as_deref() == Some(manager))
-        .and_then(|m| m.fields_v1.clone());
+    let fields = managed.iter().find(|m| m.manager.as_deref() == Some(manager)).and_then(|m| m.fields_v1.clone());
     fields.map(|f| f.0.to_string()).unwrap_or_default()
 }
 
@@ -153,50 +125,23 @@ async fn server_side_apply_tracks_list_map_entries_per_manager() -> anyhow::Resu
             let a = PatchParams::apply("manager-a");
             let b = PatchParams::apply("manager-b");
             let a_entry = apply(json!({ "entries": [{ "name": "a", "value": "from-a" }] }));
-            wait_until(
-                "manager-a's first apply",
-                Duration::from_secs(10),
-                async || Ok(widgets.patch("shared", &a, &Patch::Apply(&a_entry)).await?),
-            )
+            wait_until("manager-a's first apply", Duration::from_secs(10), async || {
+                Ok(widgets.patch("shared", &a, &Patch::Apply(&a_entry)).await?)
+            })
             .await?;
             let b_entry = apply(json!({ "entries": [{ "name": "b", "value": "from-b" }] }));
             let both = widgets.patch("shared", &b, &Patch::Apply(&b_entry)).await?;
 
-            assert_eq!(
-                entry_names(&both),
-                ["a", "b"],
-                "both managers' entries survive"
-            );
-            let (owned_a, owned_b) = (
-                owned_fields(&both, "manager-a"),
-                owned_fields(&both, "manager-b"),
-            );
-            assert!(
-                owned_a.contains(r#"k:{\"name\":\"a\"}"#),
-                "manager-a owns entry a: {owned_a}"
-            );
-            assert!(
-                !owned_a.contains(r#"k:{\"name\":\"b\"}"#),
-                "manager-a does not own b: {owned_a}"
-            );
-            assert!(
-                owned_b.contains(r#"k:{\"name\":\"b\"}"#),
-                "manager-b owns entry b: {owned_b}"
-            );
-            assert!(
-                !owned_b.contains(r#"k:{\"name\":\"a\"}"#),
-                "manager-b does not own a: {owned_b}"
-            );
+            assert_eq!(entry_names(&both), ["a", "b"], "both managers' entries survive");
+            let (owned_a, owned_b) = (owned_fields(&both, "manager-a"), owned_fields(&both, "manager-b"));
+            assert!(owned_a.contains(r#"k:{\"name\":\"a\"}"#), "manager-a owns entry a: {owned_a}");
+            assert!(!owned_a.contains(r#"k:{\"name\":\"b\"}"#), "manager-a does not own b: {owned_a}");
+            assert!(owned_b.contains(r#"k:{\"name\":\"b\"}"#), "manager-b owns entry b: {owned_b}");
+            assert!(!owned_b.contains(r#"k:{\"name\":\"a\"}"#), "manager-b does not own a: {owned_b}");
 
             // Applying without its entry withdraws exactly what manager-a owned.
-            let after = widgets
-                .patch("shared", &a, &Patch::Apply(&apply(json!({}))))
-                .await?;
-            assert_eq!(
-                entry_names(&after),
-                ["b"],
-                "only manager-a's entry is removed"
-            );
+            let after = widgets.patch("shared", &a, &Patch::Apply(&apply(json!({})))).await?;
+            assert_eq!(entry_names(&after), ["b"], "only manager-a's entry is removed");
             Ok(())
         })
         .await
@@ -204,15 +149,8 @@ async fn server_side_apply_tracks_list_map_entries_per_manager() -> anyhow::Resu
 
 fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ),
+        metadata: kube::api::ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        data: Some(data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
         ..Default::default()
     }
 }
@@ -257,7 +195,10 @@ async fn service_account_token_is_subject_to_rbac() -> anyhow::Result<()> {
         assert_eq!(admin_cms.get("allowed").await?.data.unwrap()["k"], "v1");
 
         for (what, result) in [
-            ("patch of a ConfigMap outside resourceNames", cms.patch("denied", &PatchParams::default(), &patch).await.map(drop)),
+            (
+                "patch of a ConfigMap outside resourceNames",
+                cms.patch("denied", &PatchParams::default(), &patch).await.map(drop),
+            ),
             ("create (verb not granted)", cms.create(&PostParams::default(), &config_map("new", &[])).await.map(drop)),
         ] {
             match result {
@@ -277,9 +218,7 @@ async fn garbage_collector_deletes_dependents_of_deleted_owner() -> anyhow::Resu
     ControlPlane::shared()
         .with_temp_ns("gc", async |ns| {
             let cms: Api<ConfigMap> = ns.api();
-            let owner = cms
-                .create(&PostParams::default(), &config_map("owner", &[]))
-                .await?;
+            let owner = cms.create(&PostParams::default(), &config_map("owner", &[])).await?;
             let mut dependent = config_map("dependent", &[]);
             dependent.metadata.owner_references = Some(vec![serde_json::from_value(json!({
                 "apiVersion": "v1",
@@ -290,17 +229,12 @@ async fn garbage_collector_deletes_dependents_of_deleted_owner() -> anyhow::Resu
             cms.create(&PostParams::default(), &dependent).await?;
 
             cms.delete("owner", &DeleteParams::background()).await?;
-            wait_until(
-                "the garbage collector to delete ConfigMap dependent",
-                Duration::from_secs(60),
-                async || match cms.get_opt("dependent").await? {
+            wait_until("the garbage collector to delete ConfigMap dependent", Duration::from_secs(60), async || {
+                match cms.get_opt("dependent").await? {
                     None => Ok(()),
-                    Some(cm) => anyhow::bail!(
-                        "still present, ownerReferences {:?}",
-                        cm.metadata.owner_references
-                    ),
-                },
-            )
+                    Some(cm) => anyhow::bail!("still present, ownerReferences {:?}", cm.metadata.owner_references),
+                }
+            })
             .await
         })
         .await
@@ -327,14 +261,18 @@ async fn statefulset_controller_creates_pending_pod() -> anyhow::Result<()> {
             ns.api::<StatefulSet>().create(&PostParams::default(), &sts).await?;
 
             let pods: Api<Pod> = ns.api();
-            let pod = wait_until("the StatefulSet controller to create Pod web-0", Duration::from_secs(60), async || {
-                Ok(pods.get("web-0").await?)
-            })
-            .await?;
+            let pod =
+                wait_until("the StatefulSet controller to create Pod web-0", Duration::from_secs(60), async || {
+                    Ok(pods.get("web-0").await?)
+                })
+                .await?;
             let phase = pod.status.and_then(|s| s.phase);
             assert_eq!(phase.as_deref(), Some("Pending"), "no kubelet, so the Pod stays Pending");
             let owners = pod.metadata.owner_references.unwrap_or_default();
-            assert!(owners.iter().any(|o| o.kind == "StatefulSet" && o.name == "web"), "owned by the StatefulSet: {owners:?}");
+            assert!(
+                owners.iter().any(|o| o.kind == "StatefulSet" && o.name == "web"),
+                "owned by the StatefulSet: {owners:?}"
+            );
             Ok(())
         })
         .await

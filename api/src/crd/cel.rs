@@ -13,8 +13,7 @@ pub const GO_DURATION_REGEX: &str = "^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h
 /// A size: a decimal number with an optional binary (`Ki`…`Ei`) or decimal (`k`…`E`) suffix.
 pub const SIZE_REGEX: &str = "^[0-9]+([.][0-9]+)?([KMGTPE]i|[kMGTPE])?$";
 /// A Kubernetes object name (DNS-1123 subdomain).
-pub const OBJECT_NAME_REGEX: &str =
-    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const OBJECT_NAME_REGEX: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A Secret data key.
 pub const SECRET_KEY_REGEX: &str = "^[-._a-zA-Z0-9]+$";
 /// A `DittoServer` name: a DNS-1035 label, since Services are named after it.
@@ -23,8 +22,7 @@ pub const SERVER_NAME_REGEX: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 pub const TRACEPARENT_REGEX: &str = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$";
 
 /// Rule text: the value is a Go duration.
-pub const DURATION_FORMAT_RULE: &str =
-    "self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$')";
+pub const DURATION_FORMAT_RULE: &str = "self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$')";
 /// Message of [`DURATION_FORMAT_RULE`].
 pub const DURATION_FORMAT_MESSAGE: &str = "must be a Go duration such as 30s, 1m30s or 500ms: numbers each followed by a unit (ns, us, ms, s, m, h), without a sign";
 /// Rule text: a duration (or size) has a non-zero digit, i.e. is greater than zero.
@@ -32,7 +30,8 @@ pub const NON_ZERO_RULE: &str = "self.matches('[1-9]')";
 /// Message of [`NON_ZERO_RULE`].
 pub const NON_ZERO_MESSAGE: &str = "must be greater than zero";
 /// Rule text: a well-formed duration is at least one second.
-pub const AT_LEAST_ONE_SECOND_RULE: &str = "!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$') || duration(self) >= duration('1s')";
+pub const AT_LEAST_ONE_SECOND_RULE: &str =
+    "!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$') || duration(self) >= duration('1s')";
 /// Message of [`AT_LEAST_ONE_SECOND_RULE`].
 pub const AT_LEAST_ONE_SECOND_MESSAGE: &str = "must be at least 1s";
 /// Rule text: the value is a size.
@@ -40,8 +39,7 @@ pub const SIZE_FORMAT_RULE: &str = "self.matches('^[0-9]+([.][0-9]+)?([KMGTPE]i|
 /// Message of [`SIZE_FORMAT_RULE`].
 pub const SIZE_FORMAT_MESSAGE: &str = "must be a size such as 10Gi, 500Mi or 1Ti: a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024) or k, M, G, T, P, E (powers of 1000)";
 /// Rule text: the value is a Kubernetes object name.
-pub const OBJECT_NAME_RULE: &str =
-    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+pub const OBJECT_NAME_RULE: &str = "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 /// Message of [`OBJECT_NAME_RULE`].
 pub const OBJECT_NAME_MESSAGE: &str = "must be the name of a Kubernetes object: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit";
 /// Rule text: the value is a Secret data key.
@@ -66,8 +64,7 @@ pub const CIDR_LIST_MESSAGE: &str = "every entry must be a CIDR such as 10.1.2.0
 /// Checked at creation only (`oldSelf` is empty then; the rule is built with `optionalOldSelf`):
 /// names never change, and an object created before this rule existed must stay updatable, or its
 /// finalizer could never be removed.
-pub const SERVER_NAME_RULE: &str =
-    "oldSelf.hasValue() || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+pub const SERVER_NAME_RULE: &str = "oldSelf.hasValue() || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
 /// Message of [`SERVER_NAME_RULE`].
 pub const SERVER_NAME_MESSAGE: &str = "metadata.name must start with a lower-case letter and contain only lower-case letters, digits and '-', because Services are named after it";
 /// Root rule text: the `DittoServer`'s name is short enough for the names derived from it
@@ -94,8 +91,7 @@ pub const POSTGRES_SECRET_RULE: &str = "!has(self.database) || !has(self.databas
 pub const POSTGRES_SECRET_MESSAGE: &str = "database.type postgres needs database.postgresSecretRef: the Secret with the keys host, database, user and password (optional: port, sslmode)";
 
 /// allowedSources entry rule text: either an ipBlock, or selectors.
-pub const SOURCE_PEER_RULE: &str =
-    "has(self.ipBlock) != (has(self.namespaceSelector) || has(self.podSelector))";
+pub const SOURCE_PEER_RULE: &str = "has(self.ipBlock) != (has(self.namespaceSelector) || has(self.podSelector))";
 /// Message of [`SOURCE_PEER_RULE`].
 pub const SOURCE_PEER_MESSAGE: &str =
     "set either ipBlock, or namespaceSelector and/or podSelector (not both kinds, not neither)";
@@ -147,10 +143,7 @@ mod tests {
         assert_eq!(SECRET_KEY_RULE, matches(SECRET_KEY_REGEX));
         assert_eq!(
             AT_LEAST_ONE_SECOND_RULE,
-            format!(
-                "!{} || duration(self) >= duration('1s')",
-                matches(GO_DURATION_REGEX)
-            )
+            format!("!{} || duration(self) >= duration('1s')", matches(GO_DURATION_REGEX))
         );
         assert_eq!(
             SERVER_NAME_RULE,

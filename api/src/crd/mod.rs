@@ -20,18 +20,16 @@ use serde::{Deserialize, Serialize};
 
 pub use agent::{AgentSpec, PullPolicy};
 pub use network::{
-    AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource,
-    ServiceType,
+    AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource, ServiceType,
 };
 pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
 pub use spec::{
-    AdminSpec, ControlPlaneSpec, DatabaseSpec, DatabaseType, IdentitySpec, IdentityType, JwtSpec,
-    SecretKeyRef, SqliteSpec, StorageSpec,
+    AdminSpec, ControlPlaneSpec, DatabaseSpec, DatabaseType, IdentitySpec, IdentityType, JwtSpec, SecretKeyRef,
+    SqliteSpec, StorageSpec,
 };
 pub use status::{
-    AdapterStatus, AgentAdapterStatus, AgentAuth, AgentStatus, DittoServerStatus, Phase,
-    Reachability, adapters_summary,
+    AdapterStatus, AgentAdapterStatus, AgentAuth, AgentStatus, DittoServerStatus, Phase, Reachability, adapters_summary,
 };
 pub use unimplemented::unimplemented_fields;
 
@@ -176,17 +174,11 @@ impl DittoServerSpec {
 
     /// Whether the API is reached over https (tls, or a server certificate).
     pub fn api_uses_tls(&self) -> bool {
-        self.control_plane.tls
-            || self
-                .control_plane
-                .cert_secret_name
-                .as_deref()
-                .is_some_and(|s| !s.is_empty())
+        self.control_plane.tls || self.control_plane.cert_secret_name.as_deref().is_some_and(|s| !s.is_empty())
     }
 
     /// The pod's termination grace period.
     pub fn termination_grace_period_seconds(&self) -> i64 {
-        self.termination_grace_period_seconds
-            .unwrap_or(constants::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS)
+        self.termination_grace_period_seconds.unwrap_or(constants::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS)
     }
 }

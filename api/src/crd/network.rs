@@ -51,10 +51,7 @@ pub struct ApiServiceSpec {
 
 impl Default for ApiServiceSpec {
     fn default() -> Self {
-        Self {
-            r#type: default_api_service_type(),
-            annotations: BTreeMap::new(),
-        }
+        Self { r#type: default_api_service_type(), annotations: BTreeMap::new() }
     }
 }
 
@@ -79,9 +76,7 @@ pub struct AdapterDiscoverySpec {
 
 impl Default for AdapterDiscoverySpec {
     fn default() -> Self {
-        Self {
-            polling_interval: default_polling_interval(),
-        }
+        Self { polling_interval: default_polling_interval() }
     }
 }
 
@@ -103,8 +98,10 @@ pub struct AdapterServicesSpec {
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
     /// Keep the adapter ports of the server container in step with the running adapters (default
-    /// true). Each change of those ports restarts the pod; set false to expose adapters through
-    /// their Services only (targetPort by number).
+    /// true). Each change of those ports is a pod-template change and restarts the pod; set false
+    /// to expose adapters through their Services and NetworkPolicies only (both use the port
+    /// numbers, so only the informational container ports are lost) and never restart the file
+    /// server on an adapter toggle. Turning it off removes the ports synced before, once.
     #[serde(default = "default_true")]
     pub sync_container_ports: bool,
     /// Who may connect to the adapters. Each entry becomes a `from` peer of the adapters'

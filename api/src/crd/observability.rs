@@ -104,11 +104,7 @@ pub struct LoggingSpec {
 
 impl Default for LoggingSpec {
     fn default() -> Self {
-        Self {
-            level: LogLevel::Info,
-            format: LogFormat::Json,
-            output: default_log_output(),
-        }
+        Self { level: LogLevel::Info, format: LogFormat::Json, output: default_log_output() }
     }
 }
 

@@ -20,8 +20,7 @@ pub fn custom_resource_definition() -> CustomResourceDefinition {
 
 /// The CRD as YAML, exactly as committed in `deploy/crds/dittoservers.yaml`: a comment line, then [`crd`].
 pub fn crd_yaml() -> String {
-    let body =
-        serde_saphyr::to_string(&custom_resource_definition()).expect("the CRD serializes to YAML");
+    let body = serde_saphyr::to_string(&custom_resource_definition()).expect("the CRD serializes to YAML");
     format!("{CRD_YAML_HEADER}{body}")
 }
 
@@ -43,14 +42,7 @@ fn reflow_descriptions(value: &mut Value) {
 
 fn reflow(text: &str) -> String {
     text.split("\n\n")
-        .map(|paragraph| {
-            paragraph
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|paragraph| paragraph.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n\n")
 }
@@ -71,10 +63,7 @@ mod tests {
         let crd = custom_resource_definition();
         let raw = DittoServer::crd();
         assert_eq!(crd.spec.names, raw.spec.names);
-        assert_eq!(
-            crd.spec.versions[0].additional_printer_columns,
-            raw.spec.versions[0].additional_printer_columns
-        );
+        assert_eq!(crd.spec.versions[0].additional_printer_columns, raw.spec.versions[0].additional_printer_columns);
         assert!(yaml.starts_with(CRD_YAML_HEADER));
         let spec = &crd.spec.versions[0]
             .schema
@@ -86,13 +75,11 @@ mod tests {
             .properties
             .as_ref()
             .unwrap()["spec"];
-        let description = spec.properties.as_ref().unwrap()["adapterServices"]
-            .properties
-            .as_ref()
-            .unwrap()["allowedSources"]
-            .description
-            .clone()
-            .unwrap();
+        let description =
+            spec.properties.as_ref().unwrap()["adapterServices"].properties.as_ref().unwrap()["allowedSources"]
+                .description
+                .clone()
+                .unwrap();
         assert!(!description.contains('\n'), "{description}");
     }
 }

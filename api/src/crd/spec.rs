@@ -93,11 +93,7 @@ pub struct DatabaseSpec {
 
 impl Default for DatabaseSpec {
     fn default() -> Self {
-        Self {
-            r#type: DatabaseType::Sqlite,
-            sqlite: None,
-            postgres_secret_ref: None,
-        }
+        Self { r#type: DatabaseType::Sqlite, sqlite: None, postgres_secret_ref: None }
     }
 }
 
@@ -137,23 +133,14 @@ pub struct ControlPlaneSpec {
     pub cert_secret_name: Option<String>,
     /// Name of a Secret with a CA bundle under ca.crt: the API then requires client certificates
     /// signed by it (mutual TLS). Needs certSecretName.
-    #[serde(
-        default,
-        rename = "clientCASecretName",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "clientCASecretName", skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub client_ca_secret_name: Option<String>,
 }
 
 impl Default for ControlPlaneSpec {
     fn default() -> Self {
-        Self {
-            port: default_api_port(),
-            tls: false,
-            cert_secret_name: None,
-            client_ca_secret_name: None,
-        }
+        Self { port: default_api_port(), tls: false, cert_secret_name: None, client_ca_secret_name: None }
     }
 }
 

@@ -211,16 +211,9 @@ impl AgentAdapterStatus {
 
 /// The Adapters column text: `type:port` pairs sorted by type, joined by commas (empty for none).
 pub fn adapters_summary(adapters: &[AdapterStatus]) -> String {
-    let mut pairs: Vec<(&str, i32)> = adapters
-        .iter()
-        .map(|a| (a.r#type.as_str(), a.port))
-        .collect();
+    let mut pairs: Vec<(&str, i32)> = adapters.iter().map(|a| (a.r#type.as_str(), a.port)).collect();
     pairs.sort_unstable();
-    pairs
-        .iter()
-        .map(|(t, p)| format!("{t}:{p}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    pairs.iter().map(|(t, p)| format!("{t}:{p}")).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -228,20 +221,13 @@ mod tests {
     use super::*;
 
     fn adapter(t: &str, port: i32) -> AdapterStatus {
-        AdapterStatus {
-            r#type: t.into(),
-            port,
-            service_name: None,
-        }
+        AdapterStatus { r#type: t.into(), port, service_name: None }
     }
 
     #[test]
     fn summary_is_sorted_by_type() {
         assert_eq!(adapters_summary(&[]), "");
-        assert_eq!(
-            adapters_summary(&[adapter("smb", 12445), adapter("nfs", 12049)]),
-            "nfs:12049,smb:12445"
-        );
+        assert_eq!(adapters_summary(&[adapter("smb", 12445), adapter("nfs", 12049)]), "nfs:12049,smb:12445");
     }
 
     #[test]

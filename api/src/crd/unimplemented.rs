@@ -31,18 +31,9 @@ pub fn unimplemented_fields(spec: &DittoServerSpec) -> Vec<&'static str> {
         (KERBEROS, identity.and_then(|i| i.kerberos.as_ref())),
         (PERCONA, spec.percona.as_ref()),
         (SNAPSHOT_POLICIES, spec.snapshot_policies.as_ref()),
-        (
-            SERVICE_MONITOR,
-            spec.metrics
-                .as_ref()
-                .and_then(|m| m.service_monitor.as_ref()),
-        ),
+        (SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref())),
     ];
-    candidates
-        .into_iter()
-        .filter(|(_, value)| value.is_some_and(requests_something))
-        .map(|(name, _)| name)
-        .collect()
+    candidates.into_iter().filter(|(_, value)| value.is_some_and(requests_something)).map(|(name, _)| name).collect()
 }
 
 /// Whether a kept section asks for something: not null, not an empty list, not `enabled: false`.
@@ -57,11 +48,7 @@ fn requests_something(value: &Value) -> bool {
 
 /// A sentence naming the fields, for the condition message and the Event note.
 pub fn unimplemented_message(fields: &[&str]) -> String {
-    let listed = fields
-        .iter()
-        .map(|f| format!("spec.{f}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listed = fields.iter().map(|f| format!("spec.{f}")).collect::<Vec<_>>().join(", ");
     format!("not implemented by this controller yet, kept as written but not acted on: {listed}")
 }
 

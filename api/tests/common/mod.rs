@@ -8,11 +8,8 @@ use serde_json::{Value, json};
 /// The `openAPIV3Schema` of the CRD, as JSON.
 pub fn schema() -> Value {
     let crd = dittofs_api::custom_resource_definition();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .expect("the CRD has a schema");
+    let schema =
+        crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("the CRD has a schema");
     serde_json::to_value(schema).expect("the schema serializes")
 }
 
@@ -37,20 +34,13 @@ pub fn node(path: &str) -> Value {
 pub fn rules(node: &Value) -> Vec<String> {
     node["x-kubernetes-validations"]
         .as_array()
-        .map(|rules| {
-            rules
-                .iter()
-                .map(|r| r["rule"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
+        .map(|rules| rules.iter().map(|r| r["rule"].as_str().unwrap_or_default().to_owned()).collect())
         .unwrap_or_default()
 }
 
 /// Path of a fixture file.
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// A fixture as JSON.
@@ -107,10 +97,7 @@ fn reduce_creation_rules(value: &mut Value) {
 pub fn cel_failures(object: &Value) -> Vec<(String, String)> {
     match kube::core::cel::Validator::new().validate(&schema_for_create(), object, None) {
         Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .into_iter()
-            .map(|e| (e.field_path.clone(), e.message.clone()))
-            .collect(),
+        Err(errors) => errors.into_iter().map(|e| (e.field_path.clone(), e.message.clone())).collect(),
     }
 }
 

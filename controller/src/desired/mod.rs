@@ -4,6 +4,7 @@
 //! inputs always give the same objects (maps are `BTreeMap`s, lists are built in a fixed order), and a
 //! reconcile with nothing changed applies byte-identical bodies, which the apiserver turns into no-ops.
 
+pub mod adapters;
 pub mod config;
 pub mod network_policy;
 pub mod rbac;

@@ -9,8 +9,10 @@ use k8s_openapi::jiff::Timestamp;
 
 use dittofs_api::conditions::{self as c, reasons};
 use dittofs_api::crd::unimplemented::unimplemented_message;
-use dittofs_api::crd::{AgentStatus, DittoServerStatus, Phase};
+use dittofs_api::crd::{AgentStatus, DittoServerStatus, Phase, adapters_summary};
 use dittofs_api::{DittoServer, unimplemented_fields};
+
+use super::adapters::AdaptersState;
 
 /// Reason of Ready=False when the stored spec does not parse (an object that bypassed the schema).
 pub const INVALID_SPEC_REASON: &str = "InvalidSpec";
@@ -48,12 +50,15 @@ pub struct Observed {
     pub statefulset: Option<StatefulSetState>,
     /// The pod template's config hash.
     pub config_hash: String,
+    /// What the adapter part exposed (`status.adapters`) and its `AdaptersReady` condition.
+    pub adapters: AdaptersState,
 }
 
 /// The status the controller wants: everything but `agents`.
 ///
-/// `adapters` and `adaptersSummary` are carried over from the stored status: they are the adapter
-/// part's output and must survive this apply (the same field manager omitting them would delete them).
+/// `adapters` and `adaptersSummary` come from the adapter part; when it did not act (no report, an
+/// unreachable DittoFS) the stored ones are carried over, since this field manager omitting them
+/// would delete them.
 pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> DittoServerStatus {
     let current = ds.status.as_ref();
     let generation = ds.metadata.generation.unwrap_or_default();
@@ -95,6 +100,7 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
         },
     );
     let authenticated = conds.set_tri(c::AUTHENTICATED, authenticated(current));
+    conds.set_tri(c::ADAPTERS_READY, observed.adapters.ready.clone());
     let fields = unimplemented_fields(&ds.spec);
     conds.set(
         c::SPEC_SUPPORTED,
@@ -141,8 +147,15 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
         }),
         config_hash: Some(observed.config_hash.clone()),
         conditions: conds.finish(),
-        adapters: current.map(|s| s.adapters.clone()).unwrap_or_default(),
-        adapters_summary: current.and_then(|s| s.adapters_summary.clone()),
+        adapters_summary: match &observed.adapters.exposed {
+            Some(exposed) => Some(adapters_summary(exposed)).filter(|s| !s.is_empty()),
+            None => current.and_then(|s| s.adapters_summary.clone()),
+        },
+        adapters: observed
+            .adapters
+            .exposed
+            .clone()
+            .unwrap_or_else(|| current.map(|s| s.adapters.clone()).unwrap_or_default()),
         agents: Vec::new(),
     }
 }

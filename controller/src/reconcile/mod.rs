@@ -1,5 +1,6 @@
 //! The reconcile pipeline: observe (IO) → desired (pure) → apply (SSA) → status (written only on change).
 
+pub mod adapters;
 pub mod children;
 pub mod observe;
 pub mod status;
@@ -77,7 +78,8 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
             if !e.is_permanent() {
                 *ctx.failures.lock().expect("not poisoned").entry(key).or_default() += 1;
             }
-            if !matches!(e, Error::InvalidSpec(_)) {
+            // Invalid specs and adapter failures have their own Warning Events already.
+            if !matches!(e, Error::InvalidSpec(_) | Error::Adapters { .. }) {
                 let note = format!("{} ({})", e, e.metric_label());
                 ctx.events.warning(&raw, reasons::RECONCILE_FAILED, "Reconcile", note).await;
             }
@@ -116,7 +118,12 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
     let observed = observe::observe(&ctx.client, &ds).await?;
     let values = settle_values(&ds, &observed);
     let applied = children::apply_children(ctx, raw, &ds, &values, observed.statefulset.as_ref()).await?;
-    status::update(ctx, raw, &ds, &applied.config_map, &applied.statefulset, &values.config_hash).await?;
+    let adapters = adapters::reconcile(ctx, raw, &ds, &applied.statefulset).await;
+    let statefulset = adapters.statefulset.as_ref().unwrap_or(&applied.statefulset);
+    status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values.config_hash, adapters.state).await?;
+    if let Some(e) = adapters.error {
+        return Err(e);
+    }
 
     if observed.missing.is_empty() {
         Ok(Action::requeue(RESYNC))

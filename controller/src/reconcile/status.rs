@@ -13,6 +13,7 @@ use dittofs_api::crd::unimplemented::unimplemented_message;
 use dittofs_api::{DittoServer, names, unimplemented_fields};
 
 use crate::apply::apply_params;
+use crate::desired::adapters::AdaptersState;
 use crate::desired::status::{
     ConfigMapState, Observed, StatefulSetState, desired_status, invalid_spec_status, needs_write,
 };
@@ -64,11 +65,13 @@ pub async fn update(
     config_map: &ConfigMap,
     statefulset: &StatefulSet,
     config_hash: &str,
+    adapters: AdaptersState,
 ) -> Result<(), Error> {
     let observed = Observed {
         config_map: config_map_state(config_map),
         statefulset: Some(statefulset_state(statefulset)),
         config_hash: config_hash.to_owned(),
+        adapters,
     };
     let desired = desired_status(ds, &observed, Timestamp::now());
     if !needs_write(ds.status.as_ref(), &desired) {

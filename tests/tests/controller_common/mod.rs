@@ -2,46 +2,27 @@
 
 #![allow(dead_code)]
 
+pub mod adapters;
+pub mod deploy;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dittofs_controller::CancellationToken;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use dittofs_api::DittoServer;
-use dittofs_api::crd::CRD_NAME;
 use dittofs_controller::{Config, Controller};
 use dittofs_tests::kube_env::{TempNamespace, wait_until};
 
 /// Agent image the tests' controllers inject.
 pub const AGENT_IMAGE: &str = "registry.invalid/dittofs-agent:test";
 
-/// Installs (server-side applies) the real CRD and waits until it is Established and serves.
-pub async fn ensure_crd(client: kube::Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = dittofs_api::custom_resource_definition();
-    crds.patch(CRD_NAME, &PatchParams::apply("dittofs-tests").force(), &Patch::Apply(&crd)).await?;
-    wait_until("the DittoServer CRD to be Established", Duration::from_secs(30), async || {
-        let crd = crds.get(CRD_NAME).await?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        anyhow::ensure!(established, "not established yet");
-        // The endpoint can lag the condition.
-        // Listed untyped: a malformed stored object must not fail the check.
-        let ar = kube::api::ApiResource::erase::<DittoServer>(&());
-        Api::<kube::api::DynamicObject>::all_with(client.clone(), &ar).list(&ListParams::default().limit(1)).await?;
-        Ok(())
-    })
-    .await
-}
+/// Installs the real CRD and waits until it serves.
+pub use dittofs_tests::pod::install_crd as ensure_crd;
 
 /// A controller running in-process on its own task.
 pub struct Running {

@@ -1,6 +1,7 @@
 //! Unit tests of the status computation: conditions, transition times, the write decision.
 
 use super::*;
+use crate::desired::adapters::{AdaptersState, Exposed, Problems, Reports, state};
 use crate::desired::test_support::server;
 use dittofs_api::crd::AgentAuth;
 use serde_json::json;
@@ -19,6 +20,7 @@ fn observed(ready: i32) -> Observed {
             available_replicas: ready,
         }),
         config_hash: "h".into(),
+        adapters: AdaptersState::unknown("no report"),
     }
 }
 
@@ -121,4 +123,30 @@ fn adapters_are_carried_over() {
     ds.status = Some(DittoServerStatus { adapters_summary: Some("nfs:12049".into()), ..Default::default() });
     let s = desired_status(&ds, &observed(1), t(0));
     assert_eq!(s.adapters_summary.as_deref(), Some("nfs:12049"));
+}
+
+#[test]
+fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
+    let mut ds = server(json!({}));
+    let nfs = Exposed { kind: "nfs".into(), sanitized: "nfs".into(), port: 12049 };
+    let reports = Reports::Known { adapters: vec![nfs], conflicts: vec![], traceparents: vec![] };
+    let mut obs = observed(1);
+    obs.adapters = state(&ds, &reports, &Problems::default());
+    let s = desired_status(&ds, &obs, t(0));
+    assert_eq!(s.adapters_summary.as_deref(), Some("nfs:12049"));
+    assert_eq!(s.adapters[0].service_name.as_deref(), Some("fs-adapter-nfs"));
+    assert_eq!(cond(&s, c::ADAPTERS_READY).status, "True");
+    assert_eq!(cond(&s, c::ADAPTERS_READY).reason, reasons::ADAPTERS_EXPOSED);
+
+    // No report (e.g. after a restart, before the agent's first poll): the stored view stays.
+    ds.status = Some(s.clone());
+    let kept = desired_status(&ds, &observed(1), t(5));
+    assert_eq!((kept.adapters.clone(), kept.adapters_summary.clone()), (s.adapters.clone(), s.adapters_summary));
+    assert_eq!(cond(&kept, c::ADAPTERS_READY).status, "Unknown");
+
+    // An authoritative empty report clears both.
+    obs.adapters =
+        state(&ds, &Reports::Known { adapters: vec![], conflicts: vec![], traceparents: vec![] }, &Problems::default());
+    let empty = desired_status(&ds, &obs, t(9));
+    assert!(empty.adapters.is_empty() && empty.adapters_summary.is_none());
 }

@@ -1,0 +1,137 @@
+//! Desired state of the adapter part: from the agents' reports ([`mod@aggregate`]) to Services,
+//! NetworkPolicies and container ports ([`objects`]), what differs from the live objects ([`compare`]),
+//! and what the status says about it ([`state`]). Pure, like the rest of `desired`.
+
+pub mod aggregate;
+pub mod compare;
+pub mod objects;
+
+pub use aggregate::{Exposed, PortConflict, Reports, aggregate, stale_agents};
+
+use dittofs_api::DittoServer;
+use dittofs_api::conditions::reasons;
+use dittofs_api::crd::AdapterStatus;
+use dittofs_api::crd::adapters_summary;
+
+/// A condition as (True/False/Unknown, reason, message).
+pub type ConditionValue = (Option<bool>, &'static str, String);
+
+/// What went wrong while making Kubernetes match an authoritative report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    /// Writes that failed, e.g. "apply Service fs-adapter-nfs: …".
+    pub failed: Vec<String>,
+    /// Objects the controller must not touch that stand in the way, e.g. an unlabelled Service with an
+    /// adapter Service's name, or `adapter-*` container ports another field manager holds.
+    pub not_managed: Vec<String>,
+}
+
+/// The adapter part of the status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptersState {
+    /// `status.adapters`; `None` keeps what is stored (the reports did not allow acting).
+    pub exposed: Option<Vec<AdapterStatus>>,
+    /// The `AdaptersReady` condition.
+    pub ready: ConditionValue,
+}
+
+impl AdaptersState {
+    /// The state before the adapter step ran (or when it could not): stored adapters kept, Unknown.
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self { exposed: None, ready: (None, reasons::NO_REPORT, message.into()) }
+    }
+}
+
+/// The adapter part of the status for `reports`, after the controller acted on them with `problems`.
+pub fn state(ds: &DittoServer, reports: &Reports, problems: &Problems) -> AdaptersState {
+    match reports {
+        Reports::None => AdaptersState::unknown(
+            "no agent has read the adapter list of DittoFS yet; adapter objects are left as they are",
+        ),
+        Reports::Unreachable { pod, reason, message } => {
+            let detail = if message.is_empty() { reason.clone() } else { format!("{reason}: {message}") };
+            AdaptersState {
+                exposed: None,
+                ready: (
+                    None,
+                    reasons::AGENT_UNREACHABLE,
+                    format!(
+                        "the agent in {pod} cannot read the adapters of DittoFS ({detail}); adapter objects are kept as they are"
+                    ),
+                ),
+            }
+        }
+        Reports::Known { adapters, conflicts, .. } => {
+            let exposed = objects::status_adapters(ds, adapters);
+            let ready = if !problems.failed.is_empty() {
+                (Some(false), reasons::APPLY_FAILED, problems.failed.join("; "))
+            } else if !problems.not_managed.is_empty() {
+                (Some(false), reasons::OBJECT_NOT_MANAGED, problems.not_managed.join("; "))
+            } else if !conflicts.is_empty() {
+                let each: Vec<String> = conflicts
+                    .iter()
+                    .map(|c| {
+                        let pods: Vec<String> = c.reports.iter().map(|(pod, port)| format!("{pod}={port}")).collect();
+                        format!("{} ({}; {} wins)", c.sanitized, pods.join(", "), c.reports[0].0)
+                    })
+                    .collect();
+                (Some(false), reasons::PORT_CONFLICT, format!("pods report different ports: {}", each.join("; ")))
+            } else if ds.spec.replicas <= 0 {
+                (Some(true), reasons::ADAPTERS_EXPOSED, "scaled to zero replicas: no adapter is exposed".into())
+            } else if exposed.is_empty() {
+                (Some(true), reasons::ADAPTERS_EXPOSED, "no adapter is serving: none is exposed".into())
+            } else {
+                (Some(true), reasons::ADAPTERS_EXPOSED, format!("exposed: {}", adapters_summary(&exposed)))
+            };
+            AdaptersState { exposed: Some(exposed), ready }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::test_support::server;
+    use serde_json::json;
+
+    fn known(adapters: Vec<Exposed>, conflicts: Vec<PortConflict>) -> Reports {
+        Reports::Known { adapters, conflicts, traceparents: Vec::new() }
+    }
+
+    fn nfs(port: i32) -> Exposed {
+        Exposed { kind: "nfs".into(), sanitized: "nfs".into(), port }
+    }
+
+    #[test]
+    fn no_report_and_unreachable_keep_the_stored_adapters() {
+        let ds = server(json!({}));
+        let none = state(&ds, &Reports::None, &Problems::default());
+        assert_eq!((none.exposed, none.ready.0, none.ready.1), (None, None, reasons::NO_REPORT));
+        let down = Reports::Unreachable { pod: "fs-0".into(), reason: "Timeout".into(), message: "5s".into() };
+        let s = state(&ds, &down, &Problems::default());
+        assert_eq!((s.exposed, s.ready.1), (None, reasons::AGENT_UNREACHABLE));
+        assert!(s.ready.2.contains("fs-0") && s.ready.2.contains("Timeout: 5s"), "{}", s.ready.2);
+    }
+
+    #[test]
+    fn known_reports_say_what_is_exposed_or_what_is_wrong() {
+        let ds = server(json!({}));
+        let ok = state(&ds, &known(vec![nfs(12049)], vec![]), &Problems::default());
+        assert_eq!(ok.ready, (Some(true), reasons::ADAPTERS_EXPOSED, "exposed: nfs:12049".into()));
+        assert_eq!(ok.exposed.unwrap()[0].service_name.as_deref(), Some("fs-adapter-nfs"));
+        let empty = state(&ds, &known(vec![], vec![]), &Problems::default());
+        assert_eq!((empty.ready.0, empty.exposed), (Some(true), Some(vec![])));
+
+        let conflict = PortConflict { sanitized: "nfs".into(), reports: vec![("fs-0".into(), 1), ("fs-1".into(), 2)] };
+        let c = state(&ds, &known(vec![nfs(1)], vec![conflict]), &Problems::default());
+        assert_eq!(c.ready.1, reasons::PORT_CONFLICT);
+        assert_eq!(c.ready.2, "pods report different ports: nfs (fs-0=1, fs-1=2; fs-0 wins)");
+
+        let problems = Problems { failed: vec!["apply Service x: boom".into()], not_managed: vec!["y".into()] };
+        let f = state(&ds, &known(vec![nfs(1)], vec![]), &problems);
+        assert_eq!(f.ready, (Some(false), reasons::APPLY_FAILED, "apply Service x: boom".into()));
+        let n =
+            state(&ds, &known(vec![nfs(1)], vec![]), &Problems { not_managed: vec!["y".into()], ..Default::default() });
+        assert_eq!(n.ready, (Some(false), reasons::OBJECT_NOT_MANAGED, "y".into()));
+    }
+}

@@ -1,0 +1,339 @@
+//! The adapter step, after the main children: make Kubernetes match the adapters the agents report.
+//!
+//! observe (list the labelled adapter Services and NetworkPolicies of this server; the StatefulSet the
+//! main apply returned) → desired (pure, from [`aggregate()`]) → apply (server-side apply of what differs,
+//! delete labelled objects no longer desired, `adapter-*` container ports under their own field
+//! manager) → the adapter part of the status. Nothing is written when Kubernetes already matches.
+//!
+//! Safety: no report → nothing is created or deleted; an unreachable DittoFS → everything is kept.
+//! Objects are found by label; an object that bears an adapter object's name without the labels is
+//! never touched (and reported), and the static Services and the baseline policy never match.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ContainerPort, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use dittofs_api::conditions::events as reasons;
+use dittofs_api::constants::{CONTROLLER_FIELD_MANAGER, CONTROLLER_PORTS_FIELD_MANAGER};
+use dittofs_api::labels::{adapter_network_policies_selector, adapter_services_selector};
+use dittofs_api::{DittoServer, names};
+
+use crate::apply::apply_params;
+use crate::cache::Child;
+use crate::desired::adapters::compare::{adapter_ports, plan, ports_need_apply, reserved_ports, type_label};
+use crate::desired::adapters::{AdaptersState, Problems, Reports, aggregate, objects, stale_agents, state};
+use crate::error::Error;
+use crate::raw::RawDittoServer;
+use crate::reconcile::Context;
+
+/// What the step did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The adapter part of the status.
+    pub state: AdaptersState,
+    /// The StatefulSet after the ports apply, if it changed.
+    pub statefulset: Option<StatefulSet>,
+    /// The writes that failed, as one error (the reconcile backs off).
+    pub error: Option<Error>,
+}
+
+/// A kind of adapter object: how it is found and what its Events are called.
+trait AdapterKind: Child {
+    const CREATED: &'static str;
+    const UPDATED: &'static str;
+    const DELETED: &'static str;
+    const FAILED: &'static str;
+    fn selector(cr: &str) -> String;
+    /// The ports, for Event notes, e.g. "12049/TCP".
+    fn ports(&self) -> String;
+}
+
+fn port_list(ports: impl Iterator<Item = (String, Option<String>)>) -> String {
+    ports.map(|(p, proto)| format!("{p}/{}", proto.unwrap_or_else(|| "TCP".into()))).collect::<Vec<_>>().join(", ")
+}
+
+impl AdapterKind for Service {
+    const CREATED: &'static str = reasons::ADAPTER_SERVICE_CREATED;
+    const UPDATED: &'static str = reasons::ADAPTER_SERVICE_UPDATED;
+    const DELETED: &'static str = reasons::ADAPTER_SERVICE_DELETED;
+    const FAILED: &'static str = reasons::ADAPTER_SERVICE_FAILED;
+    fn selector(cr: &str) -> String {
+        adapter_services_selector(cr)
+    }
+    fn ports(&self) -> String {
+        let ports = self.spec.iter().flat_map(|s| s.ports.iter().flatten());
+        let kind = self.spec.as_ref().and_then(|s| s.type_.clone()).unwrap_or_default();
+        format!("{kind} {}", port_list(ports.map(|p| (p.port.to_string(), p.protocol.clone()))))
+    }
+}
+
+impl AdapterKind for NetworkPolicy {
+    const CREATED: &'static str = reasons::ADAPTER_NETWORK_POLICY_CREATED;
+    const UPDATED: &'static str = reasons::ADAPTER_NETWORK_POLICY_UPDATED;
+    const DELETED: &'static str = reasons::ADAPTER_NETWORK_POLICY_DELETED;
+    const FAILED: &'static str = reasons::NETWORK_POLICY_FAILED;
+    fn selector(cr: &str) -> String {
+        adapter_network_policies_selector(cr)
+    }
+    fn ports(&self) -> String {
+        let rules = self.spec.iter().flat_map(|s| s.ingress.iter().flatten());
+        let ports = rules.flat_map(|r| r.ports.iter().flatten());
+        let text = |p: &IntOrString| match p {
+            IntOrString::Int(i) => i.to_string(),
+            IntOrString::String(s) => s.clone(),
+        };
+        format!(
+            "ingress {}",
+            port_list(ports.map(|p| (p.port.as_ref().map(text).unwrap_or_default(), p.protocol.clone())))
+        )
+    }
+}
+
+/// One run of the step.
+struct Step<'a> {
+    ctx: &'a Context,
+    raw: &'a RawDittoServer,
+    cr: String,
+    ns: String,
+    problems: Problems,
+    errors: Vec<Error>,
+    writes: usize,
+}
+
+/// Runs the step for `ds`, whose StatefulSet the main apply returned as `sts`.
+pub async fn reconcile(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, sts: &StatefulSet) -> Outcome {
+    prune_stale_agents(ctx, ds).await;
+    let reports = aggregate(ds);
+    let Reports::Known { adapters, traceparents, .. } = &reports else {
+        tracing::debug!(?reports, "adapter objects left as they are");
+        return Outcome { state: state(ds, &reports, &Problems::default()), statefulset: None, error: None };
+    };
+    let Some(ns) = ds.namespace() else {
+        let error = Some(Error::MissingMetadata("namespace"));
+        return Outcome { state: AdaptersState::unknown("no namespace"), statefulset: None, error };
+    };
+    let mut step =
+        Step { ctx, raw, cr: ds.name_any(), ns, problems: Problems::default(), errors: Vec::new(), writes: 0 };
+
+    let services = adapters.iter().map(|a| objects::service(ds, a)).collect();
+    step.sync(services).await;
+    let policies = adapters.iter().map(|a| objects::network_policy(ds, a)).collect();
+    step.sync(policies).await;
+    let desired_ports = objects::container_ports(ds, adapters, &reserved_ports(sts));
+    let statefulset = step.sync_ports(sts, &desired_ports).await;
+    if ds.spec.adapter_services.sync_container_ports {
+        let after = statefulset.as_ref().unwrap_or(sts);
+        let foreign: Vec<String> = adapter_ports(after)
+            .iter()
+            .filter(|p| !desired_ports.contains(p))
+            .map(|p| format!("{} {}", p.name.clone().unwrap_or_default(), p.container_port))
+            .collect();
+        if !foreign.is_empty() {
+            step.problems.not_managed.push(format!(
+                "container ports {} of StatefulSet {} are set by another field manager",
+                foreign.join(", "),
+                sts.name_any()
+            ));
+        }
+    }
+
+    if step.writes > 0 {
+        // One trace: DittoFS change → agent poll → this reconcile → the objects it wrote.
+        let span = tracing::Span::current();
+        for traceparent in traceparents {
+            dittofs_telemetry::trace::link_span_to(&span, traceparent);
+        }
+        tracing::info!(writes = step.writes, adapters = adapters.len(), linked = ?traceparents, "adapter objects reconciled");
+    }
+    let state = state(ds, &reports, &step.problems);
+    let failed = step.errors.len();
+    let error = (failed > 0).then(|| Error::Adapters { failed, first: Box::new(step.errors.remove(0)) });
+    Outcome { state, statefulset, error }
+}
+
+impl Step<'_> {
+    /// Lists the labelled objects of one kind, deletes those no longer desired, applies what differs.
+    async fn sync<K: AdapterKind>(&mut self, desired: Vec<K>) {
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let kind = K::kind(&());
+        let live = match api.list(&ListParams::default().labels(&K::selector(&self.cr))).await {
+            Ok(list) => list.items,
+            Err(e) => return self.fail(K::FAILED, Error::kube(format!("list adapter {kind}s"), e)).await,
+        };
+        let plan = plan(desired, &live);
+        for obj in plan.delete {
+            self.delete(&api, obj).await;
+        }
+        for (obj, live) in plan.apply {
+            self.apply(&api, obj, live).await;
+        }
+    }
+
+    async fn apply<K: AdapterKind>(&mut self, api: &Api<K>, obj: K, live: Option<K>) {
+        let (kind, name) = (K::kind(&()), obj.name_any());
+        let adapter = type_label(&obj).unwrap_or_default().to_owned();
+        if live.is_none() {
+            // Not among the labelled ones: an object of that name that is not ours must stay untouched.
+            match api.get_opt(&name).await {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    let note = format!(
+                        "{kind} {name} exists without the adapter labels of this DittoServer; it is left \
+                         alone, so adapter {adapter} is not exposed by it"
+                    );
+                    self.ctx.events.warning(self.raw, K::FAILED, "Apply", note.clone()).await;
+                    self.problems.not_managed.push(note);
+                    return;
+                }
+                Err(e) => return self.fail(K::FAILED, Error::kube(format!("get {kind} {name}"), e)).await,
+            }
+        }
+        let applied = match api.patch(&name, &apply_params(), &Patch::Apply(&obj)).await {
+            Ok(applied) => applied,
+            Err(e) => return self.fail(K::FAILED, Error::kube(format!("apply {kind} {name}"), e)).await,
+        };
+        let before = live.as_ref().map(ResourceExt::resource_version);
+        if before == Some(applied.resource_version()) {
+            // Something differed that this apply does not own (e.g. another manager's extra port).
+            return;
+        }
+        self.wrote(&kind);
+        let (reason, verb) = if live.is_none() { (K::CREATED, "Created") } else { (K::UPDATED, "Updated") };
+        let note = format!("{verb} {kind} {name} for adapter {adapter} ({})", applied.ports());
+        self.ctx.events.normal_about(self.raw, applied.object_ref(&()), reason, "Apply", note).await;
+    }
+
+    async fn delete<K: AdapterKind>(&mut self, api: &Api<K>, obj: K) {
+        let (kind, name) = (K::kind(&()), obj.name_any());
+        let adapter = type_label(&obj).unwrap_or_default().to_owned();
+        // The uid precondition: never delete a same-named object created since the list.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: obj.uid(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {
+                self.wrote(&kind);
+                let note = format!("Deleted {kind} {name}: adapter {adapter} is not serving");
+                self.ctx.events.normal_about(self.raw, obj.object_ref(&()), K::DELETED, "Delete", note).await;
+            }
+            // Gone already, or replaced since the list (the next reconcile sees the new one).
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => self.fail(K::FAILED, Error::kube(format!("delete {kind} {name}"), e)).await,
+        }
+    }
+
+    /// Applies the `adapter-*` ports of the DittoFS container under their own field manager, with a
+    /// body holding nothing else, when they differ. Returns the StatefulSet if it changed.
+    async fn sync_ports(&mut self, sts: &StatefulSet, desired: &[ContainerPort]) -> Option<StatefulSet> {
+        if !ports_need_apply(sts, desired) {
+            return None;
+        }
+        let name = sts.name_any();
+        let body = json!({
+            "apiVersion": StatefulSet::api_version(&()),
+            "kind": StatefulSet::kind(&()),
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"template": {"spec": {"containers": [{"name": names::SERVER_CONTAINER, "ports": desired}]}}},
+        });
+        let api: Api<StatefulSet> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let params = PatchParams::apply(CONTROLLER_PORTS_FIELD_MANAGER).force();
+        let applied = match api.patch(&name, &params, &Patch::Apply(&body)).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                let error = Error::kube(format!("apply the adapter container ports of StatefulSet {name}"), e);
+                self.fail(reasons::ADAPTER_SERVICE_FAILED, error).await;
+                return None;
+            }
+        };
+        if applied.resource_version() == sts.resource_version() {
+            return None;
+        }
+        self.wrote("StatefulSet");
+        let note = if desired.is_empty() {
+            format!("Removed the adapter container ports of StatefulSet {name}")
+        } else {
+            let ports = desired.iter().map(|p| {
+                let protocol = p.protocol.as_deref().unwrap_or("TCP");
+                format!("{} {}/{protocol}", p.name.clone().unwrap_or_default(), p.container_port)
+            });
+            format!("Set the adapter container ports of StatefulSet {name}: {}", ports.collect::<Vec<_>>().join(", "))
+        };
+        let related = applied.object_ref(&());
+        self.ctx.events.normal_about(self.raw, related, reasons::CONTAINER_PORTS_UPDATED, "Apply", note).await;
+        Some(applied)
+    }
+
+    fn wrote(&mut self, kind: &str) {
+        self.writes += 1;
+        self.ctx.metrics.wrote(kind);
+    }
+
+    async fn fail(&mut self, reason: &str, error: Error) {
+        tracing::warn!(error = %error, "adapter object");
+        let note = format!("Failed to {error}");
+        self.ctx.events.warning(self.raw, reason, "Apply", note).await;
+        self.problems.failed.push(error.to_string());
+        self.errors.push(error);
+    }
+}
+
+/// Removes the `status.agents` entries of pods that cannot exist (scaled away, renamed). Each entry
+/// belongs to its agent's field manager, so server-side apply cannot drop it: a JSON patch does, with
+/// a `test` of the pod name before each `remove` so a concurrent change of the list fails the patch
+/// instead of removing the wrong entry. Best-effort: a failure is retried on the next reconcile.
+async fn prune_stale_agents(ctx: &Context, ds: &DittoServer) {
+    let stale = stale_agents(ds);
+    let (Some(status), Some(ns)) = (ds.status.as_ref(), ds.namespace()) else { return };
+    if stale.is_empty() {
+        return;
+    }
+    // From the end, so each index is still right when its operations run.
+    let ops: Vec<serde_json::Value> = status
+        .agents
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, a)| stale.contains(&a.pod_name))
+        .flat_map(|(i, a)| {
+            [
+                json!({"op": "test", "path": format!("/status/agents/{i}/podName"), "value": a.pod_name}),
+                json!({"op": "remove", "path": format!("/status/agents/{i}")}),
+            ]
+        })
+        .collect();
+    let patch: json_patch::Patch = match serde_json::from_value(serde_json::Value::Array(ops)) {
+        Ok(patch) => patch,
+        Err(e) => return tracing::warn!(error = %e, "building the JSON patch of stale agent entries"),
+    };
+    let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = PatchParams { field_manager: Some(CONTROLLER_FIELD_MANAGER.into()), ..PatchParams::default() };
+    match api.patch_status(&ds.name_any(), &params, &Patch::Json::<()>(patch)).await {
+        Ok(_) => {
+            ctx.metrics.wrote("DittoServerStatus");
+            tracing::info!(pods = ?stale, "removed the status entries of agents whose pods cannot exist");
+        }
+        Err(e) => tracing::info!(error = %e, pods = ?stale, "stale agent entries not removed yet"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_list_the_ports() {
+        let svc: Service = serde_json::from_value(json!({"spec": {"type": "LoadBalancer", "ports": [
+            {"port": 12049, "protocol": "TCP"}]}}))
+        .unwrap();
+        assert_eq!(svc.ports(), "LoadBalancer 12049/TCP");
+        let np: NetworkPolicy =
+            serde_json::from_value(json!({"spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 1445}]}]}}))
+                .unwrap();
+        assert_eq!(np.ports(), "ingress 1445/TCP");
+    }
+}
