@@ -50,18 +50,12 @@ pub async fn serve_admin(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
+    if state.health.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
@@ -69,10 +63,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
             body,
         )
             .into_response(),
@@ -96,12 +87,7 @@ mod tests {
         polls.inc();
         let health = Arc::new(Health::default());
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve_admin(
-            listener,
-            registry,
-            health.clone(),
-            shutdown.clone(),
-        ));
+        let server = tokio::spawn(serve_admin(listener, registry, health.clone(), shutdown.clone()));
         let get = |path: &'static str| {
             let url = format!("{base}{path}");
             async move {

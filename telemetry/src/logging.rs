@@ -53,17 +53,12 @@ fn otlp_configured() -> bool {
 
 /// Installs the global subscriber. `service_name` is used unless `OTEL_SERVICE_NAME` says otherwise.
 pub fn init(service_name: &'static str, format: LogFormat) -> Result<Guard, TelemetryError> {
-    let filter =
-        EnvFilter::try_from_default_env().or_else(|e| match std::env::var_os("RUST_LOG") {
-            Some(_) => Err(TelemetryError::Filter(e.to_string())),
-            None => Ok(EnvFilter::new("info")),
-        })?;
+    let filter = EnvFilter::try_from_default_env().or_else(|e| match std::env::var_os("RUST_LOG") {
+        Some(_) => Err(TelemetryError::Filter(e.to_string())),
+        None => Ok(EnvFilter::new("info")),
+    })?;
     let fmt = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
         LogFormat::Plain => tracing_subscriber::fmt::layer().boxed(),
     };
     // W3C trace context is the propagation format whether or not spans are exported.
@@ -77,20 +72,12 @@ pub fn init(service_name: &'static str, format: LogFormat) -> Result<Guard, Tele
         if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name(service_name);
         }
-        Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(resource.build())
-                .build(),
-        )
+        Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build())
     } else {
         // Spans still get real trace ids (for traceparent links) but go nowhere.
         Some(SdkTracerProvider::builder().build())
     };
-    let tracer = provider
-        .as_ref()
-        .expect("provider set above")
-        .tracer(service_name);
+    let tracer = provider.as_ref().expect("provider set above").tracer(service_name);
     opentelemetry::global::set_tracer_provider(provider.clone().expect("provider set above"));
     tracing_subscriber::registry()
         .with(filter)

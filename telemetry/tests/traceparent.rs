@@ -6,30 +6,16 @@ use dittofs_telemetry::{LogFormat, init, trace};
 #[test]
 fn spans_have_a_traceparent_that_round_trips() {
     let _guard = init("telemetry-test", LogFormat::Plain).unwrap();
-    assert!(
-        trace::current_traceparent().is_none(),
-        "no span, no traceparent"
-    );
+    assert!(trace::current_traceparent().is_none(), "no span, no traceparent");
     let span = tracing::info_span!("poll");
-    let traceparent = span
-        .in_scope(trace::current_traceparent)
-        .expect("a span has a traceparent");
+    let traceparent = span.in_scope(trace::current_traceparent).expect("a span has a traceparent");
     let sc = trace::parse_traceparent(&traceparent).expect("our own traceparent parses");
-    assert!(
-        traceparent.starts_with("00-") && traceparent.ends_with("-01"),
-        "{traceparent}"
-    );
+    assert!(traceparent.starts_with("00-") && traceparent.ends_with("-01"), "{traceparent}");
     let child = tracing::info_span!(parent: &span, "write");
     let child_tp = child.in_scope(trace::current_traceparent).unwrap();
-    assert_eq!(
-        trace::parse_traceparent(&child_tp).unwrap().trace_id(),
-        sc.trace_id(),
-        "one trace"
-    );
+    assert_eq!(trace::parse_traceparent(&child_tp).unwrap().trace_id(), sc.trace_id(), "one trace");
     let reconcile = tracing::info_span!("reconcile");
     assert!(trace::link_span_to(&reconcile, &traceparent));
     assert!(!trace::link_span_to(&reconcile, "garbage"));
-    assert!(
-        matches!(init("again", LogFormat::Json), Err(e) if e.label() == "subscriber_installed")
-    );
+    assert!(matches!(init("again", LogFormat::Json), Err(e) if e.label() == "subscriber_installed"));
 }

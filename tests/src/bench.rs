@@ -95,24 +95,52 @@ pub async fn run() -> anyhow::Result<()> {
     let rv_after = servers.get(SERVER).await?.metadata.resource_version;
     let millicores = |ticks: u64| ticks as f64 * 10.0 / secs; // 100 ticks = 1 CPU-second
     let per_minute = info_lines as f64 * 60.0 / secs;
-    let median_off = { off.sort(); percentile(&off, 0.5) };
+    let median_off = {
+        off.sort();
+        percentile(&off, 0.5)
+    };
 
     println!("## Adapter toggle → Kubernetes (Service, NetworkPolicy and container port all match)\n");
-    println!("DittoFS: {}. Convergence polled every 50 ms.\n", if pod.fs.flavor.is_real() { "real dfs" } else { "dittofs-emulator" });
+    println!(
+        "DittoFS: {}. Convergence polled every 50 ms.\n",
+        if pod.fs.flavor.is_real() { "real dfs" } else { "dittofs-emulator" }
+    );
     println!("| step | n | median | p90 | max |\n|---|---|---|---|---|");
     println!("| first sync after the pod starts | 1 | {:.2} s | | |", first.as_secs_f64());
     println!("{}", line("SMB disabled → Service, policy, port removed", &mut off));
     println!("{}", line("SMB enabled → Service, policy, port created", &mut on));
     println!("\n## Idle cost over {secs:.0} s\n");
     println!("| | agent | controller |\n|---|---|---|");
-    println!("| RSS (start → end of window) | {:.1} → {:.1} MiB | {:.1} → {:.1} MiB |", agent_rss0 as f64 / 1024.0, agent_rss as f64 / 1024.0, ctl_rss0 as f64 / 1024.0, ctl_rss as f64 / 1024.0);
-    println!("| CPU | {:.2} millicores | {:.2} millicores |", millicores(agent_cpu - agent_cpu0), millicores(ctl_cpu - ctl_cpu0));
+    println!(
+        "| RSS (start → end of window) | {:.1} → {:.1} MiB | {:.1} → {:.1} MiB |",
+        agent_rss0 as f64 / 1024.0,
+        agent_rss as f64 / 1024.0,
+        ctl_rss0 as f64 / 1024.0,
+        ctl_rss as f64 / 1024.0
+    );
+    println!(
+        "| CPU | {:.2} millicores | {:.2} millicores |",
+        millicores(agent_cpu - agent_cpu0),
+        millicores(ctl_cpu - ctl_cpu0)
+    );
     println!("| DittoFS INFO request lines | {per_minute:.1} per minute | none (never dials DittoFS) |");
-    println!("| DittoServer writes | {} | |", if rv_before == rv_after { "0 (resourceVersion unchanged)" } else { "resourceVersion changed" });
+    println!(
+        "| DittoServer writes | {} | |",
+        if rv_before == rv_after { "0 (resourceVersion unchanged)" } else { "resourceVersion changed" }
+    );
     println!("\n## Ratios\n");
-    println!("- Go operator by design (polls every 30 s, pollingInterval default): a toggle is seen after 15 s on median;");
-    println!("  here the median removal takes {:.2} s → {:.0}× faster.", median_off.as_secs_f64(), 15.0 / median_off.as_secs_f64().max(0.001));
-    println!("- A 1 s full poll of GET /api/v1/adapters would log 60 INFO lines a minute in DittoFS; the agent's fast path logs {per_minute:.1} → {:.0}× fewer.", 60.0 / per_minute.max(0.1));
+    println!(
+        "- Go operator by design (polls every 30 s, pollingInterval default): a toggle is seen after 15 s on median;"
+    );
+    println!(
+        "  here the median removal takes {:.2} s → {:.0}× faster.",
+        median_off.as_secs_f64(),
+        15.0 / median_off.as_secs_f64().max(0.001)
+    );
+    println!(
+        "- A 1 s full poll of GET /api/v1/adapters would log 60 INFO lines a minute in DittoFS; the agent's fast path logs {per_minute:.1} → {:.0}× fewer.",
+        60.0 / per_minute.max(0.1)
+    );
     drop(pod);
     drop(controller);
     Ok(())

@@ -16,12 +16,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_str(&self.body).with_context(|| format!("HTTP {} body is not JSON: {:?}", self.status, self.body))
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("HTTP {} body is not JSON: {:?}", self.status, self.body))
     }
 
     /// Fails with the whole reply in the message when the status is not `want`.
     pub fn expect_status(self, want: u16) -> anyhow::Result<Reply> {
-        anyhow::ensure!(self.status == want, "want HTTP {want}, got {} {} {:?}", self.status, self.content_type, self.body);
+        anyhow::ensure!(
+            self.status == want,
+            "want HTTP {want}, got {} {} {:?}",
+            self.status,
+            self.content_type,
+            self.body
+        );
         Ok(self)
     }
 
@@ -62,7 +69,8 @@ impl Api {
 
     /// Logs in and keeps the access token; errors on anything but 200.
     pub async fn login(&mut self, username: &str, password: &str) -> anyhow::Result<Value> {
-        let reply = self.post("/api/v1/auth/login", &serde_json::json!({"username": username, "password": password})).await?;
+        let reply =
+            self.post("/api/v1/auth/login", &serde_json::json!({"username": username, "password": password})).await?;
         self.adopt_session(reply.expect_status(200)?.json()?)
     }
 

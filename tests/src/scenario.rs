@@ -1,7 +1,11 @@
 //! A DittoServer scenario on the local control plane, shared by the demo and the benchmark: set-up (CRD,
 //! namespace, admin Secret, DittoServer) and what Kubernetes exposes per adapter, with a convergence wait.
 
-use std::{collections::BTreeMap, process::Command, time::{Duration, Instant}};
+use std::{
+    collections::BTreeMap,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use dittofs_api::{DittoServer, labels, names};
 use k8s_openapi::{
@@ -13,7 +17,10 @@ use k8s_openapi::{
     },
     apimachinery::pkg::util::intstr::IntOrString,
 };
-use kube::{Api, api::{ListParams, PostParams}};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
 use serde_json::json;
 
 use crate::{dittofs::ADMIN_PASSWORD, kube_env::ControlPlane, pod::install_crd};
@@ -79,7 +86,8 @@ pub async fn converge(client: &kube::Client, want: &BTreeMap<String, i32>) -> an
 }
 
 pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let out = Command::new(cp.bin_dir().join("kubectl")).arg("--kubeconfig").arg(cp.kubeconfig_path()).args(args).output();
+    let out =
+        Command::new(cp.bin_dir().join("kubectl")).arg("--kubeconfig").arg(cp.kubeconfig_path()).args(args).output();
     match out {
         Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
         Err(e) => format!("(kubectl failed: {e})\n"),
@@ -113,4 +121,3 @@ pub async fn create_server(client: &kube::Client) -> anyhow::Result<()> {
     Api::<DittoServer>::namespaced(client.clone(), NS).create(&PostParams::default(), &ds).await?;
     Ok(())
 }
-

@@ -39,7 +39,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(got, 3);
-        let err = wait_until("never", Duration::from_millis(50), || async { Err::<(), _>("still no") }).await.unwrap_err();
+        let err =
+            wait_until("never", Duration::from_millis(50), || async { Err::<(), _>("still no") }).await.unwrap_err();
         assert!(err.to_string().contains("waiting for never; last state: \"still no\""), "{err}");
     }
 }

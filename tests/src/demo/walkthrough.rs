@@ -18,9 +18,12 @@ use crate::{
 pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, interactive: bool) -> anyhow::Result<bool> {
     progress.step("install the DittoServer CRD, namespace demo and its admin Secret", set_up(cp)).await?;
     let client = cp.client();
-    let (mut controller, _) = progress.step("start dittofs-controller", async { start_controller(cp, NS, dir) }).await?;
+    let (mut controller, _) =
+        progress.step("start dittofs-controller", async { start_controller(cp, NS, dir) }).await?;
     progress.step("create DittoServer demo/files", create_server(&client)).await?;
-    let mut pod = progress.step("start pod files-0 (DittoFS + agent, as its containers)", Pod::start(cp, NS, SERVER, dir)).await?;
+    let mut pod = progress
+        .step("start pod files-0 (DittoFS + agent, as its containers)", Pod::start(cp, NS, SERVER, dir))
+        .await?;
     let flavor = if pod.fs.flavor.is_real() { "the real DittoFS (DITTOFS_BIN)" } else { "dittofs-emulator" };
     let admin = pod.fs.admin().await?;
     let nfs_port = i32::from(pod.fs.adapter_port("nfs").context("nfs port")?);
@@ -59,7 +62,10 @@ pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, inte
             Ok(d) => format!("converged in {:.2}s", d.as_secs_f64()),
             Err(e) => format!("NOT converged: {e:#}"),
         };
-        println!("== {what} (PUT /api/v1/adapters/{kind} {body}): {shown}\n{}", kubectl(cp, &["get", "svc,networkpolicy", "-n", NS]));
+        println!(
+            "== {what} (PUT /api/v1/adapters/{kind} {body}): {shown}\n{}",
+            kubectl(cp, &["get", "svc,networkpolicy", "-n", NS])
+        );
         results.push((what.to_string(), took));
     }
     println!("{}", kubectl(cp, &["get", "ditto", "-n", NS]));
@@ -78,7 +84,10 @@ pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, inte
         println!("  {} get ditto,svc,networkpolicy -n {NS}", cp.bin_dir().join("kubectl").display());
         println!("  {} describe ditto {SERVER} -n {NS}", cp.bin_dir().join("kubectl").display());
         println!("  DittoFS API: {}  (admin / {ADMIN_PASSWORD})", pod.fs.url());
-        println!("  curl -s -X PUT -H \"Authorization: Bearer $(curl -s {0}/api/v1/auth/login -d '{{\"username\":\"admin\",\"password\":\"{ADMIN_PASSWORD}\"}}' | sed 's/.*access_token\":\"\\([^\"]*\\).*/\\1/')\" {0}/api/v1/adapters/smb -d '{{\"enabled\":false}}'", pod.fs.url());
+        println!(
+            "  curl -s -X PUT -H \"Authorization: Bearer $(curl -s {0}/api/v1/auth/login -d '{{\"username\":\"admin\",\"password\":\"{ADMIN_PASSWORD}\"}}' | sed 's/.*access_token\":\"\\([^\"]*\\).*/\\1/')\" {0}/api/v1/adapters/smb -d '{{\"enabled\":false}}'",
+            pod.fs.url()
+        );
         println!("  logs: {}", dir.display());
         tokio::signal::ctrl_c().await?;
     }

@@ -22,8 +22,19 @@ pub enum ConfigError {
 
 /// Top-level keys of the real server's `Config` struct; anything else is warned about.
 const KNOWN_TOP_LEVEL: &[&str] = &[
-    "logging", "shutdown_timeout", "database", "controlplane", "admin", "kerberos", "blockstore", "metadata", "gc",
-    "snapshot", "metrics", "identity", "ldap",
+    "logging",
+    "shutdown_timeout",
+    "database",
+    "controlplane",
+    "admin",
+    "kerberos",
+    "blockstore",
+    "metadata",
+    "gc",
+    "snapshot",
+    "metrics",
+    "identity",
+    "ldap",
 ];
 
 /// Log output format (`logging.format`).
@@ -58,7 +69,8 @@ impl Config {
     pub fn load(file: Option<&std::path::Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let mut keys = BTreeMap::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
             let doc: Value = if text.trim().is_empty() {
                 Value::Null
             } else {
@@ -111,8 +123,16 @@ impl Config {
             host: get("controlplane.host").unwrap_or_else(|| "127.0.0.1".into()),
             port,
             jwt_secret,
-            access_ttl: duration_key(get("controlplane.jwt.access_token_duration"), "controlplane.jwt.access_token_duration", 15 * 60)?,
-            refresh_ttl: duration_key(get("controlplane.jwt.refresh_token_duration"), "controlplane.jwt.refresh_token_duration", 168 * 3600)?,
+            access_ttl: duration_key(
+                get("controlplane.jwt.access_token_duration"),
+                "controlplane.jwt.access_token_duration",
+                15 * 60,
+            )?,
+            refresh_ttl: duration_key(
+                get("controlplane.jwt.refresh_token_duration"),
+                "controlplane.jwt.refresh_token_duration",
+                168 * 3600,
+            )?,
             require_initial_password_change: get("controlplane.require_initial_password_change")
                 .is_none_or(|v| v != "false"),
             db_path: get("database.sqlite.path")
@@ -147,9 +167,11 @@ fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
 fn duration_key(value: Option<String>, key: &'static str, default_secs: u64) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(Duration::from_secs(default_secs)),
-        Some(text) => parse_go_duration(&text)
-            .filter(|d| !d.is_zero())
-            .ok_or(ConfigError::Invalid { key, value: text, reason: "not a positive Go duration such as 15m or 90s".into() }),
+        Some(text) => parse_go_duration(&text).filter(|d| !d.is_zero()).ok_or(ConfigError::Invalid {
+            key,
+            value: text,
+            reason: "not a positive Go duration such as 15m or 90s".into(),
+        }),
     }
 }
 
@@ -217,13 +239,18 @@ mod tests {
         assert_eq!(cfg.refresh_ttl, Duration::from_secs(168 * 3600));
         assert_eq!(cfg.log_format, LogFormat::Json);
         assert_eq!(cfg.db_path, PathBuf::from("/tmp/x.db"));
-        let cfg = Config::load(Some(&path), &env(&[("DITTOFS_CONTROLPLANE_SECRET", "env-secret-env-secret-env-secret-env")])).unwrap();
+        let cfg =
+            Config::load(Some(&path), &env(&[("DITTOFS_CONTROLPLANE_SECRET", "env-secret-env-secret-env-secret-env")]))
+                .unwrap();
         assert!(cfg.jwt_secret.starts_with("env-secret"));
     }
 
     #[test]
     fn short_secret_and_bad_duration_are_refused() {
-        assert!(matches!(Config::load(None, &env(&[("DITTOFS_CONTROLPLANE_SECRET", "short")])), Err(ConfigError::ShortSecret)));
+        assert!(matches!(
+            Config::load(None, &env(&[("DITTOFS_CONTROLPLANE_SECRET", "short")])),
+            Err(ConfigError::ShortSecret)
+        ));
         let e = env(&[
             ("DITTOFS_CONTROLPLANE_SECRET", "0123456789abcdef0123456789abcdef"),
             ("DITTOFS_CONTROLPLANE_JWT_ACCESS_TOKEN_DURATION", "soon"),

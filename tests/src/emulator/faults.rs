@@ -38,7 +38,9 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, String> {
         };
         let action = match action.split_once('=') {
             None if action == "garbage" => Action::Garbage,
-            Some(("status", code)) => Action::Status(code.parse().map_err(|_| format!("line {n}: bad status {code:?}"))?),
+            Some(("status", code)) => {
+                Action::Status(code.parse().map_err(|_| format!("line {n}: bad status {code:?}"))?)
+            }
             Some(("delay", d)) => Action::Delay(parse_go_duration(d).ok_or(format!("line {n}: bad duration {d:?}"))?),
             Some(("oversize", b)) => Action::Oversize(b.parse().map_err(|_| format!("line {n}: bad size {b:?}"))?),
             _ => return Err(format!("line {n}: unknown action {action:?}")),

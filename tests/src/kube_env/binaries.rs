@@ -15,12 +15,7 @@ pub const BIN_DIR_ENV: &str = "DITTOFS_TESTENV_BIN";
 pub const CACHE_ENV: &str = "DITTOFS_TESTENV_CACHE";
 
 /// The binaries the control plane needs, in start order, plus kubectl for humans.
-pub const BINARIES: [&str; 4] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kubectl",
-];
+pub const BINARIES: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"];
 
 /// Where `scripts/testenv/build.sh` puts the binaries for the pinned versions:
 /// `${DITTOFS_TESTENV_CACHE:-$HOME/.cache/dittofs-operator/testenv}/<k8s>-etcd<etcd>/bin`.
@@ -40,8 +35,7 @@ pub fn locate_bin_dir() -> anyhow::Result<PathBuf> {
     let (dir, source) = match std::env::var_os(BIN_DIR_ENV) {
         Some(dir) if !dir.is_empty() => (PathBuf::from(dir), format!("${BIN_DIR_ENV}")),
         _ => (
-            cache_bin_dir()
-                .ok_or_else(|| anyhow::anyhow!("neither ${BIN_DIR_ENV} nor $HOME is set"))?,
+            cache_bin_dir().ok_or_else(|| anyhow::anyhow!("neither ${BIN_DIR_ENV} nor $HOME is set"))?,
             "the testenv cache".to_owned(),
         ),
     };
@@ -60,16 +54,8 @@ pub fn locate_bin_dir() -> anyhow::Result<PathBuf> {
 
 /// `Err(list of missing binaries)` unless every binary is an existing file.
 fn check_bin_dir(dir: &Path) -> Result<(), String> {
-    let missing: Vec<&str> = BINARIES
-        .iter()
-        .copied()
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing.join(", "))
-    }
+    let missing: Vec<&str> = BINARIES.iter().copied().filter(|b| !dir.join(b).is_file()).collect();
+    if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) }
 }
 
 #[cfg(test)]
@@ -80,11 +66,8 @@ mod tests {
     /// or the harness would look for binaries the script never builds.
     #[test]
     fn pins_match_build_script() {
-        let script = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/testenv/build.sh"
-        ))
-        .expect("read scripts/testenv/build.sh");
+        let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/testenv/build.sh"))
+            .expect("read scripts/testenv/build.sh");
         for (var, value) in [("K8S_VERSION", K8S_VERSION), ("ETCD_VERSION", ETCD_VERSION)] {
             let line = format!("\n{var}={value}\n");
             assert!(script.contains(&line), "build.sh should pin {var}={value}");
@@ -95,9 +78,6 @@ mod tests {
     fn missing_binaries_are_listed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("etcd"), "").unwrap();
-        assert_eq!(
-            check_bin_dir(dir.path()),
-            Err("kube-apiserver, kube-controller-manager, kubectl".to_owned())
-        );
+        assert_eq!(check_bin_dir(dir.path()), Err("kube-apiserver, kube-controller-manager, kubectl".to_owned()));
     }
 }

@@ -12,8 +12,8 @@ use kube::api::{Api, PostParams};
 
 use super::binaries::locate_bin_dir;
 use super::pki::{Pki, SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE};
-use crate::process::{Server, Watchdog, free_port};
 use super::wait::wait_until;
+use crate::process::{Server, Watchdog, free_port};
 
 /// Lines of each server log printed when something fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -80,8 +80,7 @@ impl ControlPlane {
         let apiserver_port = free_port()?;
         let server_url = format!("https://127.0.0.1:{apiserver_port}");
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, pki.admin_kubeconfig(&server_url))
-            .context("write kubeconfig")?;
+        std::fs::write(&kubeconfig, pki.admin_kubeconfig(&server_url)).context("write kubeconfig")?;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
 
         let mut cp = ControlPlane {
@@ -113,12 +112,7 @@ impl ControlPlane {
         }
     }
 
-    async fn boot(
-        &mut self,
-        opts: &ControlPlaneOptions,
-        pki: &Pki,
-        apiserver_port: u16,
-    ) -> anyhow::Result<()> {
+    async fn boot(&mut self, opts: &ControlPlaneOptions, pki: &Pki, apiserver_port: u16) -> anyhow::Result<()> {
         let root = self.dir.path().to_owned();
         let path = |p: &Path| p.display().to_string();
 
@@ -166,10 +160,7 @@ impl ControlPlane {
             format!("--client-ca-file={}", path(&pki.ca_cert)),
             "--authorization-mode=Node,RBAC".to_owned(),
             format!("--service-account-key-file={}", path(&pki.sa_public_key)),
-            format!(
-                "--service-account-signing-key-file={}",
-                path(&pki.sa_private_key)
-            ),
+            format!("--service-account-signing-key-file={}", path(&pki.sa_private_key)),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
             format!("--api-audiences={SERVICE_ACCOUNT_ISSUER}"),
             format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
@@ -183,11 +174,7 @@ impl ControlPlane {
         // roles, priority classes, CRD informers), so tests never race them.
         let readyz = kube::core::Request::new("").get("readyz", &Default::default())?;
         self.wait_serving("kube-apiserver /readyz", opts.start_timeout, async || {
-            client
-                .request_text(readyz.clone())
-                .await
-                .map(drop)
-                .map_err(Into::into)
+            client.request_text(readyz.clone()).await.map(drop).map_err(Into::into)
         })
         .await?;
 
@@ -207,10 +194,7 @@ impl ControlPlane {
                     // No nodes and no pod CIDRs: the node controllers would only
                     // complain; everything else (GC, StatefulSet, namespace, SA) runs.
                     "--controllers=*,-nodeipam,-nodelifecycle".to_owned(),
-                    format!(
-                        "--service-account-private-key-file={}",
-                        path(&pki.sa_private_key)
-                    ),
+                    format!("--service-account-private-key-file={}", path(&pki.sa_private_key)),
                     format!("--root-ca-file={}", path(&pki.ca_cert)),
                     format!("--cluster-signing-cert-file={}", path(&pki.ca_cert)),
                     format!("--cluster-signing-key-file={}", path(&pki.ca_key)),
@@ -237,13 +221,7 @@ impl ControlPlane {
 
     fn spawn(&mut self, name: &'static str, args: &[String]) -> anyhow::Result<()> {
         let log = self.dir.path().join(format!("{name}.log"));
-        let server = Server::spawn(
-            name,
-            &self.bin_dir.join(name),
-            args,
-            log,
-            &mut self.watchdog,
-        )?;
+        let server = Server::spawn(name, &self.bin_dir.join(name), args, log, &mut self.watchdog)?;
         self.servers.push(server);
         Ok(())
     }
@@ -258,10 +236,7 @@ impl ControlPlane {
         let began = Instant::now();
         let servers = &mut self.servers;
         wait_until(what, timeout, async || {
-            if let Some((name, status)) = servers
-                .iter_mut()
-                .find_map(|s| Some((s.name, s.exit_status()?)))
-            {
+            if let Some((name, status)) = servers.iter_mut().find_map(|s| Some((s.name, s.exit_status()?))) {
                 // Not retryable: hand it out as the value, then fail below.
                 return Ok(Err(anyhow::anyhow!("{name} exited ({status})")));
             }
@@ -274,20 +249,12 @@ impl ControlPlane {
 
     /// The tail of every server log (for failure reports).
     pub fn log_tails(&self, lines: usize) -> String {
-        self.servers
-            .iter()
-            .map(|s| s.log_tail(lines))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.servers.iter().map(|s| s.log_tail(lines)).collect::<Vec<_>>().join("\n")
     }
 
     /// Prints [`Self::log_tails`] to stderr; the test harness shows it with the failure.
     pub fn print_log_tails(&self) {
-        eprintln!(
-            "---- control plane logs ({}) ----\n{}",
-            self.dir.path().display(),
-            self.log_tails(LOG_TAIL_LINES)
-        );
+        eprintln!("---- control plane logs ({}) ----\n{}", self.dir.path().display(), self.log_tails(LOG_TAIL_LINES));
     }
 
     /// The process-wide control plane, started on first use and shared by all
@@ -304,9 +271,7 @@ impl ControlPlane {
             // Start on a thread with its own runtime: callers are usually inside
             // a test's runtime, where blocking on another runtime would panic.
             std::thread::spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 runtime.block_on(ControlPlane::start(ControlPlaneOptions::default()))
             })
             .join()
@@ -333,17 +298,10 @@ impl ControlPlane {
     /// A client authenticated as ServiceAccount `namespace/name` with a token
     /// from the TokenRequest API — the same kind of token a pod gets projected —
     /// so RBAC is enforced exactly as for the operator running in-cluster.
-    pub async fn service_account_client(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> anyhow::Result<kube::Client> {
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> anyhow::Result<kube::Client> {
         let sas: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
+            spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
             ..Default::default()
         };
         let token = sas
@@ -363,8 +321,7 @@ impl ControlPlane {
         let mut config = kube::Config::new(url);
         config.root_cert = Some(vec![self.ca_der.clone()]);
         config.auth_info = serde_json::from_value(user).expect("valid kubeconfig user fields");
-        kube::Client::try_from(config)
-            .expect("kube client from generated credentials (inside a Tokio runtime?)")
+        kube::Client::try_from(config).expect("kube client from generated credentials (inside a Tokio runtime?)")
     }
 
     /// A kubeconfig file (admin, all data inline) for `kubectl --kubeconfig` or any tool.

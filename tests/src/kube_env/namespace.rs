@@ -34,30 +34,16 @@ impl<'cp> TempNamespace<'cp> {
 
         let client = cp.client();
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .with_context(|| format!("create namespace {name}"))?;
-        let temp = TempNamespace {
-            cp,
-            name,
-            deleted: false,
-        };
+        let ns =
+            Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+        namespaces.create(&PostParams::default(), &ns).await.with_context(|| format!("create namespace {name}"))?;
+        let temp = TempNamespace { cp, name, deleted: false };
 
         if cp.runs_controller_manager() {
             let sas: Api<ServiceAccount> = Api::namespaced(client, &temp.name);
-            wait_until(
-                &format!("ServiceAccount {}/default", temp.name),
-                Duration::from_secs(30),
-                async || sas.get("default").await.map(drop).map_err(Into::into),
-            )
+            wait_until(&format!("ServiceAccount {}/default", temp.name), Duration::from_secs(30), async || {
+                sas.get("default").await.map(drop).map_err(Into::into)
+            })
             .await?;
         }
         Ok(temp)
@@ -111,9 +97,7 @@ impl Drop for TempNamespace<'_> {
         let (cp, name) = (self.cp, self.name.as_str());
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
                 let result = match runtime {
                     Ok(rt) => rt.block_on(delete_namespace(cp, name)),
                     Err(e) => Err(e.into()),

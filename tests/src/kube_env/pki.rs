@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// Issuer and audience of ServiceAccount tokens: the in-cluster default, so
@@ -47,15 +46,10 @@ impl Pki {
 
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::default();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "dittofs-testenv-ca");
+        ca_params.distinguished_name.push(DnType::CommonName, "dittofs-testenv-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, &ca_key);
 
@@ -71,13 +65,8 @@ impl Pki {
             "kubernetes.default.svc".to_owned(),
             "kubernetes.default.svc.cluster.local".to_owned(),
         ])?;
-        serving
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        serving.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_key = KeyPair::generate()?;
         let serving_cert = serving.signed_by(&serving_key, &issuer)?;
@@ -86,9 +75,7 @@ impl Pki {
         // group; system:masters bypasses RBAC, as a cluster-admin kubeconfig does.
         let mut admin = CertificateParams::default();
         admin.distinguished_name.push(DnType::CommonName, "admin");
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
+        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
         admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_key = KeyPair::generate()?;
@@ -148,9 +135,7 @@ impl Pki {
 /// Decodes the base64 body of a single-block PEM string.
 fn pem_body(pem: &str) -> anyhow::Result<Vec<u8>> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .context("decode PEM body")
+    base64::engine::general_purpose::STANDARD.decode(body).context("decode PEM body")
 }
 
 #[cfg(test)]
@@ -161,19 +146,10 @@ mod tests {
     fn writes_all_files_and_kubeconfig() {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::generate(dir.path()).unwrap();
-        for path in [
-            &pki.ca_cert,
-            &pki.ca_key,
-            &pki.apiserver_cert,
-            &pki.apiserver_key,
-            &pki.sa_private_key,
-        ] {
+        for path in [&pki.ca_cert, &pki.ca_key, &pki.apiserver_cert, &pki.apiserver_key, &pki.sa_private_key] {
             assert!(path.is_file(), "{} missing", path.display());
         }
-        assert!(
-            pki.admin_key_pem.starts_with("-----BEGIN PRIVATE KEY-----"),
-            "PKCS#8 expected"
-        );
+        assert!(pki.admin_key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 expected");
         assert!(pki.ca_cert_der().unwrap().len() > 100);
         let kc = pki.admin_kubeconfig("https://127.0.0.1:6443");
         assert!(kc.contains("server: https://127.0.0.1:6443\n"));

@@ -34,22 +34,14 @@ pub async fn wait_until<T>(
     loop {
         // Bound each check by the time left, so one hung request cannot
         // stretch the wait past its deadline.
-        let left = timeout
-            .saturating_sub(start.elapsed())
-            .max(Duration::from_millis(100));
+        let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
         let state = match tokio::time::timeout(left, check()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => format!("{e:#}"),
-            Err(_) => format!(
-                "the check itself did not finish within {}",
-                fmt_duration(left)
-            ),
+            Err(_) => format!("the check itself did not finish within {}", fmt_duration(left)),
         };
         if start.elapsed() >= timeout {
-            anyhow::bail!(
-                "timed out after {} waiting for {what}; last state: {state}",
-                fmt_duration(timeout)
-            );
+            anyhow::bail!("timed out after {} waiting for {what}; last state: {state}", fmt_duration(timeout));
         }
         tokio::time::sleep(delay.min(timeout.saturating_sub(start.elapsed()))).await;
         delay = (delay * 2).min(MAX_DELAY);
@@ -86,17 +78,12 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_reports_what_and_last_state() {
-        let err = wait_until(
-            "the impossible",
-            Duration::from_millis(100),
-            async || -> anyhow::Result<()> { anyhow::bail!("still impossible") },
-        )
+        let err = wait_until("the impossible", Duration::from_millis(100), async || -> anyhow::Result<()> {
+            anyhow::bail!("still impossible")
+        })
         .await
         .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "timed out after 100ms waiting for the impossible; last state: still impossible"
-        );
+        assert_eq!(err.to_string(), "timed out after 100ms waiting for the impossible; last state: still impossible");
     }
 
     #[test]
