@@ -103,8 +103,22 @@ impl DittoFs {
             watchdog,
             adapter_ports: BTreeMap::new(),
         };
-        fs.write_config()?;
-        fs.start_process().await?;
+        // The API port is picked free and released before DittoFS binds it; if something took it in between,
+        // DittoFS exits at start-up and we try again with another port.
+        for attempt in 1..=3 {
+            fs.write_config()?;
+            match fs.start_process().await {
+                Err(e) if attempt < 3 && fs.log().contains("address already in use") => {
+                    eprintln!("dittofs harness: API port {} was taken ({e}); retrying", fs.api_port);
+                    fs.api_port = free_port()?;
+                    std::fs::write(fs.log_path(), "")?;
+                }
+                result => {
+                    result?;
+                    break;
+                }
+            }
+        }
         if !fs.options.seeded_ports {
             fs.assign_free_adapter_ports().await?;
         }

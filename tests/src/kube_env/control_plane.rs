@@ -65,7 +65,24 @@ impl ControlPlane {
     /// Starts etcd, kube-apiserver and (unless disabled) kube-controller-manager,
     /// each waited on until it serves. On failure the error carries the tail of
     /// every server log, and everything started so far is torn down.
+    ///
+    /// Ports are picked free and released before the servers bind them, so another
+    /// process (often an outgoing connection's ephemeral port) can take one in
+    /// between; such a start is retried with new ports, a few times.
     pub async fn start(opts: ControlPlaneOptions) -> anyhow::Result<ControlPlane> {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1.. {
+            match Self::start_once(&opts).await {
+                Err(e) if attempt < ATTEMPTS && format!("{e:#}").contains("address already in use") => {
+                    eprintln!("testenv: a port was taken before its server bound it; retrying with new ports");
+                }
+                result => return result,
+            }
+        }
+        unreachable!("the loop returns on the last attempt")
+    }
+
+    async fn start_once(opts: &ControlPlaneOptions) -> anyhow::Result<ControlPlane> {
         let started = Instant::now();
         let bin_dir = match &opts.bin_dir {
             Some(dir) => dir.clone(),
@@ -97,7 +114,7 @@ impl ControlPlane {
             dir,
         };
         // From here on `cp` owns what was started, so an early return tears it down.
-        match cp.boot(&opts, &pki, apiserver_port).await {
+        match cp.boot(opts, &pki, apiserver_port).await {
             Ok(()) => {
                 cp.started_in = started.elapsed();
                 tracing::info!(elapsed = ?cp.started_in, url = %cp.server_url, "control plane ready");
