@@ -2,6 +2,8 @@
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
+# Incremental artifacts would double the disk used by the many test binaries; CI builds from scratch anyway.
+export CARGO_INCREMENTAL ?= 0
 
 # Real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), built once from Go
 # modules into ~/.cache/dittofs-operator/testenv/<version>/bin and reused by every clone on this machine.

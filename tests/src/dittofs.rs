@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::{
     dittofs_client::Api,
+    kube_env::wait_until,
     process::{Watchdog, free_port, tail},
-    wait::wait_until,
 };
 
 /// The bootstrap admin password every harness instance uses (`DITTOFS_ADMIN_INITIAL_PASSWORD`).
@@ -222,19 +222,14 @@ impl DittoFs {
         self.watchdog.adopt(child.id())?;
         self.child = Some(child);
         let api = self.api();
-        let started = wait_until("DittoFS /health to answer", Duration::from_secs(30), || {
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            let api = &api;
-            async move {
-                if let Some(status) = exited {
-                    return Ok(Err(status));
-                }
-                match api.get("/health").await {
-                    Ok(reply) if reply.status == 200 => Ok(Ok(())),
-                    Ok(reply) => Err(format!("HTTP {}", reply.status)),
-                    Err(e) => Err(e.to_string()),
-                }
+        let child = &mut self.child;
+        let started = wait_until("DittoFS /health to answer", Duration::from_secs(30), async || {
+            if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Ok(Err(status));
             }
+            let reply = api.get("/health").await?;
+            anyhow::ensure!(reply.status == 200, "HTTP {}", reply.status);
+            Ok(Ok(()))
         })
         .await;
         match started {
@@ -259,9 +254,9 @@ impl DittoFs {
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else { return Ok(()) };
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let exited = wait_until("DittoFS to exit after SIGTERM", Duration::from_secs(20), || {
-            let done = child.try_wait().ok().flatten().is_some();
-            async move { if done { Ok(()) } else { Err("still running") } }
+        let exited = wait_until("DittoFS to exit after SIGTERM", Duration::from_secs(20), async || {
+            anyhow::ensure!(child.try_wait()?.is_some(), "still running");
+            Ok(())
         })
         .await;
         if exited.is_err() {

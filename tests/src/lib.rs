@@ -9,4 +9,3 @@ pub mod kube_env;
 pub mod pod;
 pub(crate) mod process;
 pub mod scenario;
-pub mod wait;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use dittofs_tests::{
     dittofs::{ADMIN_PASSWORD, DittoFs, Options},
     dittofs_client::Api,
-    wait::wait_until,
+    kube_env::wait_until,
 };
 use serde_json::{Value, json};
 
@@ -26,8 +26,9 @@ fn listening(port: u16) -> bool {
 }
 
 async fn wait_listening(port: u16, want: bool) -> Result<()> {
-    wait_until(&format!("port {port} listening={want}"), Duration::from_secs(10), || async move {
-        if listening(port) == want { Ok(()) } else { Err(!want) }
+    wait_until(&format!("port {port} listening={want}"), Duration::from_secs(10), async || {
+        anyhow::ensure!(listening(port) == want, "listening={}", !want);
+        Ok(())
     })
     .await
 }
@@ -148,12 +149,10 @@ async fn tokens_expire_and_refresh_works() -> Result<()> {
     refreshed.get("/api/v1/adapters").await?.expect_status(200)?;
 
     // The first access token stops working once its lifetime is over — not long before.
-    let expired = wait_until("the access token to expire", Duration::from_secs(8), || {
-        let admin = admin.clone();
-        async move {
-            let reply = admin.get("/api/v1/adapters").await.map_err(|e| e.to_string())?;
-            if reply.status == 401 { Ok(reply) } else { Err(format!("HTTP {}", reply.status)) }
-        }
+    let expired = wait_until("the access token to expire", Duration::from_secs(8), async || {
+        let reply = admin.get("/api/v1/adapters").await?;
+        anyhow::ensure!(reply.status == 401, "HTTP {}", reply.status);
+        Ok(reply)
     })
     .await?;
     assert!(issued.elapsed() >= Duration::from_secs(2), "expired after {:?}", issued.elapsed());
@@ -274,14 +273,11 @@ async fn adapters_enable_disable_move_delete_recreate() -> Result<()> {
     let ready = fs.api().get("/health/ready").await?.json()?;
     assert_eq!(ready["data"]["adapters"]["types"], json!(["nfs"]));
     // The status catches up within the 5 s cache window.
-    wait_until("SMB status to say not running", Duration::from_secs(8), || async {
-        let list = fs.adapters().await.map_err(|e| e.to_string())?;
+    wait_until("SMB status to say not running", Duration::from_secs(8), async || {
+        let list = fs.adapters().await?;
         let status = &list["smb"]["status"];
-        if status["status"] == "unknown" && status["message"] == "adapter smb not running" {
-            Ok(())
-        } else {
-            Err(status.to_string())
-        }
+        anyhow::ensure!(status["status"] == "unknown" && status["message"] == "adapter smb not running", "{status}");
+        Ok(())
     })
     .await?;
 
@@ -335,13 +331,10 @@ async fn busy_port_reports_running_but_not_healthy() -> Result<()> {
     let busy = squatter.local_addr()?.port();
     let reply = admin.put("/api/v1/adapters/nfs", &json!({"port": busy})).await?.expect_status(200)?.json()?;
     assert_eq!(reply["running"], true, "a failed bind still counts as running");
-    let status = wait_until("NFS status to reflect the failed bind", Duration::from_secs(8), || async {
-        let nfs = fs.adapters().await.map_err(|e| e.to_string())?["nfs"].clone();
-        if nfs["running"] == true && nfs["status"]["status"] != "healthy" {
-            Ok(nfs["status"].clone())
-        } else {
-            Err(nfs.to_string())
-        }
+    let status = wait_until("NFS status to reflect the failed bind", Duration::from_secs(8), async || {
+        let nfs = fs.adapters().await?["nfs"].clone();
+        anyhow::ensure!(nfs["running"] == true && nfs["status"]["status"] != "healthy", "{nfs}");
+        Ok(nfs["status"].clone())
     })
     .await?;
     assert_eq!(status["status"], "unknown", "{status}");
@@ -426,9 +419,10 @@ async fn health_probes_log_at_debug_and_everything_else_at_info() -> Result<()> 
     // Only `/health` and `/health/…` are probes; `/healthz` is an ordinary (404) request.
     api.get("/healthz").await?.expect_status(404)?;
     api.get("/api/v1/adapters").await?.expect_status(401)?;
-    let logged = wait_until("two INFO request lines", Duration::from_secs(5), || async {
+    let logged = wait_until("two INFO request lines", Duration::from_secs(5), async || {
         let n = fs.info_requests_logged() - before;
-        if n >= 2 { Ok(n) } else { Err(n) }
+        anyhow::ensure!(n >= 2, "{n} lines");
+        Ok(n)
     })
     .await?;
     assert_eq!(logged, 2, "{}", fs.log());
