@@ -20,8 +20,6 @@ use dittofs_api::labels::{CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LAB
 use dittofs_api::{DittoServer, conditions, names};
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
 
-const IGNORE: &str = "real-server tier: needs the Kubernetes test binaries; run `make test`";
-
 fn secret_text(s: &Secret, key: &str) -> String {
     let bytes = &s.data.as_ref().expect("data")[key].0;
     String::from_utf8(bytes.clone()).expect("utf-8")
@@ -70,10 +68,20 @@ async fn wait_for_children(ns: &TempNamespace<'_>, cr: &str) -> anyhow::Result<(
     .await
 }
 
+/// A controller and a minimal server `fs` it has fully reconciled once (config ready, every child there).
+async fn reconciled_minimal_server(ns: &TempNamespace<'_>) -> anyhow::Result<(Running, Api<DittoServer>)> {
+    ensure_crd(ns.client()).await?;
+    let running = start_controller(ns.client(), ns.name());
+    create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
+    let servers: Api<DittoServer> = ns.api();
+    wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+    wait_for_children(ns, "fs").await?;
+    Ok((running, servers))
+}
+
 #[tokio::test]
 #[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
 async fn every_child_exists_with_owner_labels_and_contents_and_gc_removes_them() -> anyhow::Result<()> {
-    let _ = IGNORE;
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-children", async |ns| {
         ensure_crd(ns.client()).await?;
@@ -217,12 +225,7 @@ async fn every_child_exists_with_owner_labels_and_contents_and_gc_removes_them()
 async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_keep_the_pod() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-noop", async |ns| {
-        ensure_crd(ns.client()).await?;
-        let running = start_controller(ns.client(), ns.name());
-        create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
-        let servers: Api<DittoServer> = ns.api();
-        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-        wait_for_children(ns, "fs").await?;
+        let (running, servers) = reconciled_minimal_server(ns).await?;
         let pods: Api<Pod> = ns.api();
         let pod_uid =
             wait_until("Pod fs-0", Duration::from_secs(30), async || Ok(pods.get("fs-0").await?.uid())).await?;
@@ -311,12 +314,7 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
 async fn fields_of_other_managers_survive_the_controllers_apply() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-managers", async |ns| {
-        ensure_crd(ns.client()).await?;
-        let running = start_controller(ns.client(), ns.name());
-        create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
-        let servers: Api<DittoServer> = ns.api();
-        wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-        wait_for_children(ns, "fs").await?;
+        let (running, servers) = reconciled_minimal_server(ns).await?;
 
         // The adapter part owns `adapter-*` container ports under its own manager.
         let sts_api: Api<StatefulSet> = ns.api();
