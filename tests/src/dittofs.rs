@@ -50,7 +50,7 @@ impl Flavor {
                 return Ok(Flavor::Emulator(candidate));
             }
         }
-        bail!("dittofs-emulator not found next to {}: run `cargo build -p dittofs-tests --bins`", exe.display())
+        bail!("dittofs-emulator not found next to {}: run `cargo build -p dittofs-emulator`", exe.display())
     }
 
     pub fn is_real(&self) -> bool {
@@ -67,7 +67,7 @@ pub struct Options {
     pub refresh_ttl: Option<String>,
     /// Keep the seeded adapter ports (12049, 1445) instead of moving to free ones.
     pub seeded_ports: bool,
-    /// Emulator only: enable the faults file (see `emulator::faults`).
+    /// Emulator only: enable the faults file (see `dittofs_emulator::faults`).
     pub faults: bool,
     /// Use this text as `config.yaml` instead of the generated one (e.g. the controller's rendered
     /// config). The instance's own port, host and database still apply, through the env vars

@@ -1,10 +1,9 @@
-//! Test harness: real servers started on loopback for the integration tests, and the DittoFS emulator.
+//! Test harness: real servers started on loopback for the integration tests, DittoFS (real or the emulator package), the demo and the bench.
 
 pub mod bench;
 pub mod demo;
 pub mod dittofs;
 pub mod dittofs_client;
-pub mod emulator;
 pub mod kube_env;
 pub mod pod;
 pub(crate) mod process;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use dittofs_api::DittoServerSpec;
 use dittofs_controller::desired::config::render;
 use dittofs_tests::dittofs::{DittoFs, Options};
-use dittofs_tests::emulator::config::{Config, LogFormat};
+use dittofs_emulator::config::{Config, LogFormat};
 
 fn spec(extra: Value) -> DittoServerSpec {
     let mut spec = json!({"storage": {"metadataSize": "1Gi"}});

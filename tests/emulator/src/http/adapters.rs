@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{decode, gojson::Body, gojson::as_go_any, internal, json, no_content, problem, recovered_panic};
-use crate::emulator::{
+use crate::{
     App,
     runtime::{Report, resolved_port},
     store::{AdapterRow, StoreError, default_port},

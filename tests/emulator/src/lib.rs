@@ -1,6 +1,6 @@
 //! `dittofs-emulator`: an API-faithful stand-in for DittoFS v0.29.0's control plane, for machines that cannot
-//! have the real server. Same routes, bodies, status codes, roles, token lifetimes and quirks
-//! (../shared/reference/dittofs-api.md, held to the recorded exchanges by the contract suite).
+//! have the real server. Same routes, bodies, status codes, roles, token lifetimes and quirks (docs/dittofs-api.md),
+//! held to the real server by the contract suite (`tests/tests/contract.rs`), which runs unchanged against both.
 
 pub mod config;
 pub mod faults;

@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{decode, gojson::Body, internal, json, problem, routes::Gate, text};
-pub use crate::emulator::jwt::Claims;
-use crate::emulator::{
+pub use crate::jwt::Claims;
+use crate::{
     App,
     jwt::TokenError,
     store::{self, User},

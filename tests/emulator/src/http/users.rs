@@ -12,7 +12,7 @@ use super::{
     gojson::Body,
     internal, json, no_content, problem,
 };
-use crate::emulator::{
+use crate::{
     App,
     store::{self, DEFAULT_GROUPS, StoreError, User},
 };

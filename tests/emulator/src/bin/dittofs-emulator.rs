@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use dittofs_tests::emulator::{self, config::Config};
+use dittofs_emulator::{self as emulator, config::Config};
 
 #[derive(Parser)]
 #[command(version, about = "API-faithful stand-in for the DittoFS v0.29.0 control plane")]

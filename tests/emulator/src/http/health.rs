@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::json;
-use crate::emulator::{App, log::go_duration};
+use crate::{App, log::go_duration};
 
 #[derive(Serialize)]
 struct Health {
