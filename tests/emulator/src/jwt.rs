@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn verifies_a_token_of_the_real_server_shape() {
-        // Claims in the order and shape recorded from the real server (dittofs-captures.md).
+        // Claims in the order and shape the real server issues (docs/dittofs-api.md#authentication-and-tokens).
         let signer = Signer::new("0123456789abcdef0123456789abcdef");
         let token = signer.sign(&claims(1_795_319_330, "access"));
         let payload = token.split('.').nth(1).unwrap();

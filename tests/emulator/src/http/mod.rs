@@ -1,8 +1,9 @@
 //! The emulator's HTTP surface: chi-style dispatch, request logging, fault injection and the response styles.
 //!
 //! Handler errors are `application/problem+json`; middleware refusals and chi's 404 are Go `http.Error` plain
-//! text (reference §1.5, §4); 405 is an empty body with `Allow` headers. Every request outside `/health` and
-//! `/health/…` is logged at INFO as "API request completed" (`/healthz` included), health probes at DEBUG.
+//! text (docs/dittofs-api.md#middleware-order-and-status-codes and docs/dittofs-api.md#errors); 405 is an empty
+//! body with `Allow` headers. Every request outside `/health` and `/health/…` is logged at INFO as "API request
+//! completed" (`/healthz` included), health probes at DEBUG (docs/dittofs-api.md#transport-and-request-logging).
 
 mod adapters;
 mod auth;
