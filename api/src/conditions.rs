@@ -84,16 +84,6 @@ pub mod events {
     pub const UNIMPLEMENTED_FIELDS: &str = "UnimplementedFields";
     /// Warning: a reconcile step failed.
     pub const RECONCILE_FAILED: &str = "ReconcileFailed";
-    /// Normal: the operator's DittoFS user was provisioned.
-    pub const AUTH_PROVISIONED: &str = "AuthProvisioned";
-    /// Warning: authentication against the DittoFS API failed.
-    pub const AUTH_FAILED: &str = "AuthFailed";
-    /// Warning: the DittoFS API is unreachable.
-    pub const AUTH_API_UNREACHABLE: &str = "AuthAPIUnreachable";
-    /// Warning: the managed admin bootstrap password was refused.
-    pub const ADMIN_BOOTSTRAP_UNAUTHORIZED: &str = "AdminBootstrapUnauthorized";
-    /// Warning: the user-supplied admin password was refused.
-    pub const ADMIN_CREDENTIAL_UNAUTHORIZED: &str = "AdminCredentialUnauthorized";
     /// Normal: an adapter Service was created.
     pub const ADAPTER_SERVICE_CREATED: &str = "AdapterServiceCreated";
     /// Normal: an adapter Service was updated.

@@ -64,9 +64,6 @@ pub const DEFAULT_SQLITE_PATH: &str = "/data/controlplane/controlplane.db";
 /// 5 s preStop + 3 × 30 s shutdown stages + 10 s margin.
 pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 105;
 
-/// Smallest accepted `spec.terminationGracePeriodSeconds`.
-pub const MIN_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 36;
-
 /// NFS adapter type, as DittoFS names it.
 pub const NFS: &str = "nfs";
 
@@ -78,21 +75,6 @@ pub const DEFAULT_NFS_PORT: u16 = 12049;
 
 /// Port of the SMB adapter when DittoFS reports port 0 ("the type's default").
 pub const DEFAULT_SMB_PORT: u16 = 12445;
-
-/// Container port of the embedded portmapper (TCP and UDP), exposed by the NFS Service as port 111.
-pub const PORTMAPPER_CONTAINER_PORT: u16 = 10111;
-
-/// Service port of the portmapper (TCP and UDP).
-pub const PORTMAPPER_SERVICE_PORT: u16 = 111;
-
-/// mDNS / DNS-SD port (UDP), declared for every adapter.
-pub const MDNS_PORT: u16 = 5353;
-
-/// WS-Discovery port (UDP), declared for SMB.
-pub const WSD_PORT: u16 = 3702;
-
-/// WS-Discovery metadata port (TCP), declared for SMB.
-pub const WSD_METADATA_PORT: u16 = 5357;
 
 /// The default port of an adapter type (`nfs` → 12049, `smb` → 12445), matched after sanitizing.
 pub fn default_adapter_port(adapter_type: &str) -> Option<u16> {

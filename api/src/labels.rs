@@ -51,24 +51,10 @@ pub const LABEL_TRUE: &str = "true";
 
 /// Pod-template annotation: hash of the rendered config and referenced Secrets (a change rolls the pod).
 pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
-/// Adapter-Service annotation: sorted, comma-joined keys of the annotations the controller manages.
-pub const MANAGED_ANNOTATIONS_ANNOTATION: &str = "dittofs.io/managed-annotations";
-
-/// The Go operator's pod selector key `app` (value [`GO_APP_VALUE`]).
-pub const GO_APP_LABEL: &str = "app";
-/// The Go operator's pod selector value of `app`.
-pub const GO_APP_VALUE: &str = "dittofs-server";
-/// The Go operator's pod selector key `instance` (value: the server's name).
-pub const GO_INSTANCE_LABEL: &str = "instance";
 
 /// Labels selecting the server's pods (StatefulSet selector, Service selectors, NetworkPolicy podSelector).
 pub fn selector_labels(cr: &str) -> BTreeMap<String, String> {
     map([(NAME_LABEL, APP_NAME), (INSTANCE_LABEL, cr), (COMPONENT_LABEL, COMPONENT_SERVER)])
-}
-
-/// The Go operator's pod selector (`app=dittofs-server`, `instance=<cr>`), to recognise its StatefulSet.
-pub fn go_selector_labels(cr: &str) -> BTreeMap<String, String> {
-    map([(GO_APP_LABEL, GO_APP_VALUE), (GO_INSTANCE_LABEL, cr)])
 }
 
 /// The labels every object of the server carries: name, instance, managed-by and the component.
@@ -139,16 +125,6 @@ pub fn adapter_network_policies_selector(cr: &str) -> String {
     format!("{INSTANCE_LABEL}={cr},{ADAPTER_NETWORK_POLICY_LABEL}={LABEL_TRUE}")
 }
 
-/// The Go operator's selectors for its adapter Services and NetworkPolicies (`instance=<cr>,dittofs.io/adapter-…=true`).
-pub fn go_adapter_objects_selector(cr: &str, marker_label: &str) -> String {
-    format!("{GO_INSTANCE_LABEL}={cr},{marker_label}={LABEL_TRUE}")
-}
-
-/// Renders labels as a label-selector string (`k=v,k2=v2`, sorted by key).
-pub fn to_selector(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-}
-
 fn map<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
@@ -166,8 +142,12 @@ mod tests {
         }
         assert_eq!(labels[MANAGED_BY_LABEL], "dittofs-controller");
         assert_eq!(
-            to_selector(&selector),
-            "app.kubernetes.io/component=server,app.kubernetes.io/instance=fs,app.kubernetes.io/name=dittofs"
+            selector.into_iter().collect::<Vec<_>>(),
+            [
+                ("app.kubernetes.io/component".to_owned(), "server".to_owned()),
+                ("app.kubernetes.io/instance".to_owned(), "fs".to_owned()),
+                ("app.kubernetes.io/name".to_owned(), "dittofs".to_owned()),
+            ]
         );
     }
 
@@ -186,10 +166,9 @@ mod tests {
         assert_eq!(metrics_service_labels("fs")[METRICS_SERVICE_LABEL], "true");
         assert_eq!(adapter_services_selector("fs"), "app.kubernetes.io/instance=fs,dittofs.io/adapter-service=true");
         assert_eq!(
-            go_adapter_objects_selector("fs", ADAPTER_NETWORK_POLICY_LABEL),
-            "instance=fs,dittofs.io/adapter-networkpolicy=true"
+            adapter_network_policies_selector("fs"),
+            "app.kubernetes.io/instance=fs,dittofs.io/adapter-networkpolicy=true"
         );
-        assert_eq!(go_selector_labels("fs")["app"], "dittofs-server");
     }
 
     #[test]

@@ -26,28 +26,6 @@ pub const ADAPTER_PORT_PREFIX: &str = "adapter-";
 pub const API_PORT_NAME: &str = "api";
 /// Port name of the metrics endpoint.
 pub const METRICS_PORT_NAME: &str = "metrics";
-/// Container port name of the portmapper (TCP); managed with NFS.
-pub const PORTMAPPER_CONTAINER_PORT_NAME: &str = "adapter-nfs-pm";
-/// Container port name of the portmapper (UDP); managed with NFS.
-pub const PORTMAPPER_UDP_CONTAINER_PORT_NAME: &str = "adapter-pm-udp";
-/// Container port name of mDNS (UDP); present while any adapter is active.
-pub const MDNS_CONTAINER_PORT_NAME: &str = "adapter-mdns";
-/// Container port name of WS-Discovery (UDP); present while SMB is active.
-pub const WSD_CONTAINER_PORT_NAME: &str = "adapter-wsd";
-/// Container port name of WS-Discovery metadata (TCP); present while SMB is active.
-pub const WSD_METADATA_CONTAINER_PORT_NAME: &str = "adapter-wsdmeta";
-/// Service port name of the portmapper (TCP 111 → 10111) on the NFS Service.
-pub const PORTMAP_SERVICE_PORT_NAME: &str = "portmap";
-/// Service port name of the portmapper (UDP 111 → 10111) on the NFS Service.
-pub const PORTMAP_UDP_SERVICE_PORT_NAME: &str = "portmap-udp";
-/// Service port name of NFS over UDP (NLM/NSM/MOUNT) on the NFS Service.
-pub const NFS_UDP_SERVICE_PORT_NAME: &str = "adapter-nfs-udp";
-/// Service port name of mDNS.
-pub const MDNS_SERVICE_PORT_NAME: &str = "mdns";
-/// Service port name of WS-Discovery.
-pub const WSD_SERVICE_PORT_NAME: &str = "wsd";
-/// Service port name of WS-Discovery metadata.
-pub const WSD_METADATA_SERVICE_PORT_NAME: &str = "wsd-meta";
 
 /// ConfigMap key holding the rendered DittoFS configuration.
 pub const CONFIG_KEY: &str = "config.yaml";
@@ -291,21 +269,7 @@ mod tests {
             assert!(is_iana_svc_name(&name), "{t} → {name}");
             assert!(is_adapter_port_name(&name));
         }
-        for fixed in [
-            API_PORT_NAME,
-            METRICS_PORT_NAME,
-            PORTMAPPER_CONTAINER_PORT_NAME,
-            PORTMAPPER_UDP_CONTAINER_PORT_NAME,
-            MDNS_CONTAINER_PORT_NAME,
-            WSD_CONTAINER_PORT_NAME,
-            WSD_METADATA_CONTAINER_PORT_NAME,
-            PORTMAP_SERVICE_PORT_NAME,
-            PORTMAP_UDP_SERVICE_PORT_NAME,
-            NFS_UDP_SERVICE_PORT_NAME,
-            MDNS_SERVICE_PORT_NAME,
-            WSD_SERVICE_PORT_NAME,
-            WSD_METADATA_SERVICE_PORT_NAME,
-        ] {
+        for fixed in [API_PORT_NAME, METRICS_PORT_NAME] {
             assert!(is_iana_svc_name(fixed), "{fixed}");
         }
     }

@@ -1,9 +1,11 @@
 //! Reconcile errors: each has a stable label (metrics, Events) and says whether retrying can help.
 //!
 //! Invalid objects (a spec that does not parse, an object the apiserver refuses as invalid) wait for
-//! the next change of the server; everything else is retried with a per-server exponential backoff.
+//! the next change of the server; everything else is retried with a per-server, jittered exponential backoff.
 
 use std::time::Duration;
+
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 
 use crate::raw::InvalidSpec;
 
@@ -91,10 +93,28 @@ impl Error {
     }
 }
 
-/// Backoff after the `failures`-th consecutive transient failure: 1 s, doubling, capped at 5 min.
+/// Shortest retry delay after a transient failure.
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest retry delay, however long the failures last.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Backoff after the `failures`-th consecutive transient failure: from 1 s, doubling, never above 5 min,
+/// with random jitter so that servers failing together (an apiserver outage) do not retry in step.
 pub fn backoff(failures: u32) -> Duration {
-    let secs = 1u64 << failures.saturating_sub(1).min(9);
-    Duration::from_secs(secs.min(300))
+    // backon's jitter adds a random share (0 to 1) of the delay on top of it: the doubling base stops
+    // at half the ceiling, so the jittered delays spread over [2.5 min, 5 min] once it is reached.
+    let mut delays = ExponentialBuilder::new()
+        .with_min_delay(MIN_BACKOFF)
+        .with_max_delay(MAX_BACKOFF / 2)
+        .with_factor(2.0)
+        .with_jitter()
+        // Seeded explicitly: without backon's `std` feature its jitter would use a fixed seed.
+        .with_jitter_seed(rand::random())
+        .without_max_times()
+        .build();
+    // The base reaches the cap after 8 doublings; stepping further changes nothing.
+    let step = failures.saturating_sub(1).min(9) as usize;
+    delays.nth(step).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -123,11 +143,29 @@ mod tests {
         assert_eq!(invalid.to_string(), "invalid DittoServer: spec.replicas: bad");
     }
 
+    /// The un-jittered delay of the `failures`-th retry: 1 s doubling, capped at 150 s.
+    fn base(failures: u32) -> Duration {
+        Duration::from_secs((1u64 << (failures - 1).min(9)).min(150))
+    }
+
     #[test]
-    fn backoff_doubles_to_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(16));
-        assert_eq!(backoff(30), Duration::from_secs(300));
+    fn backoff_doubles_with_jitter_between_one_second_and_five_minutes() {
+        for failures in 1..=40u32 {
+            for _ in 0..64 {
+                let d = backoff(failures);
+                assert!(d >= base(failures) && d <= 2 * base(failures), "failure {failures}: {d:?}");
+                assert!((MIN_BACKOFF..=MAX_BACKOFF).contains(&d), "failure {failures}: {d:?}");
+            }
+        }
+        assert!(backoff(0) >= MIN_BACKOFF && backoff(u32::MAX) <= MAX_BACKOFF);
+        // Growth survives the jitter: every delay of the 5th failure exceeds every one of the 3rd.
+        let third = (0..64).map(|_| backoff(3)).max().unwrap();
+        let fifth = (0..64).map(|_| backoff(5)).min().unwrap();
+        assert!(third < fifth, "{third:?} !< {fifth:?}");
+        // Jitter: servers failing together do not retry at the same instant, even at the ceiling.
+        for failures in [1, 5, 30] {
+            let distinct: std::collections::BTreeSet<_> = (0..64).map(|_| backoff(failures)).collect();
+            assert!(distinct.len() > 1, "failure {failures}: no jitter");
+        }
     }
 }

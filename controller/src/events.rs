@@ -13,6 +13,8 @@ use crate::raw::RawDittoServer;
 
 /// Reason of the Normal Event for a child the controller created.
 pub const CREATED: &str = "Created";
+/// Reason of the Normal Event for a child the controller deleted because the spec no longer asks for it.
+pub const DELETED: &str = "Deleted";
 /// Reason of the Warning Event for a spec that does not parse.
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Reason of the Warning Event for storage changes Kubernetes does not allow on a StatefulSet.

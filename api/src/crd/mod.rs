@@ -37,10 +37,6 @@ use crate::constants;
 
 /// API group of the `DittoServer` resource.
 pub const GROUP: &str = "dittofs.dittofs.com";
-/// API version of the `DittoServer` resource.
-pub const VERSION: &str = "v1alpha1";
-/// Kind of the resource.
-pub const KIND: &str = "DittoServer";
 /// Plural (resource) name.
 pub const PLURAL: &str = "dittoservers";
 /// Name of the CustomResourceDefinition.

@@ -1,14 +1,21 @@
-//! The DittoFS `config.yaml` rendered from the spec (the real server's format, as the Go operator renders it).
+//! The DittoFS `config.yaml` rendered from the spec (the real server's format, as the Go operator renders it),
+//! and the ConfigMap `<cr>-config` that carries it into the pod.
 //!
 //! No secrets go into the file: DittoFS reads the JWT key, the admin password and the PostgreSQL
 //! settings from env vars the pod template fills from Secrets. The file has no adapter section:
 //! adapters live in DittoFS's database and are managed through its API.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use serde::Serialize;
 
-use dittofs_api::DittoServerSpec;
-use dittofs_api::constants;
 use dittofs_api::crd::{LogFormat, LogLevel};
+use dittofs_api::labels::{COMPONENT_CONFIG, common_labels};
+use dittofs_api::{DittoServer, DittoServerSpec, constants, names};
+
+use super::child_meta;
 
 /// Mount path of the rendered config in the DittoFS container.
 pub const CONFIG_DIR: &str = "/config";
@@ -194,6 +201,16 @@ pub fn render(spec: &DittoServerSpec) -> String {
     serde_saphyr::to_string(&config).expect("the config structs serialize to YAML")
 }
 
+/// `<cr>-config` with `config.yaml` = `config` (the text [`render`] gave for this server).
+pub fn config_map(ds: &DittoServer, config: &str) -> ConfigMap {
+    let cr = ds.name_any();
+    ConfigMap {
+        metadata: child_meta(ds, names::config_map(&cr), common_labels(&cr, COMPONENT_CONFIG)),
+        data: Some(BTreeMap::from([(names::CONFIG_KEY.to_owned(), config.to_owned())])),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +260,19 @@ mod tests {
         assert_eq!(c["logging"]["format"], "text");
         // Nothing secret in the file.
         assert!(c["controlplane"]["jwt"].get("secret").is_none());
+    }
+
+    #[test]
+    fn the_config_map_carries_exactly_the_rendered_file() {
+        let ds = server(json!({}));
+        let cm = config_map(&ds, "logging: {}\n");
+        assert_eq!(cm.metadata.name.as_deref(), Some("fs-config"));
+        assert_eq!(cm.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(cm.metadata.labels.as_ref().unwrap()["app.kubernetes.io/component"], "config");
+        assert_eq!(cm.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
+        let data = cm.data.unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["config.yaml"]);
+        assert_eq!(data["config.yaml"], "logging: {}\n");
     }
 
     #[test]

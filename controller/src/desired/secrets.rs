@@ -1,12 +1,11 @@
 //! The Secrets the controller manages: JWT signing key, admin bootstrap password, operator credentials.
 //!
-//! Values are generated once (by [`generate_jwt_secret`] / [`generate_password`], called by the
-//! reconcile only when no value exists yet) and then always re-applied as read, so a Secret is never
-//! rotated behind the user's back. A Secret the user references instead is never touched.
+//! The values come in as arguments: [`crate::reconcile::values`] keeps what the managed Secrets hold and
+//! generates only what is missing, so a Secret is never rotated behind the user's back. A Secret the user
+//! references instead is never touched.
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -99,23 +98,6 @@ pub fn value_of(secret: Option<&Secret>, key: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// A fresh JWT signing key: 32 random bytes, base64url without padding (43 characters), as the Go operator.
-pub fn generate_jwt_secret() -> String {
-    random_base64url::<32>()
-}
-
-/// A fresh password: 18 random bytes, base64url (24 characters), as the Go operator.
-pub fn generate_password() -> String {
-    random_base64url::<18>()
-}
-
-fn random_base64url<const N: usize>() -> String {
-    let mut bytes = [0u8; N];
-    // The thread RNG is a CSPRNG seeded from the OS.
-    rand::fill(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,13 +135,11 @@ mod tests {
         assert_eq!(value_of(Some(&s), "access-token"), None);
         let admin = admin_bootstrap_secret(&ds, "x");
         assert_eq!(value_of(Some(&admin), "username").as_deref(), Some("admin"));
+        assert_eq!(value_of(Some(&admin), "password").as_deref(), Some("x"));
+        assert_eq!(value_of(Some(&s), "password").as_deref(), Some("pw"));
+        let jwt = jwt_secret(&ds, "key-1");
+        assert_eq!(jwt.metadata.name.as_deref(), Some("fs-jwt-secret"));
+        assert_eq!(value_of(Some(&jwt), "jwt-secret").as_deref(), Some("key-1"));
         assert_eq!(s.metadata.labels.unwrap()["app.kubernetes.io/component"], "credentials");
-    }
-
-    #[test]
-    fn generated_values_have_the_go_lengths_and_differ() {
-        assert_eq!(generate_jwt_secret().len(), 43);
-        assert_eq!(generate_password().len(), 24);
-        assert_ne!(generate_password(), generate_password());
     }
 }

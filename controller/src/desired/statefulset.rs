@@ -7,33 +7,27 @@
 //! Container ports named `adapter-*` are never in this body: another field manager owns them, and
 //! server-side apply leaves fields a body omits alone when someone else owns them.
 
+mod containers;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIProjection,
-    DownwardAPIVolumeFile, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    ConfigMapProjection, ConfigMapVolumeSource, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, TCPSocketAction, Volume, VolumeMount,
+    PodTemplateSpec, ProjectedVolumeSource, SecretVolumeSource, ServiceAccountTokenProjection, Volume,
     VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use dittofs_api::crd::SecretKeyRef;
 use dittofs_api::labels::{CONFIG_HASH_ANNOTATION, selector_labels, server_labels};
-use dittofs_api::{DittoServer, agent_env, names};
+use dittofs_api::{DittoServer, names};
 
 use super::child_meta;
-use super::config::{
-    CONFIG_DIR, CONFIG_PATH, METRICS_TOKEN_DIR, TLS_CLIENT_CA_DIR, TLS_DIR, cert_secret, client_ca_secret, metrics,
-    uses_postgres,
-};
-use super::secrets::{admin_password_ref, admin_username, jwt_ref, user_admin_ref};
+use super::config::{cert_secret, client_ca_secret, metrics};
 
 /// Where the agent container finds its ServiceAccount token (the in-cluster client's default path).
 pub const SA_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -186,220 +180,8 @@ fn pod_spec(ds: &DittoServer, agent_image: &str) -> PodSpec {
                 .unwrap_or_else(|| PodSecurityContext { fs_group: Some(NONROOT_ID), ..Default::default() }),
         ),
         termination_grace_period_seconds: Some(ds.spec.termination_grace_period_seconds()),
-        containers: vec![server_container(ds), agent_container(ds, agent_image)],
+        containers: vec![containers::server_container(ds), containers::agent_container(ds, agent_image)],
         volumes: Some(volumes(ds)),
-        ..Default::default()
-    }
-}
-
-fn secret_env(name: &str, r: &SecretKeyRef, optional: bool) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: r.name.clone(),
-                key: r.key.clone(),
-                optional: optional.then_some(true),
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }),
-            ..Default::default()
-        }),
-    }
-}
-
-fn server_env(ds: &DittoServer) -> Vec<EnvVar> {
-    let mut env = vec![
-        secret_env("DITTOFS_CONTROLPLANE_SECRET", &jwt_ref(ds), false),
-        // The managed bootstrap Secret is the controller's own: optional, so a pod never blocks on it.
-        secret_env("DITTOFS_ADMIN_INITIAL_PASSWORD", &admin_password_ref(ds), user_admin_ref(ds).is_none()),
-    ];
-    if let Some(pg) = ds.spec.database.postgres_secret_ref.as_ref().filter(|_| uses_postgres(&ds.spec)) {
-        for (key, required) in POSTGRES_KEYS {
-            let r = SecretKeyRef { name: pg.name.clone(), key: key.into() };
-            let var = format!("DITTOFS_DATABASE_POSTGRES_{}", key.to_uppercase());
-            env.push(secret_env(&var, &r, !required));
-        }
-    }
-    env
-}
-
-fn http_probe(path: &str, port: i32, https: bool, timing: (i32, i32, i32, i32)) -> Probe {
-    let (initial, period, timeout, failures) = timing;
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(port),
-            scheme: Some(if https { "HTTPS" } else { "HTTP" }.into()),
-            ..Default::default()
-        }),
-        initial_delay_seconds: Some(initial),
-        period_seconds: Some(period),
-        timeout_seconds: Some(timeout),
-        failure_threshold: Some(failures),
-        ..Default::default()
-    }
-}
-
-fn server_probe(ds: &DittoServer, path: &str, timing: (i32, i32, i32, i32)) -> Probe {
-    let port = ds.spec.control_plane.port;
-    let mut probe = http_probe(path, port, ds.spec.api_uses_tls(), timing);
-    // Under mutual TLS the kubelet cannot present a client certificate: probe the TCP port instead.
-    if client_ca_secret(&ds.spec).is_some() {
-        probe.http_get = None;
-        probe.tcp_socket = Some(TCPSocketAction { port: IntOrString::Int(port), host: None });
-    }
-    probe
-}
-
-/// The user's container security context with hardened defaults back-filled per field (as in Go).
-fn server_security_context(ds: &DittoServer) -> SecurityContext {
-    let mut sc = ds.spec.security_context.clone().unwrap_or_default();
-    sc.allow_privilege_escalation.get_or_insert(false);
-    sc.run_as_non_root.get_or_insert(true);
-    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
-    if caps.drop.as_ref().is_none_or(Vec::is_empty) {
-        caps.drop = Some(vec!["ALL".into()]);
-    }
-    sc.seccomp_profile.get_or_insert_with(runtime_default_seccomp);
-    sc
-}
-
-fn runtime_default_seccomp() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
-}
-
-fn server_container(ds: &DittoServer) -> Container {
-    let spec = &ds.spec;
-    let mut ports = vec![ContainerPort {
-        name: Some(names::API_PORT_NAME.into()),
-        container_port: spec.control_plane.port,
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }];
-    if let Some(m) = metrics(spec) {
-        ports.push(ContainerPort {
-            name: Some(names::METRICS_PORT_NAME.into()),
-            container_port: m.port,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        });
-    }
-    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    };
-    let mut mounts = vec![
-        mount(names::CONTROL_PLANE_VOLUME, "/data/controlplane", false),
-        mount(names::METADATA_VOLUME, "/data/store/metadata", false),
-        mount(CONFIG_VOLUME, CONFIG_DIR, true),
-    ];
-    if spec.storage.content_size.is_some() {
-        mounts.push(mount(names::CONTENT_VOLUME, "/data/store/block", false));
-    }
-    if cert_secret(spec).is_some() {
-        mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
-    }
-    if client_ca_secret(spec).is_some() {
-        mounts.push(mount(TLS_CLIENT_CA_VOLUME, TLS_CLIENT_CA_DIR, true));
-    }
-    if metrics(spec).is_some_and(|m| m.bearer_token_secret.is_some()) {
-        mounts.push(mount(METRICS_TOKEN_VOLUME, METRICS_TOKEN_DIR, true));
-    }
-    Container {
-        name: names::SERVER_CONTAINER.into(),
-        image: Some(spec.image.clone()),
-        command: Some(vec!["/app/dfs".into()]),
-        args: Some(["start", "--foreground", "--config", CONFIG_PATH].map(String::from).to_vec()),
-        env: Some(server_env(ds)),
-        ports: Some(ports),
-        resources: spec.resources.clone(),
-        security_context: Some(server_security_context(ds)),
-        lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                exec: Some(ExecAction { command: Some(["sh", "-c", "sleep 5"].map(String::from).to_vec()) }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        liveness_probe: Some(server_probe(ds, "/health", (15, 10, 5, 3))),
-        readiness_probe: Some(server_probe(ds, "/health/ready", (10, 5, 5, 3))),
-        startup_probe: Some(server_probe(ds, "/health", (0, 5, 5, 30))),
-        volume_mounts: Some(mounts),
-        ..Default::default()
-    }
-}
-
-fn agent_container(ds: &DittoServer, image: &str) -> Container {
-    let cr = ds.name_any();
-    let agent = ds.spec.agent.as_ref();
-    let scheme = if ds.spec.api_uses_tls() { "https" } else { "http" };
-    let admin = admin_password_ref(ds);
-    let env = vec![
-        field_env(agent_env::POD_NAME, "metadata.name"),
-        field_env(agent_env::POD_NAMESPACE, "metadata.namespace"),
-        plain_env(agent_env::DITTOSERVER_NAME, cr),
-        plain_env(agent_env::DITTOFS_URL, format!("{scheme}://127.0.0.1:{}", ds.spec.control_plane.port)),
-        secret_env(agent_env::ADMIN_PASSWORD, &admin, user_admin_ref(ds).is_none()),
-        plain_env(agent_env::ADMIN_USERNAME, admin_username(ds)),
-        plain_env(agent_env::ADMIN_SECRET_NAME, admin.name.clone()),
-        plain_env(agent_env::ADMIN_SECRET_KEY, admin.key.clone()),
-        plain_env(agent_env::ADMIN_ADDR, format!("0.0.0.0:{}", agent_env::DEFAULT_ADMIN_PORT)),
-        plain_env(agent_env::LOG_FORMAT, "json"),
-    ];
-    let admin_port = i32::from(agent_env::DEFAULT_ADMIN_PORT);
-    let quantity = |q: &str| Quantity(q.into());
-    let default_resources = ResourceRequirements {
-        requests: Some(BTreeMap::from([("cpu".to_owned(), quantity("5m")), ("memory".to_owned(), quantity("16Mi"))])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), quantity("64Mi"))])),
-        ..Default::default()
-    };
-    Container {
-        name: names::AGENT_CONTAINER.into(),
-        image: Some(image.into()),
-        image_pull_policy: agent.and_then(|a| a.image_pull_policy).map(|p| p.as_str().to_owned()),
-        env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some(AGENT_ADMIN_PORT_NAME.into()),
-            container_port: admin_port,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
-        resources: Some(agent.and_then(|a| a.resources.clone()).unwrap_or(default_resources)),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NONROOT_ID),
-            run_as_group: Some(NONROOT_ID),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(runtime_default_seccomp()),
-            ..Default::default()
-        }),
-        liveness_probe: Some(http_probe("/livez", admin_port, false, (5, 10, 3, 3))),
-        readiness_probe: Some(http_probe("/readyz", admin_port, false, (2, 5, 3, 3))),
-        volume_mounts: Some(vec![VolumeMount {
-            name: AGENT_TOKEN_VOLUME.into(),
-            mount_path: SA_TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
         ..Default::default()
     }
 }

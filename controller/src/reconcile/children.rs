@@ -4,36 +4,19 @@
 //! StatefulSet controller creates finds everything it mounts; Services and the baseline
 //! NetworkPolicy before the pod, so it is isolated from birth.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::ResourceExt;
 
-use dittofs_api::labels::{COMPONENT_CONFIG, common_labels};
 use dittofs_api::{DittoServer, names};
 
 use crate::apply::Outcome;
-use crate::desired::{self, child_meta};
+use crate::desired;
 use crate::error::Error;
 use crate::events::{self, Events};
 use crate::raw::RawDittoServer;
 use crate::reconcile::Context;
-
-/// The values the reconcile settled on before applying (existing or freshly generated).
-#[derive(Debug)]
-pub struct Values {
-    /// Managed JWT key (None with a user reference).
-    pub jwt: Option<String>,
-    /// Managed admin password (None with a user reference).
-    pub admin_password: Option<String>,
-    /// The operator account's password.
-    pub operator_password: String,
-    /// The pod template's config hash.
-    pub config_hash: String,
-    /// The rendered config.
-    pub config: String,
-}
+use crate::reconcile::values::Values;
 
 /// What the status needs from the applies.
 #[derive(Debug)]
@@ -72,12 +55,7 @@ pub async fn apply_children(
     }
     apply_one(ctx, raw, &desired::secrets::operator_credentials_secret(ds, &values.operator_password)).await?;
 
-    let config_map = ConfigMap {
-        metadata: child_meta(ds, names::config_map(&cr), common_labels(&cr, COMPONENT_CONFIG)),
-        data: Some(BTreeMap::from([(names::CONFIG_KEY.to_owned(), values.config.clone())])),
-        ..Default::default()
-    };
-    let config_map = apply_one(ctx, raw, &config_map).await?;
+    let config_map = apply_one(ctx, raw, &desired::config::config_map(ds, &values.config)).await?;
 
     let (service_account, role, role_binding) = desired::rbac::agent_rbac(ds);
     apply_one(ctx, raw, &service_account).await?;
@@ -95,7 +73,7 @@ pub async fn apply_children(
             let name = names::metrics_service(&cr);
             if ctx.applier.delete_if_present::<Service>(&ns, &name).await? {
                 let note = format!("Deleted Service {name}: metrics are disabled");
-                ctx.events.normal(raw, "Deleted", "Delete", note).await;
+                ctx.events.normal(raw, events::DELETED, "Delete", note).await;
             }
         }
     }

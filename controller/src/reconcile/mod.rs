@@ -1,9 +1,11 @@
-//! The reconcile pipeline: observe (IO) → desired (pure) → apply (SSA) → status (written only on change).
+//! The reconcile pipeline: observe (IO) → settle values (the random source) → desired (pure) → apply (SSA)
+//! → status (written only on change).
 
 pub mod adapters;
 pub mod children;
 pub mod observe;
 pub mod status;
+pub mod values;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,12 +17,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use dittofs_api::DittoServer;
 use dittofs_api::conditions::events as reasons;
 use dittofs_api::constants::GO_OPERATOR_FINALIZER;
 
 use crate::apply::Applier;
-use crate::desired;
 use crate::error::{Error, backoff};
 use crate::events::Events;
 use crate::metrics::Metrics;
@@ -116,7 +116,7 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
     }
 
     let observed = observe::observe(&ctx.client, &ds).await?;
-    let values = settle_values(&ds, &observed);
+    let values = values::settle(&ds, &observed);
     let applied = children::apply_children(ctx, raw, &ds, &values, observed.statefulset.as_ref()).await?;
     let adapters = adapters::reconcile(ctx, raw, &ds, &applied.statefulset).await;
     let statefulset = adapters.statefulset.as_ref().unwrap_or(&applied.statefulset);
@@ -131,25 +131,6 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
         tracing::warn!(missing = ?observed.missing, "referenced Secrets are missing; the pod cannot start until they exist");
         Ok(Action::requeue(MISSING_SECRET_RETRY))
     }
-}
-
-/// Keeps every existing managed value and generates only what is missing; computes the config hash.
-fn settle_values(ds: &DittoServer, observed: &observe::Observed) -> children::Values {
-    use desired::secrets::{generate_jwt_secret, generate_password, jwt_ref, user_admin_ref, user_jwt_ref};
-    let jwt = user_jwt_ref(ds).is_none().then(|| observed.managed_jwt.clone().unwrap_or_else(generate_jwt_secret));
-    let admin_password =
-        user_admin_ref(ds).is_none().then(|| observed.managed_admin_password.clone().unwrap_or_else(generate_password));
-    let operator_password = observed.operator_password.clone().unwrap_or_else(generate_password);
-    let config = desired::config::render(&ds.spec);
-    // The hash covers what DittoFS consumes: the JWT key and the PostgreSQL settings, not the admin
-    // password (read once, at the first start) nor the TLS files (DittoFS reloads them).
-    let mut consumed = observed.referenced.clone();
-    if let Some(jwt) = &jwt {
-        let r = jwt_ref(ds);
-        consumed.insert(format!("{}/{}", r.name, r.key), jwt.as_bytes().to_vec());
-    }
-    let config_hash = desired::statefulset::config_hash(&config, &consumed);
-    children::Values { jwt, admin_password, operator_password, config_hash, config }
 }
 
 /// Lets a server adopted from the Go operator be deleted: its finalizer would wait forever for that operator.

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::desired::test_support::server;
+use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 fn build(extra: serde_json::Value) -> StatefulSet {
