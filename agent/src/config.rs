@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use dittofs_api::{agent_env, constants};
 
-use crate::{error::AgentError, secret::SecretString};
+use crate::{dittofs::Limits, error::AgentError, secret::SecretString};
 
 /// Where the admin password came from, so a refused login can say which Secret to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,20 @@ impl Default for Timings {
             max_body_bytes: 1 << 20,
             min_poll_gap: Duration::from_millis(500),
             first_object_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timings {
+    /// The DittoFS client's share of these timings.
+    pub fn client_limits(&self) -> Limits {
+        Limits {
+            connect_timeout: self.ready_timeout,
+            ready_timeout: self.ready_timeout,
+            poll_timeout: self.poll_timeout,
+            auth_timeout: self.auth_timeout,
+            mutation_timeout: self.mutation_timeout,
+            max_body_bytes: self.max_body_bytes,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Only the agent's keys are written, with a JSON merge patch of `data`: the controller's keys are never
 //! touched and no read-modify-write race exists.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, future::Future};
 
 use base64::Engine as _;
 use dittofs_api::names;
@@ -34,6 +34,16 @@ pub struct Mirror<'a> {
     pub server_url: &'a str,
 }
 
+/// What the agent does with the credentials Secret.
+pub trait SecretStore: Send + Sync {
+    /// The Secret's name, for messages.
+    fn name(&self) -> &str;
+    /// The Secret's contents, `None` when it does not exist (yet).
+    fn read(&self) -> impl Future<Output = Result<Option<Stored>, kube::Error>> + Send;
+    /// Writes the agent's four keys.
+    fn mirror(&self, m: &Mirror<'_>) -> impl Future<Output = Result<(), kube::Error>> + Send;
+}
+
 /// Reads and patches the one Secret (the agent's Role allows get and patch on exactly that name).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -45,13 +55,14 @@ impl Store {
     pub fn new(client: kube::Client, namespace: &str, name: String) -> Store {
         Store { api: Api::namespaced(client, namespace), name }
     }
+}
 
-    pub fn name(&self) -> &str {
+impl SecretStore for Store {
+    fn name(&self) -> &str {
         &self.name
     }
 
-    /// The Secret's contents, `None` when it does not exist (yet).
-    pub async fn read(&self) -> Result<Option<Stored>, kube::Error> {
+    async fn read(&self) -> Result<Option<Stored>, kube::Error> {
         let Some(secret) = self.api.get_opt(&self.name).await? else {
             return Ok(None);
         };
@@ -67,8 +78,7 @@ impl Store {
         }))
     }
 
-    /// Writes the agent's four keys.
-    pub async fn mirror(&self, m: &Mirror<'_>) -> Result<(), kube::Error> {
+    async fn mirror(&self, m: &Mirror<'_>) -> Result<(), kube::Error> {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let data: BTreeMap<&str, String> = [
             (names::ACCESS_TOKEN_KEY, b64(m.access_token.expose())),
@@ -80,5 +90,66 @@ impl Store {
         .collect();
         let patch = serde_json::json!({ "data": data });
         self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+    }
+}
+
+/// The Secret for unit tests: what it holds and how often the agent wrote it.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Contents {
+        /// `None`: the Secret does not exist.
+        pub stored: Option<Stored>,
+        pub mirrors: u32,
+        /// Every read and mirror fails (the apiserver is unreachable).
+        pub unreachable: bool,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct FakeStore(pub Arc<Mutex<Contents>>);
+
+    impl FakeStore {
+        /// A Secret as the controller creates it: the operator password only.
+        pub(crate) fn with_password(password: &str) -> FakeStore {
+            let stored = Stored { password: Some(password.into()), ..Stored::default() };
+            FakeStore(Arc::new(Mutex::new(Contents { stored: Some(stored), ..Contents::default() })))
+        }
+
+        pub(crate) fn contents(&self) -> std::sync::MutexGuard<'_, Contents> {
+            self.0.lock().unwrap()
+        }
+    }
+
+    fn unreachable() -> kube::Error {
+        kube::Error::Service(Box::new(std::io::Error::other("apiserver unreachable")))
+    }
+
+    impl SecretStore for FakeStore {
+        fn name(&self) -> &str {
+            "fs-operator-credentials"
+        }
+
+        async fn read(&self) -> Result<Option<Stored>, kube::Error> {
+            let c = self.contents();
+            if c.unreachable { Err(unreachable()) } else { Ok(c.stored.clone()) }
+        }
+
+        async fn mirror(&self, m: &Mirror<'_>) -> Result<(), kube::Error> {
+            let mut c = self.contents();
+            if c.unreachable {
+                return Err(unreachable());
+            }
+            c.mirrors += 1;
+            let stored = c.stored.get_or_insert_with(Stored::default);
+            stored.access_token = Some(m.access_token.clone());
+            stored.refresh_token = Some(m.refresh_token.clone());
+            stored.expires_at = Some(m.expires_at);
+            stored.server_url = Some(m.server_url.to_owned());
+            Ok(())
+        }
     }
 }

@@ -1,28 +1,28 @@
 //! Pure translation of DittoFS's adapter list into the agent's report: sanitized and de-duplicated types,
 //! port 0 resolved, bounded counts and texts, and the health-freshness rule.
 //!
-//! Freshness rule (reference §3.2). DittoFS caches each adapter's health report for 5 s and a PUT
-//! (enable, disable, port) does not invalidate it, so right after a toggle `status` can contradict
-//! `running`. A report is *conclusive* when its `checked_at` is later than the row's `updated_at` (the
-//! toggle) — and, if it is not `healthy`, at least [`STARTING_WINDOW`] later: a probe taken while the
-//! listener was still binding says "has not started yet" although the bind succeeds a moment later
-//! (DittoFS's PUT answer itself fills the cache right after the restart). Only a conclusive report is
-//! reported as `health`; otherwise `health` is absent, which readers take as "enabled and running
-//! decide". So a toggle is reflected at once, and the real health follows when DittoFS re-checks: the
-//! agent polls again when the cache expires (see [`recheck_after`]). A report without `updated_at` or
-//! `checked_at` is trusted.
+//! Freshness rule (docs/dittofs-api.md#adapter-status-caching). DittoFS caches each adapter's health report for 5 s and
+//! a PUT (enable, disable, port) does not invalidate it, so right after a toggle `status` can contradict `running`. A
+//! report is *conclusive* when its `checked_at` is later than the row's `updated_at` (the toggle) — and, if it is not
+//! `healthy`, at least [`STARTING_WINDOW`] later: a probe taken while the listener was still binding says "has not
+//! started yet" although the bind succeeds a moment later (DittoFS's PUT answer itself fills the cache right after the
+//! restart). Only a conclusive report is reported as `health`; otherwise `health` is absent, which readers take as
+//! "enabled and running decide". So a toggle is reflected at once, and the real health follows when DittoFS re-checks:
+//! the agent polls again when the cache expires (see [`recheck_after`]). A report without `updated_at` or `checked_at`
+//! is trusted.
 
 use std::time::Duration;
 
-use dittofs_api::{constants, crd::AgentAdapterStatus, names};
+use dittofs_api::{constants, crd::AgentAdapterStatus};
 use jiff::Timestamp;
 
-use crate::dittofs::{ApiAdapter, clean, truncate_chars};
+use crate::{
+    dittofs::ApiAdapter,
+    text::{clean, sanitize_type, truncate_chars},
+};
 
 /// Most adapters reported (the CRD's bound on `status.agents[].adapters`).
 pub const MAX_REPORTED_ADAPTERS: usize = 16;
-/// Longest adapter type (a DNS label).
-pub const MAX_TYPE_LEN: usize = 63;
 /// Longest health word (the CRD's bound).
 const MAX_HEALTH_LEN: usize = 32;
 /// DittoFS's health cache lifetime (`StatusCacheTTL`), plus a margin.
@@ -42,16 +42,6 @@ impl Report {
     pub fn running_types(&self) -> std::collections::BTreeSet<String> {
         self.adapters.iter().filter(|a| a.running).map(|a| a.r#type.clone()).collect()
     }
-}
-
-/// Adapter type for names, labels and the status: the Go operator's sanitization (lower-case `[a-z0-9-]`),
-/// cut to a DNS label.
-pub fn sanitize_type(raw: &str) -> String {
-    let s = names::sanitize_adapter_type(raw);
-    if s.len() <= MAX_TYPE_LEN {
-        return s;
-    }
-    s[..MAX_TYPE_LEN].trim_end_matches('-').to_owned()
 }
 
 /// Whether the health report of `a` can be believed (module docs).
@@ -200,8 +190,6 @@ mod tests {
             .collect();
         let r = report(&many);
         assert_eq!((r.adapters.len(), r.dropped), (MAX_REPORTED_ADAPTERS, 24));
-        assert_eq!(sanitize_type(&"x".repeat(200)).len(), MAX_TYPE_LEN);
-        assert_eq!(sanitize_type("NFS\n\u{1b}[31m"), "nfs-31m");
         assert_eq!(report(&[]), Report::default(), "an empty list is an empty report");
     }
 

@@ -1,13 +1,16 @@
 //! Errors of the agent, each with a stable metric label and, where it ends up in the status, a
 //! CamelCase reason.
 
-use crate::dittofs::ApiError;
+use crate::dittofs::{ApiError, ClientError};
 
 /// Why [`crate::run`] stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("configuration: {0}")]
     Config(String),
+    /// The DittoFS client could not be built.
+    #[error("configuration: {0}")]
+    Client(#[from] ClientError),
     #[error("admin server: {0}")]
     Admin(String),
     #[error("Kubernetes client: {0}")]
@@ -17,7 +20,7 @@ pub enum AgentError {
 impl AgentError {
     pub fn label(&self) -> &'static str {
         match self {
-            AgentError::Config(_) => "config",
+            AgentError::Config(_) | AgentError::Client(_) => "config",
             AgentError::Admin(_) => "admin_server",
             AgentError::Kube(_) => "kube",
         }

@@ -5,9 +5,11 @@
 //! [`run`] is the whole agent; `main` only reads the environment, sets up telemetry and calls it, and
 //! tests call it in-process with a ServiceAccount-token client, exactly as the container runs.
 //!
-//! Modules: [`dittofs`] (typed HTTP client), [`auth`] (account and tokens), [`credentials`] (the
-//! credentials Secret), [`discovery`] (API list → report, pure), [`poller`] (the loop), [`status`] (the
-//! entry and its server-side apply), [`metrics`], [`error`], [`config`], [`secret`] (redaction).
+//! Modules, each using only those before it: [`secret`] (redaction) and [`text`] (shaping DittoFS's texts);
+//! [`dittofs`] (the API client, a leaf that knows nothing of the agent); [`error`], [`metrics`] (which
+//! observes the client), [`config`]; [`credentials`] (the credentials Secret), [`discovery`] (API list →
+//! report, pure), [`auth`] (account and tokens); [`status`] (the entry and its server-side apply);
+//! [`poller`] (the loop); and [`run`] here.
 
 pub mod auth;
 pub mod config;
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod poller;
 pub mod secret;
 pub mod status;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -73,7 +76,7 @@ pub async fn run_with_metrics(
         "agent starting"
     );
 
-    let client = dittofs::Client::new(&config.dittofs_url, &config.timings, metrics.clone())?;
+    let client = dittofs::Client::new(&config.dittofs_url, &config.timings.client_limits(), metrics.clone())?;
     let store = credentials::Store::new(kube.clone(), &config.namespace, config.credentials_secret());
     let mut auth = auth::Auth::new(&config, client.clone(), store, metrics.clone());
     auth.restore().await;

@@ -10,7 +10,10 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::dittofs::Endpoint;
+use crate::{
+    dittofs::{Endpoint, Observer},
+    error::POLL_FAILURE_LABELS,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -164,18 +167,6 @@ impl Metrics {
         );
     }
 
-    pub(crate) fn dittofs_request(&self, endpoint: Endpoint, outcome: &'static str, took: Duration) {
-        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.as_str(), outcome }).inc();
-        self.request_duration
-            .get_or_create(&EndpointLabels { endpoint: endpoint.as_str() })
-            .observe(took.as_secs_f64());
-        // A request that got no HTTP answer never reached DittoFS's logger.
-        let answered = !matches!(outcome, "refused" | "timeout" | "transport");
-        if endpoint.logs_at_info() && answered {
-            self.info_requests.inc();
-        }
-    }
-
     pub(crate) fn poll(&self, kind: PollKind, result: &'static str) {
         self.polls.get_or_create(&PollLabels { kind: kind.as_str(), result }).inc();
     }
@@ -222,7 +213,7 @@ impl Metrics {
 
     /// Failed full polls, every reason together.
     pub fn failed_full_polls(&self) -> u64 {
-        crate::error::POLL_FAILURE_LABELS.iter().map(|l| self.polls(PollKind::Full, l)).sum()
+        POLL_FAILURE_LABELS.iter().map(|l| self.polls(PollKind::Full, l)).sum()
     }
 
     pub fn status_writes(&self, result: WriteResult) -> u64 {
@@ -238,6 +229,20 @@ impl Metrics {
     }
 }
 
+impl Observer for Metrics {
+    fn request(&self, endpoint: Endpoint, outcome: &'static str, took: Duration) {
+        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.as_str(), outcome }).inc();
+        self.request_duration
+            .get_or_create(&EndpointLabels { endpoint: endpoint.as_str() })
+            .observe(took.as_secs_f64());
+        // A request that got no HTTP answer never reached DittoFS's logger.
+        let answered = !matches!(outcome, "refused" | "timeout" | "transport");
+        if endpoint.logs_at_info() && answered {
+            self.info_requests.inc();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,9 +252,9 @@ mod tests {
         let m = Metrics::new();
         let mut registry = Registry::default();
         m.register(&mut registry);
-        m.dittofs_request(Endpoint::HealthReady, "ok", Duration::from_millis(1));
-        m.dittofs_request(Endpoint::ListAdapters, "ok", Duration::from_millis(2));
-        m.dittofs_request(Endpoint::ListAdapters, "refused", Duration::from_millis(2));
+        m.request(Endpoint::HealthReady, "ok", Duration::from_millis(1));
+        m.request(Endpoint::ListAdapters, "ok", Duration::from_millis(2));
+        m.request(Endpoint::ListAdapters, "refused", Duration::from_millis(2));
         m.status_write(WriteResult::Skipped);
         assert_eq!(m.info_requests(), 1, "health is DEBUG, a refused connection is never logged");
         let mut text = String::new();

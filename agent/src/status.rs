@@ -6,6 +6,8 @@
 //! deleted. `lastPollTime` and `traceparent` alone never cause a write (else every poll would write);
 //! they are refreshed whenever a write happens for another reason.
 
+use std::{future::Future, sync::Arc};
+
 use dittofs_api::{
     DittoServer,
     constants::agent_field_manager,
@@ -43,14 +45,55 @@ pub struct Observed<'a> {
     pub traceparent: Option<String>,
 }
 
-/// Applies the entry and remembers the last one written.
-#[derive(Debug)]
-pub struct Writer {
+/// The two apiserver calls of the writer.
+pub trait StatusApi: Send + Sync {
+    /// Server-side apply of this pod's entry (the whole entry, forced, under the pod's field manager).
+    fn apply(&self, entry: &AgentStatus) -> impl Future<Output = Result<(), kube::Error>> + Send;
+    /// The DittoServer as it is now.
+    fn get(&self) -> impl Future<Output = Result<DittoServer, kube::Error>> + Send;
+}
+
+/// [`StatusApi`] on the apiserver.
+#[derive(Debug, Clone)]
+pub struct KubeStatus {
     api: Api<DittoServer>,
     server: String,
-    pod: String,
     manager: String,
-    metrics: std::sync::Arc<Metrics>,
+}
+
+impl KubeStatus {
+    pub fn new(client: kube::Client, namespace: &str, server: &str, pod: &str) -> KubeStatus {
+        KubeStatus {
+            api: Api::namespaced(client, namespace),
+            server: server.to_owned(),
+            manager: agent_field_manager(pod),
+        }
+    }
+}
+
+impl StatusApi for KubeStatus {
+    async fn apply(&self, entry: &AgentStatus) -> Result<(), kube::Error> {
+        let body = serde_json::json!({
+            "apiVersion": DittoServer::api_version(&()),
+            "kind": DittoServer::kind(&()),
+            "metadata": { "name": self.server },
+            "status": { "agents": [entry] },
+        });
+        let params = PatchParams::apply(&self.manager).force();
+        self.api.patch_status(&self.server, &params, &Patch::Apply(&body)).await.map(drop)
+    }
+
+    async fn get(&self) -> Result<DittoServer, kube::Error> {
+        self.api.get(&self.server).await
+    }
+}
+
+/// Applies the entry and remembers the last one written.
+#[derive(Debug)]
+pub struct Writer<S = KubeStatus> {
+    api: S,
+    pod: String,
+    metrics: Arc<Metrics>,
     last: Option<AgentStatus>,
 }
 
@@ -65,21 +108,14 @@ fn significant(entry: &AgentStatus) -> AgentStatus {
 }
 
 impl Writer {
-    pub fn new(
-        client: kube::Client,
-        namespace: &str,
-        server: &str,
-        pod: &str,
-        metrics: std::sync::Arc<Metrics>,
-    ) -> Writer {
-        Writer {
-            api: Api::namespaced(client, namespace),
-            server: server.to_owned(),
-            pod: pod.to_owned(),
-            manager: agent_field_manager(pod),
-            metrics,
-            last: None,
-        }
+    pub fn new(client: kube::Client, namespace: &str, server: &str, pod: &str, metrics: Arc<Metrics>) -> Writer {
+        Writer::with_api(KubeStatus::new(client, namespace, server, pod), pod, metrics)
+    }
+}
+
+impl<S: StatusApi> Writer<S> {
+    pub fn with_api(api: S, pod: &str, metrics: Arc<Metrics>) -> Writer<S> {
+        Writer { api, pod: pod.to_owned(), metrics, last: None }
     }
 
     /// The entry for `obs` (see [`build_entry`]).
@@ -94,15 +130,8 @@ impl Writer {
             self.metrics.status_write(WriteResult::Skipped);
             return Ok(false);
         }
-        let body = serde_json::json!({
-            "apiVersion": DittoServer::api_version(&()),
-            "kind": DittoServer::kind(&()),
-            "metadata": { "name": self.server },
-            "status": { "agents": [entry] },
-        });
-        let params = PatchParams::apply(&self.manager).force();
-        match self.api.patch_status(&self.server, &params, &Patch::Apply(&body)).await {
-            Ok(_) => {
+        match self.api.apply(&entry).await {
+            Ok(()) => {
                 self.metrics.status_write(WriteResult::Done);
                 tracing::info!(
                     adapters = %summary(&entry.adapters),
@@ -130,7 +159,7 @@ impl Writer {
     /// Reads the object now (a watch event may be older than the agent's last write) and tells whether its
     /// entry is what was last written.
     pub async fn live_matches(&self) -> Result<bool, kube::Error> {
-        let live = self.api.get(&self.server).await?;
+        let live = self.api.get().await?;
         Ok(self.matches_live(&live))
     }
 

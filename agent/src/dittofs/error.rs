@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
-/// Longest DittoFS error text kept in a message (the status field allows 1024 characters).
-const MAX_DETAIL: usize = 300;
+use crate::text::clean;
+
+/// The HTTP client could not be built (a TLS backend or resolver that fails to initialise).
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP client: {0}")]
+pub struct ClientError(pub(super) String);
 
 /// A failed request to DittoFS. Messages hold DittoFS's own error text, never a token or password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,8 +114,9 @@ impl ApiError {
     }
 }
 
-/// DittoFS's error text: `detail` of a problem+json body (reference §4), the text of a Go `http.Error`
-/// (text/plain, used by the auth middleware, §1.5), or the start of anything else.
+/// DittoFS's error text: `detail` of a problem+json body (docs/dittofs-api.md#errors), the text of a Go
+/// `http.Error` (text/plain, used by the auth middleware: docs/dittofs-api.md#middleware-order-and-status-codes),
+/// or the start of anything else.
 fn error_text(content_type: &str, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let json_like =
@@ -138,28 +143,6 @@ fn full_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Control characters dropped, whitespace collapsed, cut to [`MAX_DETAIL`] characters.
-pub(crate) fn clean(s: &str) -> String {
-    let mut out = String::new();
-    for word in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.extend(word.chars().filter(|c| !c.is_control()));
-    }
-    truncate_chars(&out, MAX_DETAIL)
-}
-
-/// At most `max` characters, with `…` when cut.
-pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,12 +163,5 @@ mod tests {
         assert_eq!(e.reason(), "ServerError");
         assert!(e.is_transient());
         assert_eq!(ApiError::from_status(418, "text/html", b"<b>\x07tea</b>").label(), "unexpected_status");
-    }
-
-    #[test]
-    fn messages_are_cleaned_and_bounded() {
-        assert_eq!(clean("a\n\tb\u{1b}[31m  c"), "a b[31m c");
-        let long = "x".repeat(1000);
-        assert_eq!(clean(&long).chars().count(), MAX_DETAIL);
     }
 }

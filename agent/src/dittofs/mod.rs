@@ -1,22 +1,22 @@
-//! A small typed client for the few DittoFS endpoints the agent uses, over reqwest (plain HTTP on loopback).
+//! The DittoFS control-plane API as the agent uses it: a leaf that knows nothing of the agent.
 //!
-//! Every request has a timeout, every body read is capped, and every answer is classified by status code and
-//! `Content-Type` (the auth middleware answers text/plain, handlers problem+json; reference §1.5, §4).
+//! [`DittoFs`] is what the agent needs from DittoFS (login, refresh, the two provisioning calls, the adapter
+//! list, `/health/ready`); [`Client`] implements it over reqwest, with its own [`ApiError`], the [`Limits`]
+//! it is given, and an [`Observer`] told about every request (the agent's metrics implement it).
 
+mod client;
 mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 mod types;
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, future::Future, time::Duration};
 
-use reqwest::{Method, RequestBuilder, header};
-use serde::de::DeserializeOwned;
-use serde_json::json;
-
-pub use error::ApiError;
-pub(crate) use error::{clean, truncate_chars};
+pub use client::Client;
+pub use error::{ApiError, ClientError};
 pub use types::{ApiAdapter, ApiHealth, TokenPair};
 
-use crate::{config::Timings, error::AgentError, metrics::Metrics, secret::SecretString};
+use crate::secret::SecretString;
 
 /// The DittoFS endpoints the agent calls. DittoFS logs every one of them at INFO except `/health*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,201 +41,74 @@ impl Endpoint {
         }
     }
 
-    /// Whether DittoFS writes an INFO "API request completed" line for it (reference §0).
+    /// Whether DittoFS writes an INFO "API request completed" line for it
+    /// (docs/dittofs-api.md#transport-and-request-logging).
     pub fn logs_at_info(self) -> bool {
         !matches!(self, Endpoint::HealthReady)
     }
 }
 
-/// The DittoFS role the agent's account gets: lists adapters, nothing else (reference §1.6).
+/// The DittoFS role the agent's account gets: lists adapters, nothing else (docs/dittofs-api.md#the-operator-role).
 pub const OPERATOR_ROLE: &str = "operator";
 
-/// Client bound to one DittoFS.
-#[derive(Debug, Clone)]
-pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    timings: Timings,
-    metrics: Arc<Metrics>,
+/// Timeouts and bounds of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Timeout of establishing a connection.
+    pub connect_timeout: Duration,
+    /// Timeout of one `/health/ready` request.
+    pub ready_timeout: Duration,
+    /// Timeout of one adapter list.
+    pub poll_timeout: Duration,
+    /// Timeout of login and refresh.
+    pub auth_timeout: Duration,
+    /// Timeout of user creation and password reset.
+    pub mutation_timeout: Duration,
+    /// Largest adapter-list body read (the other answers are small and capped at 64 KiB).
+    pub max_body_bytes: usize,
 }
 
-/// A decoded answer: status, content type and the (bounded) body.
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
+/// Told about every request the client makes: its endpoint, outcome (`ok`, an HTTP status class such as
+/// `unauthorized` or `server_error`, or the [`ApiError::label`] of a request without an answer) and latency.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    fn request(&self, endpoint: Endpoint, outcome: &'static str, took: Duration);
 }
 
-impl Client {
-    pub fn new(base: &str, timings: &Timings, metrics: Arc<Metrics>) -> Result<Client, AgentError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timings.ready_timeout)
-            // DittoFS closes idle connections after 60 s; reuse one for the 1 s fast path.
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(2)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("dittofs-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AgentError::Config(format!("HTTP client: {e}")))?;
-        Ok(Client { http, base: base.trim_end_matches('/').to_owned(), timings: timings.clone(), metrics })
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
+/// What the agent asks of DittoFS. Every call either gets DittoFS's answer or a classified [`ApiError`].
+pub trait DittoFs: Send + Sync {
+    /// The URL the client talks to (recorded next to the token pair, so a pair is only reused for it).
+    fn base_url(&self) -> &str;
 
     /// `GET /health/ready`: the running adapter types (unauthenticated, logged only at DEBUG).
-    pub async fn health_ready(&self) -> Result<BTreeSet<String>, ApiError> {
-        let req = self.request(Method::GET, "/health/ready", None);
-        let answer = self.send(Endpoint::HealthReady, req, self.timings.ready_timeout, 64 << 10).await?;
-        let ready: types::ReadyResponse = decode(expect(answer, 200)?)?;
-        ready.running_types().map_err(ApiError::Malformed)
-    }
+    fn health_ready(&self) -> impl Future<Output = Result<BTreeSet<String>, ApiError>> + Send;
 
     /// `POST /api/v1/auth/login`.
-    pub async fn login(&self, username: &str, password: &SecretString) -> Result<TokenPair, ApiError> {
-        let body = json!({ "username": username, "password": password.expose() });
-        let req = self.request(Method::POST, "/api/v1/auth/login", None).json(&body);
-        let answer = self.send(Endpoint::Login, req, self.timings.auth_timeout, 64 << 10).await?;
-        decode_pair(expect(answer, 200)?)
-    }
+    fn login(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<TokenPair, ApiError>> + Send;
 
     /// `POST /api/v1/auth/refresh`: a new pair (the old refresh token stays valid; DittoFS has no rotation).
-    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, ApiError> {
-        let body = json!({ "refresh_token": refresh_token.expose() });
-        let req = self.request(Method::POST, "/api/v1/auth/refresh", None).json(&body);
-        let answer = self.send(Endpoint::Refresh, req, self.timings.auth_timeout, 64 << 10).await?;
-        decode_pair(expect(answer, 200)?)
-    }
+    fn refresh(&self, refresh_token: &SecretString) -> impl Future<Output = Result<TokenPair, ApiError>> + Send;
 
-    /// `POST /api/v1/users` (admin): 201, or [`ApiError::Conflict`] when the user exists.
-    pub async fn create_user(
+    /// `POST /api/v1/users` (admin): `Ok`, or [`ApiError::Conflict`] when the user exists.
+    fn create_user(
         &self,
         admin: &SecretString,
         username: &str,
         password: &SecretString,
         role: &str,
-    ) -> Result<(), ApiError> {
-        let body = json!({ "username": username, "password": password.expose(), "role": role });
-        let req = self.request(Method::POST, "/api/v1/users", Some(admin)).json(&body);
-        let answer = self.send(Endpoint::CreateUser, req, self.timings.mutation_timeout, 64 << 10).await?;
-        expect(answer, 201).map(drop)
-    }
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
-    /// `POST /api/v1/users/{username}/password` (admin reset): 204.
-    pub async fn reset_password(
+    /// `POST /api/v1/users/{username}/password` (admin reset).
+    fn reset_password(
         &self,
         admin: &SecretString,
         username: &str,
         password: &SecretString,
-    ) -> Result<(), ApiError> {
-        let body = json!({ "new_password": password.expose() });
-        let path = format!("/api/v1/users/{username}/password");
-        let req = self.request(Method::POST, &path, Some(admin)).json(&body);
-        let answer = self.send(Endpoint::ResetPassword, req, self.timings.mutation_timeout, 64 << 10).await?;
-        expect(answer, 204).map(drop)
-    }
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// `GET /api/v1/adapters` (admin or operator). A JSON `null` or any non-array is malformed, never "empty".
-    pub async fn list_adapters(&self, token: &SecretString) -> Result<Vec<ApiAdapter>, ApiError> {
-        let req = self.request(Method::GET, "/api/v1/adapters", Some(token));
-        let limit = self.timings.max_body_bytes;
-        let answer = self.send(Endpoint::ListAdapters, req, self.timings.poll_timeout, limit).await?;
-        decode(expect(answer, 200)?)
-    }
-
-    fn request(&self, method: Method, path: &str, token: Option<&SecretString>) -> RequestBuilder {
-        let mut req =
-            self.http.request(method, format!("{}{path}", self.base)).header(header::ACCEPT, "application/json");
-        if let Some(token) = token {
-            req = req.bearer_auth(token.expose());
-        }
-        req
-    }
-
-    /// Sends with a timeout covering the whole exchange and reads at most `limit` body bytes.
-    async fn send(
-        &self,
-        endpoint: Endpoint,
-        req: RequestBuilder,
-        timeout: Duration,
-        limit: usize,
-    ) -> Result<Answer, ApiError> {
-        if self.base.starts_with("https://") {
-            // Reported in the status (reason TLSUnsupported) rather than crash-looping the container.
-            return Err(ApiError::TlsUnsupported);
-        }
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(timeout, exchange(req.timeout(timeout), timeout, limit))
-            .await
-            .unwrap_or(Err(ApiError::Timeout(timeout)));
-        let outcome = match &result {
-            Ok(a) => status_class(a.status),
-            Err(e) => e.label(),
-        };
-        self.metrics.dittofs_request(endpoint, outcome, started.elapsed());
-        result
-    }
-}
-
-async fn exchange(req: RequestBuilder, timeout: Duration, limit: usize) -> Result<Answer, ApiError> {
-    let mut resp = req.send().await.map_err(|e| ApiError::from_reqwest(&e, timeout))?;
-    let status = resp.status().as_u16();
-    let content_type =
-        resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    if resp.content_length().is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::Malformed(format!("HTTP {status} body larger than {limit} bytes")));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::from_reqwest(&e, timeout))? {
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::Malformed(format!("HTTP {status} body larger than {limit} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Answer { status, content_type, body })
-}
-
-fn status_class(status: u16) -> &'static str {
-    match status {
-        200..=299 => "ok",
-        401 => "unauthorized",
-        403 => "forbidden",
-        409 => "conflict",
-        400..=499 => "client_error",
-        500..=599 => "server_error",
-        _ => "unexpected_status",
-    }
-}
-
-/// The answer if it has the expected status, else the classified error.
-fn expect(answer: Answer, want: u16) -> Result<Answer, ApiError> {
-    if answer.status == want {
-        Ok(answer)
-    } else {
-        Err(ApiError::from_status(answer.status, &answer.content_type, &answer.body))
-    }
-}
-
-/// JSON body of a success; anything but `application/json` or a body of the wrong shape is malformed.
-fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, ApiError> {
-    if !answer.content_type.starts_with("application/json") {
-        return Err(ApiError::Malformed(format!(
-            "HTTP {} with content type {:?}, not JSON",
-            answer.status, answer.content_type
-        )));
-    }
-    serde_json::from_slice(&answer.body).map_err(|e| ApiError::Malformed(clean(&e.to_string())))
-}
-
-/// A login or refresh answer. serde's error text may quote values, so it is not passed on here.
-fn decode_pair(answer: Answer) -> Result<TokenPair, ApiError> {
-    let pair: TokenPair = decode(answer).map_err(|e| match e {
-        ApiError::Malformed(_) => ApiError::Malformed("login answer is not a LoginResponse".into()),
-        other => other,
-    })?;
-    if pair.access.is_empty() || pair.refresh.is_empty() {
-        return Err(ApiError::Malformed("login answer without tokens".into()));
-    }
-    Ok(pair)
+    fn list_adapters(&self, token: &SecretString) -> impl Future<Output = Result<Vec<ApiAdapter>, ApiError>> + Send;
 }

@@ -1,12 +1,13 @@
-//! The parts of DittoFS's JSON answers the agent reads (reference §1.1, §3.1, §5). Unknown fields are
-//! ignored; a missing required field makes the whole answer malformed, so it is never half-believed.
+//! The parts of DittoFS's JSON answers the agent reads (docs/dittofs-api.md#authentication-and-tokens,
+//! docs/dittofs-api.md#adapters, docs/dittofs-api.md#health). Unknown fields are ignored; a missing required
+//! field makes the whole answer malformed, so it is never half-believed.
 
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::secret::SecretString;
+use crate::{secret::SecretString, text::sanitize_type};
 
 /// Most adapter types read from `/health/ready` (DittoFS knows two; anything near this is garbage).
 pub const MAX_READY_TYPES: usize = 64;
@@ -33,9 +34,9 @@ pub struct ApiAdapter {
     pub kind: String,
     pub enabled: bool,
     pub running: bool,
-    /// The stored port: 0 means the type's default (reference §3.1).
+    /// The stored port: 0 means the type's default (docs/dittofs-api.md#adapters).
     pub port: i64,
-    /// Cached health report (5 s TTL, reference §3.2); may predate the last change.
+    /// Cached health report (5 s TTL, docs/dittofs-api.md#adapter-status-caching); may predate the last change.
     #[serde(default)]
     pub status: Option<ApiHealth>,
     /// When the row last changed (PUT enable/disable/port): a report checked before it is stale.
@@ -79,7 +80,7 @@ impl ReadyResponse {
         if types.len() > MAX_READY_TYPES {
             return Err(format!("{} adapter types in /health/ready", types.len()));
         }
-        Ok(types.iter().map(|t| crate::discovery::sanitize_type(t)).collect())
+        Ok(types.iter().map(|t| sanitize_type(t)).collect())
     }
 }
 

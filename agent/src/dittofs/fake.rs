@@ -1,0 +1,210 @@
+//! A DittoFS for unit tests: users, tokens that expire on tokio's clock, the adapter list and `/health/ready`,
+//! plus scripted failures; it records every call so tests can check what the agent asked and when.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::{ApiAdapter, ApiError, DittoFs, Endpoint, TokenPair};
+use crate::secret::SecretString;
+
+pub(crate) const ADMIN: &str = "admin";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-password";
+pub(crate) const URL: &str = "http://127.0.0.1:8080";
+
+/// One request the agent made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub endpoint: Endpoint,
+    /// The user of a login, or of the token a request carried.
+    pub user: Option<String>,
+    pub at: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    /// username → (password, role).
+    pub users: BTreeMap<String, (String, String)>,
+    /// Lifetime of the access tokens issued from now on.
+    pub lifetime: Duration,
+    /// No answer at all (connection refused) to every call.
+    pub down: bool,
+    /// The next call to each endpoint listed fails with its error (in order).
+    pub failures: VecDeque<(Endpoint, ApiError)>,
+    pub ready: BTreeSet<String>,
+    pub adapters: Vec<ApiAdapter>,
+    pub calls: Vec<Call>,
+    /// access token → (user, expiry); refresh token → user.
+    access: BTreeMap<String, (String, Instant)>,
+    refresh: BTreeMap<String, String>,
+    issued: u64,
+}
+
+/// Cheap to clone: every clone is the same server.
+#[derive(Debug, Clone)]
+pub(crate) struct FakeDittoFs(Arc<Mutex<State>>);
+
+impl FakeDittoFs {
+    /// A server with only its bootstrap admin, 100 s access tokens, no adapters.
+    pub(crate) fn new() -> FakeDittoFs {
+        FakeDittoFs(Arc::new(Mutex::new(State {
+            users: BTreeMap::from([(ADMIN.to_owned(), (ADMIN_PASSWORD.to_owned(), "admin".to_owned()))]),
+            lifetime: Duration::from_secs(100),
+            down: false,
+            failures: VecDeque::new(),
+            ready: BTreeSet::new(),
+            adapters: Vec::new(),
+            calls: Vec::new(),
+            access: BTreeMap::new(),
+            refresh: BTreeMap::new(),
+            issued: 0,
+        })))
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap()
+    }
+
+    /// The calls to one endpoint so far.
+    pub(crate) fn calls(&self, endpoint: Endpoint) -> Vec<Call> {
+        self.state().calls.iter().filter(|c| c.endpoint == endpoint).cloned().collect()
+    }
+
+    pub(crate) fn count(&self, endpoint: Endpoint) -> usize {
+        self.calls(endpoint).len()
+    }
+
+    /// The next call to `endpoint` fails with `error`.
+    pub(crate) fn fail_next(&self, endpoint: Endpoint, error: ApiError) {
+        self.state().failures.push_back((endpoint, error));
+    }
+
+    /// A fresh database: only the admin is left and every token is forgotten.
+    pub(crate) fn wipe(&self) {
+        let mut s = self.state();
+        s.users.retain(|name, _| name == ADMIN);
+        s.access.clear();
+        s.refresh.clear();
+    }
+
+    /// Records the call; the scripted failure or outage if there is one.
+    fn enter(&self, endpoint: Endpoint, user: Option<String>) -> Result<MutexGuard<'_, State>, ApiError> {
+        let mut s = self.state();
+        s.calls.push(Call { endpoint, user, at: Instant::now() });
+        if s.down {
+            return Err(ApiError::Refused(URL.to_owned()));
+        }
+        if let Some(i) = s.failures.iter().position(|(e, _)| *e == endpoint)
+            && let Some((_, error)) = s.failures.remove(i)
+        {
+            return Err(error);
+        }
+        Ok(s)
+    }
+
+    fn user_of(&self, token: &SecretString) -> Option<String> {
+        self.state().access.get(token.expose()).map(|(user, _)| user.clone())
+    }
+}
+
+impl State {
+    fn issue(&mut self, user: &str) -> TokenPair {
+        self.issued += 1;
+        let (access, refresh) = (format!("access-{}", self.issued), format!("refresh-{}", self.issued));
+        self.access.insert(access.clone(), (user.to_owned(), Instant::now() + self.lifetime));
+        self.refresh.insert(refresh.clone(), user.to_owned());
+        TokenPair {
+            access: access.into(),
+            refresh: refresh.into(),
+            expires_in: i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX),
+            expires_at: None,
+        }
+    }
+
+    /// The user a valid, unexpired access token belongs to, if that user still exists.
+    fn bearer(&self, token: &SecretString) -> Result<String, ApiError> {
+        match self.access.get(token.expose()) {
+            Some((user, expiry)) if Instant::now() < *expiry && self.users.contains_key(user) => Ok(user.clone()),
+            _ => Err(ApiError::Unauthorized("Invalid or expired token".into())),
+        }
+    }
+
+    fn admin(&self, token: &SecretString) -> Result<(), ApiError> {
+        let user = self.bearer(token)?;
+        if self.users.get(&user).is_some_and(|(_, role)| role == "admin") {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admin role required".into()))
+        }
+    }
+}
+
+impl DittoFs for FakeDittoFs {
+    fn base_url(&self) -> &str {
+        URL
+    }
+
+    async fn health_ready(&self) -> Result<BTreeSet<String>, ApiError> {
+        Ok(self.enter(Endpoint::HealthReady, None)?.ready.clone())
+    }
+
+    async fn login(&self, username: &str, password: &SecretString) -> Result<TokenPair, ApiError> {
+        let mut s = self.enter(Endpoint::Login, Some(username.to_owned()))?;
+        match s.users.get(username) {
+            Some((p, _)) if p == password.expose() => Ok(s.issue(username)),
+            _ => Err(ApiError::Unauthorized("Invalid username or password".into())),
+        }
+    }
+
+    async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenPair, ApiError> {
+        let mut s = self.enter(Endpoint::Refresh, None)?;
+        // DittoFS re-reads the user: a refresh token of a user that is gone is refused.
+        match s.refresh.get(refresh_token.expose()).cloned() {
+            Some(user) if s.users.contains_key(&user) => Ok(s.issue(&user)),
+            _ => Err(ApiError::Unauthorized("Invalid or expired refresh token".into())),
+        }
+    }
+
+    async fn create_user(
+        &self,
+        admin: &SecretString,
+        username: &str,
+        password: &SecretString,
+        role: &str,
+    ) -> Result<(), ApiError> {
+        let mut s = self.enter(Endpoint::CreateUser, self.user_of(admin))?;
+        s.admin(admin)?;
+        if s.users.contains_key(username) {
+            return Err(ApiError::Conflict("User already exists".into()));
+        }
+        s.users.insert(username.to_owned(), (password.expose().to_owned(), role.to_owned()));
+        Ok(())
+    }
+
+    async fn reset_password(
+        &self,
+        admin: &SecretString,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), ApiError> {
+        let mut s = self.enter(Endpoint::ResetPassword, self.user_of(admin))?;
+        s.admin(admin)?;
+        match s.users.get_mut(username) {
+            Some((p, _)) => {
+                *p = password.expose().to_owned();
+                Ok(())
+            }
+            None => Err(ApiError::NotFound("User not found".into())),
+        }
+    }
+
+    async fn list_adapters(&self, token: &SecretString) -> Result<Vec<ApiAdapter>, ApiError> {
+        let s = self.enter(Endpoint::ListAdapters, self.user_of(token))?;
+        s.bearer(token)?;
+        Ok(s.adapters.clone())
+    }
+}
