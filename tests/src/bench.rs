@@ -102,8 +102,9 @@ pub async fn run() -> anyhow::Result<()> {
 
     println!("## Adapter toggle → Kubernetes (Service, NetworkPolicy and container port all match)\n");
     println!(
-        "DittoFS: {}. Convergence polled every 50 ms.\n",
-        if pod.fs.flavor.is_real() { "real dfs" } else { "dittofs-emulator" }
+        "DittoFS: {}. Convergence polled every {:?}.\n",
+        if pod.fs.flavor.is_real() { "real dfs" } else { "dittofs-emulator" },
+        crate::kube_env::MEASURE_EVERY
     );
     println!("| step | n | median | p90 | max |\n|---|---|---|---|---|");
     println!("| first sync after the pod starts | 1 | {:.2} s | | |", first.as_secs_f64());

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::{
     dittofs_client::Api,
     kube_env::wait_until,
-    process::{Watchdog, free_port, tail},
+    process::{Watchdog, free_port, tail, workspace_bin},
 };
 
 /// The bootstrap admin password every harness instance uses (`DITTOFS_ADMIN_INITIAL_PASSWORD`).
@@ -32,25 +32,14 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    /// `DITTOFS_BIN` if set (the real server), else the emulator built next to the running executable.
+    /// `DITTOFS_BIN` if set (the real server), else the emulator ([`workspace_bin`]).
     pub fn from_env() -> anyhow::Result<Flavor> {
         if let Some(bin) = std::env::var_os("DITTOFS_BIN").filter(|b| !b.is_empty()) {
             let bin = PathBuf::from(bin);
             anyhow::ensure!(bin.is_file(), "DITTOFS_BIN={} is not a file", bin.display());
             return Ok(Flavor::Real(bin));
         }
-        if let Some(bin) = std::env::var_os("DITTOFS_EMULATOR_BIN") {
-            return Ok(Flavor::Emulator(bin.into()));
-        }
-        // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
-        let exe = std::env::current_exe()?;
-        let candidates = exe.ancestors().skip(1).take(2).map(|d| d.join("dittofs-emulator"));
-        for candidate in candidates {
-            if candidate.is_file() {
-                return Ok(Flavor::Emulator(candidate));
-            }
-        }
-        bail!("dittofs-emulator not found next to {}: run `cargo build -p dittofs-emulator`", exe.display())
+        Ok(Flavor::Emulator(workspace_bin("dittofs-emulator")?))
     }
 
     pub fn is_real(&self) -> bool {
@@ -148,7 +137,14 @@ impl DittoFs {
 
     /// Requests the server logged at INFO (every non-`/health*` API request, in both log formats).
     pub fn info_requests_logged(&self) -> usize {
-        self.log().lines().filter(|l| l.contains("API request completed") && l.contains("INFO")).count()
+        self.log().lines().filter(|l| is_info_request(l)).count()
+    }
+
+    /// The INFO request lines for exactly `path` (`path=/x` in the text format, `"path":"/x"` in JSON).
+    pub fn info_requests_logged_to(&self, path: &str) -> usize {
+        let (text, json) = (format!("path={path}"), format!("\"path\":\"{path}\""));
+        let names_path = |l: &str| l.contains(&json) || l.split_whitespace().any(|field| field == text);
+        self.log().lines().filter(|l| is_info_request(l) && names_path(l)).count()
     }
 
     /// The port this instance's adapter of `kind` was moved to (absent with `seeded_ports`).
@@ -299,6 +295,10 @@ impl DittoFs {
         let list = list.as_array().context("adapter list is not an array")?;
         Ok(list.iter().map(|a| (a["type"].as_str().unwrap_or_default().to_string(), a.clone())).collect())
     }
+}
+
+fn is_info_request(line: &str) -> bool {
+    line.contains("API request completed") && line.contains("INFO")
 }
 
 impl Drop for DittoFs {

@@ -1,10 +1,15 @@
-//! Test harness: real servers started on loopback for the integration tests, DittoFS (real or the emulator package), the demo and the bench.
+//! Test harness: real servers started on loopback for the integration tests, DittoFS (real or the emulator package), the worlds the agent and controller tests run in, the demo and the bench.
 
+pub mod agent_world;
 pub mod bench;
+pub mod controller_world;
 pub mod demo;
 pub mod dittofs;
 pub mod dittofs_client;
 pub mod kube_env;
+pub mod objects;
 pub mod pod;
 pub(crate) mod process;
 pub mod scenario;
+
+pub use process::{free_port, workspace_bin};

@@ -5,35 +5,23 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
-    authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::{ConfigMap, Container, Secret, ServiceAccount},
+    core::v1::{ConfigMap, Container, Secret},
 };
-use kube::{Api, api::PostParams};
+use kube::Api;
 use serde_json::json;
 
 use crate::{
     dittofs::{DittoFs, Options},
     kube_env::{ControlPlane, wait_until},
-    process::{free_port, tail},
+    process::{free_port, tail, workspace_bin},
 };
-
-/// A binary of this workspace, built next to the running executable (`cargo build --bins`).
-pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join(name))
-        .find(|c| c.is_file())
-        .with_context(|| format!("{name} not found next to {}: run `cargo build --bins`", exe.display()))
-}
 
 /// A child process with its log file, killed when dropped.
 #[derive(Debug)]
@@ -44,7 +32,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
+    /// Spawns `cmd` with stdin closed and stdout and stderr into `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
         let out = std::fs::File::create(&log)?;
         let child = cmd
             .stdin(Stdio::null())
@@ -66,15 +55,28 @@ impl Proc {
 
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        for _ in 0..500 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
+        if self.terminate(Duration::from_secs(10)).is_err() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// SIGTERM, as Kubernetes stops a container; the exit status, or an error if it still runs after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let sent = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
             }
+            anyhow::ensure!(sent.elapsed() < limit, "{} still runs {limit:?} after SIGTERM", self.name);
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -87,8 +89,9 @@ impl Drop for Proc {
     }
 }
 
-/// Writes a kubeconfig for `cp`'s apiserver that authenticates with `token` only.
-fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &Path) -> anyhow::Result<()> {
+/// Writes a kubeconfig for `cp`'s apiserver that authenticates with `token` only (what a pod's projected
+/// ServiceAccount token gives its containers).
+pub fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &Path) -> anyhow::Result<()> {
     let admin = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
     let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("kubeconfig without cluster")?;
     let config = json!({
@@ -152,17 +155,7 @@ impl Pod {
         env.push((dittofs_api::agent_env::DITTOFS_URL.into(), fs.url()));
         env.push((dittofs_api::agent_env::ADMIN_ADDR.into(), format!("127.0.0.1:{admin_port}")));
 
-        let request = TokenRequest {
-            spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
-            ..Default::default()
-        };
-        let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-        let token = sa_api
-            .create_token_request(&service_account, &PostParams::default(), &request)
-            .await?
-            .status
-            .context("TokenRequest without a token")?
-            .token;
+        let token = cp.service_account_token(namespace, &service_account).await?;
         let kubeconfig = dir.join(format!("{pod_name}.kubeconfig"));
         token_kubeconfig(cp, &token, namespace, &kubeconfig)?;
         let mut cmd = Command::new(workspace_bin("dittofs-agent")?);
@@ -204,32 +197,4 @@ async fn resolve_env(
         out.push((var.name.clone(), value));
     }
     Ok(out)
-}
-
-/// Applies the DittoServer CRD and waits until the apiserver serves it.
-pub async fn install_crd(client: kube::Client) -> anyhow::Result<()> {
-    use dittofs_api::DittoServer;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{ListParams, Patch, PatchParams};
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = dittofs_api::custom_resource_definition();
-    let name = crd.metadata.name.clone().context("CRD without a name")?;
-    crds.patch(&name, &PatchParams::apply("dittofs-tests").force(), &Patch::Apply(&crd)).await?;
-    wait_until("the DittoServer CRD to be served", Duration::from_secs(30), async || {
-        let crd = crds.get(&name).await?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        anyhow::ensure!(established, "not Established yet");
-        // The endpoint can lag the condition. Listed untyped: a malformed stored object must not fail the check.
-        let resource = kube::api::ApiResource::erase::<DittoServer>(&());
-        Api::<kube::api::DynamicObject>::all_with(client.clone(), &resource)
-            .list(&ListParams::default().limit(1))
-            .await?;
-        Ok(())
-    })
-    .await
 }

@@ -1,4 +1,4 @@
-//! Server processes of the control plane: spawning with per-server log files, log tails for failure reports, free ports, and the watchdog that guarantees no server outlives the test process.
+//! Processes of the harness: the workspace's own binaries located, servers spawned with per-server log files, log tails for failure reports, free ports, and the watchdog that guarantees no server outlives the test process.
 //!
 //! The watchdog is a tiny `sh` loop whose stdin is a pipe held by the test
 //! process. Each server's pid is written to that pipe as soon as it is spawned.
@@ -172,10 +172,29 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// A binary of this workspace: `$<NAME>_BIN` if set (`dittofs-agent` → `DITTOFS_AGENT_BIN`, e.g. a release
+/// build), else the one built next to the running executable (`cargo build --bins`): test binaries live in
+/// `target/<profile>/deps`, other binaries in `target/<profile>`.
+pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let var = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Some(bin) = std::env::var_os(&var).filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        anyhow::ensure!(bin.is_file(), "{var}={} is not a file", bin.display());
+        return Ok(bin);
+    }
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+        .with_context(|| format!("{name} not found next to {}: run `cargo build --bins` (or set {var})", exe.display()))
+}
+
 /// A loopback port that was free a moment ago. The listener is dropped before
 /// the server binds it, so another process could grab it in between; on a
 /// test machine that race is rare enough that a failed start is acceptable.
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind a free loopback port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -1,11 +1,7 @@
 //! A DittoServer scenario on the local control plane, shared by the demo and the benchmark: set-up (CRD,
 //! namespace, admin Secret, DittoServer) and what Kubernetes exposes per adapter, with a convergence wait.
 
-use std::{
-    collections::BTreeMap,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use dittofs_api::{DittoServer, labels, names};
 use k8s_openapi::{
@@ -23,10 +19,11 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::{dittofs::ADMIN_PASSWORD, kube_env::ControlPlane, pod::install_crd};
-
-/// How often convergence is checked (the resolution of the figures).
-pub const CHECK_EVERY: Duration = Duration::from_millis(50);
+use crate::{
+    dittofs::ADMIN_PASSWORD,
+    kube_env::{ControlPlane, measure_until},
+    objects::{install_crd, server},
+};
 
 pub const NS: &str = "demo";
 pub const SERVER: &str = "files";
@@ -71,27 +68,15 @@ pub async fn seen(client: &kube::Client) -> anyhow::Result<Seen> {
 
 /// Waits until exactly `want` (type → port) is exposed; returns how long that took.
 pub async fn converge(client: &kube::Client, want: &BTreeMap<String, i32>) -> anyhow::Result<Duration> {
-    let start = Instant::now();
     let expected: Seen = want.iter().map(|(k, p)| (k.clone(), (Some(*p), Some(*p), Some(*p)))).collect();
-    loop {
+    let what = format!("Kubernetes to expose {expected:?}");
+    let ((), took) = measure_until(&what, CONVERGE_TIMEOUT, async || {
         let now = seen(client).await?;
-        if now == expected {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > CONVERGE_TIMEOUT {
-            anyhow::bail!("not converged after {CONVERGE_TIMEOUT:?}: want {expected:?}, Kubernetes has {now:?}");
-        }
-        tokio::time::sleep(CHECK_EVERY).await;
-    }
-}
-
-pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let out =
-        Command::new(cp.bin_dir().join("kubectl")).arg("--kubeconfig").arg(cp.kubeconfig_path()).args(args).output();
-    match out {
-        Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-        Err(e) => format!("(kubectl failed: {e})\n"),
-    }
+        anyhow::ensure!(now == expected, "Kubernetes has {now:?}");
+        Ok(())
+    })
+    .await?;
+    Ok(took)
 }
 
 /// The CRD, namespace `demo` and the admin password Secret the DittoServer references.
@@ -109,15 +94,14 @@ pub async fn set_up(cp: &ControlPlane) -> anyhow::Result<()> {
 }
 
 pub async fn create_server(client: &kube::Client) -> anyhow::Result<()> {
-    let ds: DittoServer = serde_json::from_value(json!({
-        "apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer",
-        "metadata": {"name": SERVER, "namespace": NS},
-        "spec": {
+    let ds = server(
+        SERVER,
+        json!({
             "storage": {"metadataSize": "1Gi"},
             "identity": {"admin": {"passwordSecretRef": {"name": "files-admin", "key": "password"}}},
             "adapterDiscovery": {"pollingInterval": "30s"},
-        },
-    }))?;
+        }),
+    )?;
     Api::<DittoServer>::namespaced(client.clone(), NS).create(&PostParams::default(), &ds).await?;
     Ok(())
 }

@@ -2,19 +2,26 @@
 //! of the `operator` token, the token pair mirrored into the credentials Secret and reused after a
 //! restart, refresh before expiry with short token lifetimes, and an actionable refused admin password.
 
-mod agent_common;
-
 use std::time::Duration;
 
-use agent_common::{Rig, SERVER};
 use dittofs_agent::{
-    SecretString,
+    Metrics, SecretString,
     dittofs::Endpoint,
     metrics::{PollKind, WriteResult},
 };
 use dittofs_api::names;
-use dittofs_tests::{dittofs::Options, kube_env::ControlPlane};
+use dittofs_tests::{
+    agent_world::{Rig, SERVER},
+    dittofs::Options,
+    kube_env::{ControlPlane, wait_until},
+};
 use serde_json::json;
+
+/// The access-token lifetime of the refresh test, and how many refreshes it waits for.
+const ACCESS_TTL: Duration = Duration::from_secs(6);
+const REFRESHES: u64 = 3;
+const REFRESH_PATH: &str = "/api/v1/auth/refresh";
+const LOGIN_PATH: &str = "/api/v1/auth/login";
 
 #[tokio::test]
 #[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
@@ -74,28 +81,42 @@ async fn the_operator_account_lists_adapters_and_is_refused_every_mutation() -> 
 async fn short_tokens_are_refreshed_before_expiry_without_a_failed_poll() -> anyhow::Result<()> {
     ControlPlane::shared()
         .with_temp_ns("agent-refresh", async |ns| {
-            let options = Options { access_ttl: Some("6s".into()), ..Default::default() };
+            let options = Options { access_ttl: Some(format!("{}s", ACCESS_TTL.as_secs())), ..Default::default() };
             let mut rig = Rig::new(ns, options, "1s").await?;
             let metrics = rig.start_agent(rig.config());
             rig.wait_in_sync(Duration::from_secs(20)).await?;
             let first_access = rig.secret_key(names::ACCESS_TOKEN_KEY).await?;
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            let (refreshed, polled) = (metrics.auth_steps("refresh", "ok"), metrics.polls(PollKind::Full, "ok"));
+            let logged = rig.fs.info_requests_logged_to(REFRESH_PATH);
 
-            let refreshes = metrics.auth_steps("refresh", "ok");
-            let lists = metrics.requests(Endpoint::ListAdapters, "ok");
+            // Each refresh comes before the token it replaces expires (at 80 % of 6 s, so every ~4.8 s): each
+            // is awaited for at most one token lifetime after the one before.
+            for n in 1..=REFRESHES {
+                let what = format!("refresh {n} within a token lifetime ({ACCESS_TTL:?}) of the previous one");
+                rig.wait_count(&what, refreshed + n, ACCESS_TTL, |m| m.auth_steps("refresh", "ok")).await?;
+            }
+            // Every one reached DittoFS: one INFO line each, and no other refresh.
+            let sent = wait_until("DittoFS to log the refreshes", Duration::from_secs(2), async || {
+                let sent = rig.fs.info_requests_logged_to(REFRESH_PATH) - logged;
+                anyhow::ensure!(sent as u64 >= REFRESHES, "{sent} refresh lines");
+                Ok(sent as u64)
+            })
+            .await?;
+            let polls = metrics.polls(PollKind::Full, "ok") - polled;
             eprintln!(
-                "MEASURED 30s with 6s tokens: {refreshes} refreshes, {lists} lists, {} Secret writes, {} failed polls",
+                "MEASURED {REFRESHES} refreshes of 6s tokens: {polls} lists meanwhile, {} Secret writes, {} failed polls",
                 metrics.secret_writes(WriteResult::Done),
                 metrics.failed_full_polls()
             );
-            assert!(refreshes >= 5, "a 6s token is refreshed every ~4.8s: {refreshes}");
+            assert_eq!(sent, metrics.auth_steps("refresh", "ok") - refreshed, "DittoFS saw exactly the agent's refreshes");
             assert_eq!(metrics.failed_full_polls(), 0, "no poll failed");
             assert_eq!(metrics.requests(Endpoint::ListAdapters, "unauthorized"), 0, "never sent an expired token");
             assert_eq!(metrics.auth_steps("login", "ok"), 1, "logged in once as k8s-operator, refreshed since");
             assert_eq!(metrics.auth_steps("refresh", "unauthorized"), 0);
-            assert!(metrics.secret_writes(WriteResult::Done) >= refreshes, "every new pair is mirrored");
+            assert!(metrics.secret_writes(WriteResult::Done) >= REFRESHES, "every new pair is mirrored");
             assert_ne!(rig.secret_key(names::ACCESS_TOKEN_KEY).await?, first_access);
-            assert!(metrics.polls(PollKind::Full, "ok") >= 25, "polled every second");
+            // Polled every second throughout: ~4.8 lists per refresh period (the first one is shorter).
+            assert!(polls >= 3 * REFRESHES, "{polls} lists during {REFRESHES} refresh periods at a 1s interval");
             Ok(())
         })
         .await
@@ -106,9 +127,7 @@ async fn short_tokens_are_refreshed_before_expiry_without_a_failed_poll() -> any
 async fn a_restarted_agent_reuses_the_stored_pair_instead_of_logging_in() -> anyhow::Result<()> {
     ControlPlane::shared()
         .with_temp_ns("agent-reuse", async |ns| {
-            let mut rig = Rig::new(ns, Options::default(), "30s").await?;
-            rig.start_agent(rig.config());
-            rig.wait_in_sync(Duration::from_secs(20)).await?;
+            let (mut rig, _) = Rig::in_sync(ns, Options::default(), "30s").await?;
             let stored = rig.secret_key(names::ACCESS_TOKEN_KEY).await?;
             let first = rig.stop_agent().await?;
             assert_eq!(first.requests(Endpoint::Login, "ok"), 2, "admin + operator");
@@ -139,6 +158,8 @@ async fn a_refused_admin_password_names_the_secret_and_backs_off() -> anyhow::Re
             let mut rig = Rig::new(ns, Options::default(), "2s").await?;
             let mut config = rig.config();
             config.admin_password = SecretString::new("not-the-admin-password");
+            // The harness's own admin logins (moving the adapters to free ports) are not the agent's.
+            let logins_before = rig.fs.info_requests_logged_to(LOGIN_PATH) as u64;
             let metrics = rig.start_agent(config);
             let (auth, _) = rig
                 .wait_entry("a refused admin password", Duration::from_secs(15), |e| {
@@ -158,10 +179,26 @@ async fn a_refused_admin_password_names_the_secret_and_backs_off() -> anyhow::Re
             assert_eq!((reach.reachable, reach.reason.as_str()), (false, "AdminCredentialsRefused"));
             assert!(entry.adapters.is_empty(), "nothing is claimed before a successful list");
 
-            // Back-off: 2 s, 4 s, 8 s, … — not one admin login per 2 s poll.
-            tokio::time::sleep(Duration::from_secs(12)).await;
-            let attempts = metrics.auth_steps("admin_login", "unauthorized");
-            assert!((2..=4).contains(&attempts), "{attempts} admin logins in ~14 s");
+            // Back-off: 2–4 s, then 4–8 s (doubling, jittered) — not one admin login per 2 s poll. The fast path
+            // (every second) is the clock: the count of its polls at each refused attempt gives the gaps.
+            let attempts = |m: &Metrics| m.auth_steps("admin_login", "unauthorized");
+            let mut at = Vec::new();
+            for n in 1..=3 {
+                rig.wait_count(&format!("admin login attempt {n}"), n, Duration::from_secs(15), attempts).await?;
+                at.push(metrics.polls(PollKind::Ready, "ok"));
+            }
+            let (first_gap, second_gap) = (at[1] - at[0], at[2] - at[1]);
+            eprintln!("MEASURED fast-path polls between refused admin logins: {first_gap}, then {second_gap}");
+            // ±1 for the sampling: a 2 s poll without back-off would give 2 and 2.
+            assert!(second_gap >= 3 && first_gap + second_gap >= 5, "no back-off: {first_gap}, {second_gap}");
+            // Each attempt is the operator's login (refused: no such user yet) and the admin's, nothing more.
+            let logins = wait_until("DittoFS to log the logins", Duration::from_secs(2), async || {
+                let logins = rig.fs.info_requests_logged_to(LOGIN_PATH) as u64 - logins_before;
+                anyhow::ensure!(logins >= 2 * attempts(&metrics), "{logins} login lines");
+                Ok(logins)
+            })
+            .await?;
+            assert_eq!(logins, 2 * attempts(&metrics), "two logins per attempt, no other");
 
             // The fix: the right password (here: a new agent with it) heals.
             rig.stop_agent().await?;

@@ -1,54 +1,35 @@
 //! The `dittofs-agent` binary run as its container runs it: environment from the pod template, a
 //! kubeconfig holding only the ServiceAccount's token (what the projected token gives in a pod), the admin
-//! server, SIGTERM. Also measures its footprint (RSS, CPU while idle) and checks its log for secrets.
+//! server, SIGTERM. Also bounds its footprint (RSS, CPU while idle) and checks its log for secrets.
 //!
 //! The binary is `$DITTOFS_AGENT_BIN`, else the one built next to this test (`cargo build --bins`;
-//! `make test` does that). Point `DITTOFS_AGENT_BIN` at `target/release/dittofs-agent` for release figures,
-//! and set `DITTOFS_AGENT_IDLE_SECS` (default 20) for a longer CPU measurement.
-
-mod agent_common;
+//! `make test` does that). Release figures over a longer idle window come from `make bench`.
 
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use agent_common::{POD, Rig, SERVER};
 use anyhow::Context as _;
 use dittofs_api::{agent_env, names};
 use dittofs_tests::{
+    agent_world::{POD, Rig, SERVER},
     dittofs::{ADMIN_PASSWORD, Options},
+    free_port,
     kube_env::{ControlPlane, wait_until},
+    pod::{Proc, token_kubeconfig},
+    workspace_bin,
 };
-use k8s_openapi::api::{
-    authentication::v1::{TokenRequest, TokenRequestSpec},
-    core::v1::ServiceAccount,
-};
-use kube::api::PostParams;
-use serde_json::json;
 
-fn agent_bin() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("DITTOFS_AGENT_BIN").filter(|b| !b.is_empty()) {
-        return Ok(bin.into());
-    }
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("dittofs-agent"))
-        .find(|c| c.is_file())
-        .with_context(|| format!("dittofs-agent not found next to {}: run `cargo build --bins`", exe.display()))
-}
+/// Fast-path polls (one a second) the idle CPU is measured over.
+const IDLE_POLLS: u64 = 10;
+/// Idle CPU bound: the debug build idles at a few millicores (one loopback GET a second and a watch); a
+/// poller that spins (a deadline in the past, a timer re-armed at once) burns a whole core, 1000.
+const IDLE_MILLICORES: f64 = 100.0;
 
-/// Kills the agent if the test ends early.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A counter's value in Prometheus text (`name{labels} value`), 0 when absent.
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
 }
 
 /// (RSS, peak RSS) in KiB from /proc.
@@ -73,46 +54,20 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 #[tokio::test]
 #[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
 async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<()> {
-    let bin = agent_bin()?;
+    let bin = workspace_bin("dittofs-agent")?;
     let cp = ControlPlane::shared();
     cp.with_temp_ns("agent-process", async |ns| {
         let rig = Rig::new(ns, Options::default(), "30s").await?;
 
         // A kubeconfig with only the ServiceAccount token, like the projected token in the pod.
-        let request = TokenRequest {
-            spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
-            ..Default::default()
-        };
-        let token = ns
-            .api::<ServiceAccount>()
-            .create_token_request(&names::agent_service_account(SERVER), &PostParams::default(), &request)
-            .await?
-            .status
-            .context("no token")?
-            .token;
-        let admin_kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
-        let cluster = admin_kubeconfig.clusters[0].cluster.clone().context("no cluster")?;
+        let token = cp.service_account_token(ns.name(), &names::agent_service_account(SERVER)).await?;
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            serde_json::to_string(&json!({
-                "apiVersion": "v1", "kind": "Config",
-                "clusters": [{ "name": "test", "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority-data": cluster.certificate_authority_data,
-                }}],
-                "users": [{ "name": "agent", "user": { "token": token } }],
-                "contexts": [{ "name": "agent", "context": { "cluster": "test", "user": "agent", "namespace": ns.name() } }],
-                "current-context": "agent",
-            }))?,
-        )?;
-        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log_path = dir.path().join("agent.log");
-        let log = std::fs::File::create(&log_path)?;
+        token_kubeconfig(cp, &token, ns.name(), &kubeconfig)?;
+        let admin_port = free_port()?;
         let started = Instant::now();
-        let child = Command::new(&bin)
-            .env_clear()
+        let mut cmd = Command::new(&bin);
+        cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", &kubeconfig)
             .env(agent_env::POD_NAME, POD)
@@ -124,14 +79,10 @@ async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<
             .env(agent_env::ADMIN_SECRET_NAME, names::admin_bootstrap_secret(SERVER))
             .env(agent_env::ADMIN_SECRET_KEY, "password")
             .env(agent_env::ADMIN_ADDR, format!("127.0.0.1:{admin_port}"))
-            .env(agent_env::LOG_FORMAT, "json")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let pid = child.id();
-        let mut proc = Proc(child);
+            .env(agent_env::LOG_FORMAT, "json");
+        let mut proc = Proc::spawn("dittofs-agent", cmd, dir.path().join("agent.log"))?;
+        let pid = proc.pid();
+        let log_path = proc.log.clone();
         let show_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
         let http = reqwest::Client::new();
@@ -150,14 +101,26 @@ async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<
         let parts: Vec<&str> = traceparent.split('-').collect();
         assert!(parts.len() == 4 && parts[1].len() == 32 && parts[2].len() == 16, "{traceparent}");
 
-        // Footprint after start-up, and CPU over an idle stretch (fast path every second).
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let ticks_before = cpu_ticks(pid)?;
-        // `DITTOFS_AGENT_IDLE_SECS` lengthens the window for finer CPU figures (10 ms ticks).
-        let idle_secs = std::env::var("DITTOFS_AGENT_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-        let idle = Duration::from_secs(idle_secs);
-        tokio::time::sleep(idle).await;
-        let ticks = cpu_ticks(pid)? - ticks_before;
+        // Footprint after start-up, and CPU over an idle stretch: from the settled entry (every adapter's
+        // health reported, the recheck after the start done), IDLE_POLLS fast-path polls by its /metrics.
+        rig.wait_entry("healthy adapters", Duration::from_secs(10), |e| {
+            anyhow::ensure!(e.adapters.iter().all(|a| a.health.as_deref() == Some("healthy")), "not settled");
+            Ok(())
+        })
+        .await
+        .with_context(show_log)?;
+        let fast_polls = async || -> anyhow::Result<u64> {
+            let text = http.get(format!("{admin}/metrics")).send().await?.text().await?;
+            Ok(counter(&text, r#"dittofs_agent_polls_total{kind="ready",result="ok"}"#))
+        };
+        let (polls_before, ticks_before, idle_started) = (fast_polls().await?, cpu_ticks(pid)?, Instant::now());
+        wait_until(&format!("{IDLE_POLLS} idle fast-path polls"), Duration::from_secs(3 * IDLE_POLLS), async || {
+            let polls = fast_polls().await?;
+            anyhow::ensure!(polls >= polls_before + IDLE_POLLS, "{} polls", polls - polls_before);
+            Ok(())
+        })
+        .await?;
+        let (ticks, idle) = (cpu_ticks(pid)? - ticks_before, idle_started.elapsed());
         let (rss, peak) = rss_kib(pid)?;
         let millicores = ticks as f64 * 10.0 / idle.as_secs_f64();
         eprintln!(
@@ -167,6 +130,7 @@ async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<
             peak as f64 / 1024.0
         );
         assert!(rss < 48 * 1024, "RSS {rss} KiB");
+        assert!(millicores < IDLE_MILLICORES, "idle CPU {millicores:.1} millicores over {IDLE_POLLS} fast-path polls");
 
         let metrics = http.get(format!("{admin}/metrics")).send().await?.text().await?;
         for family in [
@@ -181,14 +145,7 @@ async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<
 
         // SIGTERM: a prompt, clean exit.
         let term = Instant::now();
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
-        let status = loop {
-            if let Some(status) = proc.0.try_wait()? {
-                break status;
-            }
-            anyhow::ensure!(term.elapsed() < Duration::from_secs(5), "still running 5s after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let status = proc.terminate(Duration::from_secs(5))?;
         eprintln!("MEASURED SIGTERM → exit {status} in {:?}", term.elapsed());
         assert!(status.success(), "{status}\n{}", show_log());
 

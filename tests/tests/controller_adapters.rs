@@ -4,35 +4,28 @@
 //! annotations removed from the spec disappear while other managers' stay; static Services, the
 //! baseline policy, unlabelled policies and an unlabelled Service with an adapter's name are untouched.
 
-mod controller_common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use controller_common::adapters::*;
-use controller_common::*;
-use dittofs_api::{DittoServer, conditions};
+use dittofs_api::DittoServer;
+use dittofs_tests::controller_world::adapters::*;
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
+use dittofs_tests::objects::*;
 
 const CR: &str = "fs";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A controller for `ns` and a server `fs` with `adapter_services` as its `spec.adapterServices`.
 async fn start(ns: &TempNamespace<'_>, adapter_services: Value) -> anyhow::Result<(Running, Api<DittoServer>)> {
-    ensure_crd(ns.client()).await?;
-    let running = start_controller(ns.client(), ns.name());
-    let spec = json!({"storage": {"metadataSize": "1Gi"}, "adapterServices": adapter_services});
-    create_server(ns, &server(CR, spec)?).await?;
-    let servers: Api<DittoServer> = ns.api();
-    wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-    Ok((running, servers))
+    started(ns, CR, json!({"storage": {"metadataSize": "1Gi"}, "adapterServices": adapter_services})).await
 }
 
 fn event_reasons(events: &[k8s_openapi::api::events::v1::Event]) -> BTreeMap<String, usize> {
@@ -58,7 +51,7 @@ async fn objects_follow_enable_disable_and_port_changes_with_events_status_and_c
             let owner = &svc.owner_references()[0];
             assert_eq!(
                 (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-                ("DittoServer", ds.uid().unwrap().as_str(), Some(true))
+                (DittoServer::kind(&()).as_ref(), ds.uid().unwrap().as_str(), Some(true))
             );
             assert_eq!(svc.labels()["dittofs.io/adapter-type"], "nfs");
             assert_eq!(svc.labels()["app.kubernetes.io/managed-by"], "dittofs-controller");
@@ -96,7 +89,7 @@ async fn objects_follow_enable_disable_and_port_changes_with_events_status_and_c
             assert_eq!(svc.spec.unwrap().ports.unwrap()[0].target_port, Some(IntOrString::Int(2049)));
 
             let table = wait_until("the ADAPTERS column", WAIT, async || {
-                let out = kubectl(ns, &["get", "ditto", CR])?;
+                let out = ns.kubectl(&["get", "ditto", CR])?;
                 anyhow::ensure!(out.contains("nfs:2049"), "{out}");
                 Ok(out)
             })
@@ -123,7 +116,7 @@ async fn objects_follow_enable_disable_and_port_changes_with_events_status_and_c
                 !counts.contains_key("AdapterServiceFailed") && !counts.contains_key("ReconcileFailed"),
                 "{counts:?}"
             );
-            let described = kubectl(ns, &["describe", "ditto", CR])?;
+            let described = ns.kubectl(&["describe", "ditto", CR])?;
             for needle in ["AdapterServiceDeleted", "Deleted Service fs-adapter-smb", "AdaptersReady"] {
                 assert!(described.contains(needle), "no {needle:?} in:\n{described}");
             }
@@ -211,7 +204,7 @@ async fn static_services_baseline_and_unlabelled_objects_are_never_touched() -> 
             report(&servers, CR, "fs-0", vec![]).await?;
             wait_view(ns, CR, &View::default(), WAIT).await?;
             wait_adapters_ready(&servers, CR, "True", "AdaptersExposed").await?;
-            settle(&running.controller, Duration::from_secs(1)).await?;
+            running.settle(Duration::from_secs(1)).await?;
             assert_eq!(resource_versions(ns, &untouched).await?, before, "static and unlabelled objects untouched");
             running.stop().await
         })

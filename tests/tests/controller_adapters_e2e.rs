@@ -5,20 +5,19 @@
 //! convergence is measured and printed); a port edit follows within a polling interval; DittoFS
 //! stopped deletes nothing.
 
-mod controller_common;
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::Api;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
-use controller_common::adapters::*;
-use controller_common::*;
-use dittofs_agent::{AgentConfig, AgentError, CancellationToken, SecretString};
-use dittofs_api::{DittoServer, conditions, names};
+use dittofs_agent::{AgentConfig, SecretString};
+use dittofs_api::{DittoServer, names};
+use dittofs_tests::agent_world::RunningAgent;
+use dittofs_tests::controller_world::adapters::*;
+use dittofs_tests::controller_world::*;
 use dittofs_tests::dittofs::{ADMIN_PASSWORD, DittoFs, Options};
-use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
+use dittofs_tests::kube_env::{ControlPlane, TempNamespace};
+use dittofs_tests::objects::*;
 
 const CR: &str = "fs";
 /// The agent's fast path runs every second; a toggle must reach Kubernetes well within this.
@@ -29,31 +28,20 @@ struct World {
     controller: Running,
     servers: Api<DittoServer>,
     fs: DittoFs,
-    agent_stop: CancellationToken,
-    agent: JoinHandle<Result<(), AgentError>>,
+    agent: RunningAgent,
 }
 
 impl World {
     async fn start(ns: &TempNamespace<'_>) -> anyhow::Result<World> {
-        ensure_crd(ns.client()).await?;
-        let controller = start_controller(ns.client(), ns.name());
         // A short polling interval so port edits (not seen by the fast path) are picked up quickly.
         let spec = json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"pollingInterval": "2s"}});
-        create_server(ns, &server(CR, spec)?).await?;
-        let servers: Api<DittoServer> = ns.api();
-        wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-
+        let (controller, servers) = started(ns, CR, spec).await?;
         let fs = DittoFs::start(Options::default()).await?;
-        // The agent acts with its ServiceAccount, bound by the controller's Role (RBAC learns of it
-        // through an informer: wait until it is allowed).
-        let sa = ns.control_plane().service_account_client(ns.name(), &names::agent_service_account(CR)).await?;
-        let as_agent: Api<DittoServer> = Api::namespaced(sa.clone(), ns.name());
-        wait_until("the agent's Role to take effect", Duration::from_secs(15), async || Ok(as_agent.get(CR).await?))
-            .await?;
+        // The agent acts with its ServiceAccount, bound by the controller's Role.
+        let sa = names::agent_service_account(CR);
+        let sa = service_account_client(ns.control_plane(), ns.name(), &sa, Reads::Server(CR)).await?;
         let config = AgentConfig::new("fs-0", ns.name(), CR, fs.url(), SecretString::new(ADMIN_PASSWORD));
-        let agent_stop = CancellationToken::new();
-        let agent = tokio::spawn(dittofs_agent::run(config, sa, agent_stop.clone()));
-        Ok(World { controller, servers, fs, agent_stop, agent })
+        Ok(World { controller, servers, fs, agent: RunningAgent::start(config, sa) })
     }
 
     fn port(&self, kind: &str) -> i32 {
@@ -67,22 +55,8 @@ impl World {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.agent_stop.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.agent).await???;
+        self.agent.stop().await?;
         self.controller.stop().await
-    }
-}
-
-/// Polls every 25 ms until the adapter objects are `want`; returns how long that took.
-async fn converge(ns: &TempNamespace<'_>, want: &View, timeout: Duration) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let got = view(ns, CR).await?;
-        if &got == want {
-            return Ok(started.elapsed());
-        }
-        anyhow::ensure!(started.elapsed() < timeout, "after {timeout:?}: {got:?}, want {want:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -94,20 +68,20 @@ async fn toggles_in_dittofs_reach_services_policies_and_ports_within_about_a_sec
             let world = World::start(ns).await?;
             let (nfs, smb) = (world.port("nfs"), world.port("smb"));
             let both = expected(CR, &[("nfs", nfs), ("smb", smb)], true);
-            converge(ns, &both, Duration::from_secs(30)).await?;
+            wait_view(ns, CR, &both, Duration::from_secs(30)).await?;
             wait_adapters_ready(&world.servers, CR, "True", "AdaptersExposed").await?;
 
             let mut took = Vec::new();
             for _ in 0..3 {
                 world.put("smb", json!({"enabled": false})).await?;
-                took.push(converge(ns, &expected(CR, &[("nfs", nfs)], true), TOGGLE_TIMEOUT).await?);
+                took.push(wait_view(ns, CR, &expected(CR, &[("nfs", nfs)], true), TOGGLE_TIMEOUT).await?);
                 world.put("smb", json!({"enabled": true})).await?;
-                took.push(converge(ns, &both, TOGGLE_TIMEOUT).await?);
+                took.push(wait_view(ns, CR, &both, TOGGLE_TIMEOUT).await?);
             }
             world.put("nfs", json!({"enabled": false})).await?;
-            took.push(converge(ns, &expected(CR, &[("smb", smb)], true), TOGGLE_TIMEOUT).await?);
+            took.push(wait_view(ns, CR, &expected(CR, &[("smb", smb)], true), TOGGLE_TIMEOUT).await?);
             world.put("nfs", json!({"enabled": true})).await?;
-            took.push(converge(ns, &both, TOGGLE_TIMEOUT).await?);
+            took.push(wait_view(ns, CR, &both, TOGGLE_TIMEOUT).await?);
             took.sort();
             let median = took[took.len() / 2];
             eprintln!(
@@ -123,7 +97,8 @@ async fn toggles_in_dittofs_reach_services_policies_and_ports_within_about_a_sec
             let new_port = i32::from(std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port());
             world.put("nfs", json!({"port": new_port})).await?;
             let moved =
-                converge(ns, &expected(CR, &[("nfs", new_port), ("smb", smb)], true), Duration::from_secs(10)).await?;
+                wait_view(ns, CR, &expected(CR, &[("nfs", new_port), ("smb", smb)], true), Duration::from_secs(10))
+                    .await?;
             eprintln!("NFS port edit → Kubernetes: {moved:?}");
             let st = world.servers.get(CR).await?.status.unwrap();
             assert_eq!(st.adapters_summary, Some(format!("nfs:{new_port},smb:{smb}")));
@@ -139,9 +114,9 @@ async fn dittofs_down_deletes_nothing_and_its_return_changes_nothing() -> anyhow
         .with_temp_ns("ctrl-adapters-e2e-down", async |ns| {
             let mut world = World::start(ns).await?;
             let both = expected(CR, &[("nfs", world.port("nfs")), ("smb", world.port("smb"))], true);
-            converge(ns, &both, Duration::from_secs(30)).await?;
+            wait_view(ns, CR, &both, Duration::from_secs(30)).await?;
             wait_adapters_ready(&world.servers, CR, "True", "AdaptersExposed").await?;
-            settle(&world.controller.controller, Duration::from_millis(500)).await?;
+            world.controller.settle(Duration::from_millis(500)).await?;
             let objects: Vec<(&str, String)> = both
                 .services
                 .iter()
@@ -153,13 +128,13 @@ async fn dittofs_down_deletes_nothing_and_its_return_changes_nothing() -> anyhow
             world.fs.stop().await?;
             let message = wait_adapters_ready(&world.servers, CR, "Unknown", "AgentUnreachable").await?;
             assert!(message.contains("fs-0"), "{message}");
-            settle(&world.controller.controller, Duration::from_secs(1)).await?;
+            world.controller.settle(Duration::from_secs(1)).await?;
             assert_eq!(view(ns, CR).await?, both, "nothing deleted while DittoFS is down");
             assert_eq!(resource_versions(ns, &objects).await?, versions);
 
             world.fs.start_again().await?;
             wait_adapters_ready(&world.servers, CR, "True", "AdaptersExposed").await?;
-            settle(&world.controller.controller, Duration::from_millis(500)).await?;
+            world.controller.settle(Duration::from_millis(500)).await?;
             assert_eq!(resource_versions(ns, &objects).await?, versions, "back: nothing to change");
             let events = events_for(ns.client(), ns.name(), CR).await?;
             let deleted = events.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.ends_with("Deleted"))).count();

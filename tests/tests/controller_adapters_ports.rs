@@ -3,31 +3,24 @@
 //! number; with `syncContainerPorts: false` adapter toggles leave the pod template (and its hash) alone,
 //! and switching the flag off removes previously synced ports once.
 
-mod controller_common;
-
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use controller_common::adapters::*;
-use controller_common::*;
 use dittofs_api::constants::CONTROLLER_PORTS_FIELD_MANAGER;
 use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::controller_world::adapters::*;
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
+use dittofs_tests::objects::*;
 
 const CR: &str = "fs";
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(ns: &TempNamespace<'_>, sync: bool) -> anyhow::Result<(Running, Api<DittoServer>)> {
-    ensure_crd(ns.client()).await?;
-    let running = start_controller(ns.client(), ns.name());
-    let spec = json!({"storage": {"metadataSize": "1Gi"}, "adapterServices": {"syncContainerPorts": sync}});
-    create_server(ns, &server(CR, spec)?).await?;
-    let servers: Api<DittoServer> = ns.api();
-    wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-    Ok((running, servers))
+    started(ns, CR, json!({"storage": {"metadataSize": "1Gi"}, "adapterServices": {"syncContainerPorts": sync}})).await
 }
 
 /// The pod template as JSON and the StatefulSet's generation.
@@ -64,7 +57,7 @@ async fn without_port_sync_adapter_toggles_leave_the_pod_template_unchanged() ->
                 report(&servers, CR, "fs-0", reported).await?;
                 wait_view(ns, CR, &expected(CR, want, false), WAIT).await?;
             }
-            settle(&running.controller, Duration::from_millis(500)).await?;
+            running.settle(Duration::from_millis(500)).await?;
             assert_eq!(template(ns).await?, (tpl, generation), "the pod template (and its hash) never changed");
 
             // Turning sync on adds the ports (one template change); off removes them, once.
@@ -72,11 +65,11 @@ async fn without_port_sync_adapter_toggles_leave_the_pod_template_unchanged() ->
             wait_view(ns, CR, &expected(CR, &[("nfs", 2049)], true), WAIT).await?;
             set_sync(&servers, false).await?;
             wait_view(ns, CR, &expected(CR, &[("nfs", 2049)], false), WAIT).await?;
-            settle(&running.controller, Duration::from_millis(500)).await?;
+            running.settle(Duration::from_millis(500)).await?;
             let (tpl, generation) = template(ns).await?;
             report(&servers, CR, "fs-0", vec![serving("nfs", 2049), serving("smb", 1445)]).await?;
             wait_view(ns, CR, &expected(CR, &[("nfs", 2049), ("smb", 1445)], false), WAIT).await?;
-            settle(&running.controller, Duration::from_millis(500)).await?;
+            running.settle(Duration::from_millis(500)).await?;
             assert_eq!(template(ns).await?, (tpl, generation));
             running.stop().await
         })
@@ -134,7 +127,7 @@ async fn ports_have_their_own_manager_short_names_and_never_take_a_static_port()
             let touch = json!({"spec": {"adapterDiscovery": {"pollingInterval": "10s"}, "resources": {"limits": {"memory": "1Gi"}}}});
             servers.patch(CR, &PatchParams::default(), &Patch::Merge(&touch)).await?;
             wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", WAIT).await?;
-            settle(&running.controller, Duration::from_millis(500)).await?;
+            running.settle(Duration::from_millis(500)).await?;
             let sts = sts_api.get(CR).await?;
             let limits = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].resources.clone();
             assert!(limits.is_some_and(|r| r.limits.is_some()), "the main apply ran");

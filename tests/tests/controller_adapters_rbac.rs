@@ -2,19 +2,16 @@
 //! authenticated as its ServiceAccount: listing, creating, updating and deleting adapter Services and
 //! NetworkPolicies, the container ports and the pruning of stale agent entries are all allowed.
 
-mod controller_common;
-
 use std::time::Duration;
 
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use controller_common::adapters::*;
-use controller_common::deploy::{apply_file, deploy_dir};
-use controller_common::*;
 use dittofs_api::{DittoServer, conditions};
-use dittofs_controller::Config;
-use dittofs_tests::kube_env::{ControlPlane, wait_until};
+use dittofs_tests::controller_world::adapters::*;
+use dittofs_tests::controller_world::*;
+use dittofs_tests::kube_env::ControlPlane;
+use dittofs_tests::objects::*;
 
 const CR: &str = "fs";
 const WAIT: Duration = Duration::from_secs(10);
@@ -25,19 +22,12 @@ async fn the_deployed_rbac_allows_every_adapter_write() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-adapter-rbac", async |ns| {
         let admin = ns.client();
-        apply_file(&admin, deploy_dir().join("crds/dittoservers.yaml")).await?;
-        ensure_crd(admin.clone()).await?;
-        apply_file(&admin, deploy_dir().join("controller/controller.yaml")).await?;
-        apply_file(&admin, deploy_dir().join("rbac/controller-rbac.yaml")).await?;
-        let sa_client = cp.service_account_client("dittofs-system", "dittofs-controller").await?;
-        let check: Api<DittoServer> = Api::all(sa_client.clone());
-        wait_until("the controller's RBAC to be effective", Duration::from_secs(15), async || {
-            Ok(check.list(&ListParams::default()).await?)
-        })
-        .await?;
-        let mut config = Config::new(AGENT_IMAGE);
-        config.namespace = Some(ns.name().to_owned());
-        let running = start_with(sa_client, config);
+        apply_deploy_file(&admin, "crds/dittoservers.yaml").await?;
+        install_crd(admin.clone()).await?;
+        apply_deploy_file(&admin, "controller/controller.yaml").await?;
+        apply_deploy_file(&admin, "rbac/controller-rbac.yaml").await?;
+        let sa_client = service_account_client(cp, "dittofs-system", "dittofs-controller", Reads::All).await?;
+        let running = start_controller(sa_client, ns.name());
 
         create_server(ns, &server(CR, json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
         let servers: Api<DittoServer> = ns.api();

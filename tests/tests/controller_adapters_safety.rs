@@ -4,8 +4,6 @@
 //! pruned and a server scaled to zero exposes nothing; a reconcile with nothing changed writes nothing
 //! and a restarted controller changes nothing that was right; the garbage collector removes it all.
 
-mod controller_common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,21 +14,17 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use controller_common::adapters::*;
-use controller_common::*;
 use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::controller_world::adapters::*;
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
+use dittofs_tests::objects::*;
 
 const CR: &str = "fs";
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(ns: &TempNamespace<'_>) -> anyhow::Result<(Running, Api<DittoServer>)> {
-    ensure_crd(ns.client()).await?;
-    let running = start_controller(ns.client(), ns.name());
-    create_server(ns, &server(CR, json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
-    let servers: Api<DittoServer> = ns.api();
-    wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-    Ok((running, servers))
+    started(ns, CR, json!({"storage": {"metadataSize": "1Gi"}})).await
 }
 
 /// Every object of the server, adapter ones included, with its resourceVersion; for the StatefulSet
@@ -76,7 +70,7 @@ async fn without_a_completed_poll_nothing_is_created_or_deleted() -> anyhow::Res
             let fresh = json!({"podName": "fs-0", "auth": {"authenticated": true, "reason": "AuthenticationSucceeded"}});
             report_entry(&servers, CR, fresh).await?;
             wait_for_condition(&servers, CR, conditions::AUTHENTICATED, "True", WAIT).await?;
-            settle(&running.controller, Duration::from_millis(500)).await?;
+            running.settle(Duration::from_millis(500)).await?;
             assert_eq!(view(ns, CR).await?, before, "no report: nothing created or deleted");
             assert_eq!(adapters_ready(&servers, CR).await?.1, "NoReport");
 
@@ -97,7 +91,7 @@ async fn unreachable_keeps_everything_and_an_empty_report_removes_everything() -
             let both = [("nfs", 12049), ("smb", 1445)];
             report(&servers, CR, "fs-0", vec![serving("nfs", 12049), serving("smb", 1445)]).await?;
             wait_view(ns, CR, &expected(CR, &both, true), WAIT).await?;
-            settle(&running.controller, Duration::from_millis(500)).await?;
+            running.settle(Duration::from_millis(500)).await?;
             let versions = all_versions(ns).await?;
 
             // DittoFS down: the agent keeps its last list, or has none (restarted while DittoFS is down).
@@ -105,7 +99,7 @@ async fn unreachable_keeps_everything_and_an_empty_report_removes_everything() -
                 report_unreachable(&servers, CR, "fs-0", kept).await?;
                 let message = wait_adapters_ready(&servers, CR, "Unknown", "AgentUnreachable").await?;
                 assert!(message.contains("fs-0") && message.contains("ConnectionRefused"), "{message}");
-                settle(&running.controller, Duration::from_millis(500)).await?;
+                running.settle(Duration::from_millis(500)).await?;
                 assert_eq!(view(ns, CR).await?, expected(CR, &both, true), "nothing deleted");
                 assert_eq!(all_versions(ns).await?, versions, "nothing changed");
             }
@@ -166,7 +160,7 @@ async fn nothing_changed_means_no_write_and_a_restarted_controller_changes_nothi
             report(&servers, CR, "fs-0", vec![serving("nfs", 12049), serving("smb", 1445)]).await?;
             wait_view(ns, CR, &expected(CR, &[("nfs", 12049), ("smb", 1445)], true), WAIT).await?;
             wait_adapters_ready(&servers, CR, "True", "AdaptersExposed").await?;
-            settle(&running.controller, Duration::from_secs(1)).await?;
+            running.settle(Duration::from_secs(1)).await?;
 
             // A status change that does not change the adapters (a new traceparent) reconciles, writes nothing.
             let versions = all_versions(ns).await?;
@@ -175,7 +169,7 @@ async fn nothing_changed_means_no_write_and_a_restarted_controller_changes_nothi
             let mut entry = servers.get(CR).await?.status.unwrap().agents.remove(0);
             entry.traceparent = Some(traceparent(99));
             report_entry(&servers, CR, serde_json::to_value(&entry)?).await?;
-            settle(&running.controller, Duration::from_secs(1)).await?;
+            running.settle(Duration::from_secs(1)).await?;
             assert!(running.controller.metrics().total_reconciles() > reconciles, "the status change reconciled");
             assert_eq!(all_versions(ns).await?, versions, "nothing written when nothing changed");
             let after = writes(&running);
@@ -186,12 +180,8 @@ async fn nothing_changed_means_no_write_and_a_restarted_controller_changes_nothi
             running.stop().await?;
 
             let restarted = start_controller(ns.client(), ns.name());
-            wait_until("the restarted controller to reconcile", WAIT, async || {
-                anyhow::ensure!(restarted.controller.metrics().reconcile_count("ok") > 0, "not yet");
-                Ok(())
-            })
-            .await?;
-            settle(&restarted.controller, Duration::from_secs(1)).await?;
+            restarted.wait_reconciles("the restarted controller to reconcile", Some("ok"), 0).await?;
+            restarted.settle(Duration::from_secs(1)).await?;
             assert_eq!(all_versions(ns).await?, versions, "the restarted controller changed nothing");
             assert_eq!(servers.get(CR).await?.resource_version(), ds_version, "not even the status");
             let wrote = writes(&restarted);

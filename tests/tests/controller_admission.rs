@@ -1,17 +1,16 @@
 //! What the apiserver accepts with the installed CRD: invalid specs are refused with a message naming the
 //! field; the Go operator's sample manifests are accepted unchanged, and the controller reconciles them.
 
-mod controller_common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
-use controller_common::*;
 use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
+use dittofs_tests::objects::*;
 
 fn resource() -> ApiResource {
     ApiResource::erase::<DittoServer>(&())
@@ -26,7 +25,7 @@ fn object(name: &str, spec: Value) -> DynamicObject {
 async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-invalid", async |ns| {
-        ensure_crd(ns.client()).await?;
+        install_crd(ns.client()).await?;
         let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource());
         let ok = json!({"storage": {"metadataSize": "1Gi"}});
         let cases: Vec<(&str, Value, &str)> = vec![
@@ -98,7 +97,7 @@ fn fixtures() -> PathBuf {
 async fn go_operator_samples_are_accepted_unchanged_and_reconciled() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-go-samples", async |ns| {
-        ensure_crd(ns.client()).await?;
+        install_crd(ns.client()).await?;
         let running = start_controller(ns.client(), ns.name());
         let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource());
         let mut names = Vec::new();

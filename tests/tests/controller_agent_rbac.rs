@@ -2,18 +2,17 @@
 //! patch that server's status (and the controller acts on the report), use its credentials Secret — and
 //! nothing else.
 
-mod controller_common;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use controller_common::*;
 use dittofs_api::constants::agent_field_manager;
 use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
+use dittofs_tests::objects::*;
 
 fn expect_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
     match result {
@@ -23,15 +22,9 @@ fn expect_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Erro
 }
 
 fn agent_report(pod: &str, authenticated: bool) -> serde_json::Value {
-    json!({
-        "apiVersion": "dittofs.dittofs.com/v1alpha1",
-        "kind": "DittoServer",
-        "metadata": {"name": pod.trim_end_matches("-0")},
-        "status": {"agents": [{
-            "podName": pod,
-            "auth": {"authenticated": authenticated, "reason": if authenticated { "AuthenticationSucceeded" } else { "AuthenticationFailed" }}
-        }]}
-    })
+    let reason = if authenticated { "AuthenticationSucceeded" } else { "AuthenticationFailed" };
+    let entry = json!({"podName": pod, "auth": {"authenticated": authenticated, "reason": reason}});
+    apply_body::<DittoServer>(pod.trim_end_matches("-0"), json!({"status": {"agents": [entry]}}))
 }
 
 #[tokio::test]
@@ -39,7 +32,7 @@ fn agent_report(pod: &str, authenticated: bool) -> serde_json::Value {
 async fn the_agent_token_reaches_its_own_server_only() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-agent-rbac", async |ns| {
-        ensure_crd(ns.client()).await?;
+        install_crd(ns.client()).await?;
         let running = start_controller(ns.client(), ns.name());
         for name in ["a", "b"] {
             create_server(ns, &server(name, json!({"storage": {"metadataSize": "1Gi"}}))?).await?;

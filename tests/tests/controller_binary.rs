@@ -2,39 +2,25 @@
 //! serves `/livez`, `/readyz` (after the first sync) and Prometheus `/metrics`, logs JSON, reconciles, and
 //! on SIGTERM stops cleanly and releases its Lease.
 
-mod controller_common;
-
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use serde_json::json;
 
-use controller_common::*;
 use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
-
-/// The binary built next to this test executable (`cargo build --bins`, as `make test` does).
-fn binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("dittofs-controller"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| anyhow::anyhow!("dittofs-controller not built: run `cargo build -p dittofs-controller`"))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use dittofs_tests::objects::*;
+use dittofs_tests::pod::Proc;
+use dittofs_tests::{free_port, workspace_bin};
 
 #[test]
 #[ignore = "real-server tier: needs the built dittofs-controller binary; run `make test`"]
 fn crd_subcommand_prints_the_committed_crd() -> anyhow::Result<()> {
-    let out = Command::new(binary()?).arg("crd").output()?;
+    let out = Command::new(workspace_bin("dittofs-controller")?).arg("crd").output()?;
     assert!(out.status.success());
     let committed =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds/dittoservers.yaml"))?;
@@ -47,18 +33,16 @@ fn crd_subcommand_prints_the_committed_crd() -> anyhow::Result<()> {
 async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-binary", async |ns| {
-        ensure_crd(ns.client()).await?;
+        install_crd(ns.client()).await?;
         let port = free_port()?;
-        let log = tempfile::NamedTempFile::new()?;
-        let mut child = Command::new(binary()?)
-            .env("KUBECONFIG", cp.kubeconfig_path())
+        let dir = tempfile::tempdir()?;
+        let mut cmd = Command::new(workspace_bin("dittofs-controller")?);
+        cmd.env("KUBECONFIG", cp.kubeconfig_path())
             .env_remove("POD_NAME")
             .env_remove("RUST_LOG")
             .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--log-format", "json", "--agent-image", AGENT_IMAGE])
-            .args(["--namespace", ns.name(), "--lease-namespace", ns.name(), "--identity", "binary-under-test"])
-            .stdout(Stdio::from(log.reopen()?))
-            .stderr(Stdio::from(log.reopen()?))
-            .spawn()?;
+            .args(["--namespace", ns.name(), "--lease-namespace", ns.name(), "--identity", "binary-under-test"]);
+        let mut controller = Proc::spawn("dittofs-controller", cmd, dir.path().join("controller.log"))?;
         let http = reqwest::Client::new();
         let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
         let result = async {
@@ -102,12 +86,8 @@ async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() -> anyhow::
 
         // SIGTERM: a clean exit, the Lease handed back.
         let stopped = Instant::now();
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
-        let status = wait_until("the controller to exit", Duration::from_secs(15), async || {
-            child.try_wait()?.ok_or_else(|| anyhow::anyhow!("still running"))
-        })
-        .await;
-        let text = std::fs::read_to_string(log.path())?;
+        let status = controller.terminate(Duration::from_secs(15));
+        let text = controller.log_text();
         if result.is_err() || status.is_err() {
             eprintln!("controller log:\n{text}");
         }
@@ -120,7 +100,7 @@ async fn the_binary_serves_health_and_metrics_and_stops_on_sigterm() -> anyhow::
         for line in &lines {
             serde_json::from_str::<serde_json::Value>(line).map_err(|e| anyhow::anyhow!("not JSON ({e}): {line}"))?;
         }
-        let lease = Api::<Lease>::namespaced(ns.client(), ns.name()).get("dittofs-controller-leader").await?;
+        let lease = Api::<Lease>::namespaced(ns.client(), ns.name()).get(LEASE).await?;
         assert_eq!(lease.spec.unwrap().holder_identity, None, "the Lease is released");
         Ok(())
     })

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use dittofs_api::DittoServerSpec;
 use dittofs_controller::desired::config::render;
-use dittofs_tests::dittofs::{DittoFs, Options};
 use dittofs_emulator::config::{Config, LogFormat};
+use dittofs_tests::dittofs::{DittoFs, Options};
 
 fn spec(extra: Value) -> DittoServerSpec {
     let mut spec = json!({"storage": {"metadataSize": "1Gi"}});

@@ -3,19 +3,17 @@
 //! authenticated as its ServiceAccount — reconciles a server end to end without a single refusal,
 //! into a namespace that enforces `restricted` for the DittoFS pod too.
 
-mod controller_common;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use controller_common::deploy::{apply_file, deploy_dir};
-use controller_common::*;
 use dittofs_api::{DittoServer, conditions};
 use dittofs_controller::{Config, LeaderElectionConfig};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
+use dittofs_tests::objects::*;
 
 #[tokio::test]
 #[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
@@ -23,10 +21,10 @@ async fn deploy_manifests_are_accepted_and_their_rbac_is_enough() -> anyhow::Res
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-deploy", async |ns| {
         let admin = ns.client();
-        let mut applied = apply_file(&admin, deploy_dir().join("crds/dittoservers.yaml")).await?;
-        ensure_crd(admin.clone()).await?;
-        applied.extend(apply_file(&admin, deploy_dir().join("controller/controller.yaml")).await?);
-        applied.extend(apply_file(&admin, deploy_dir().join("rbac/controller-rbac.yaml")).await?);
+        let mut applied = apply_deploy_file(&admin, "crds/dittoservers.yaml").await?;
+        install_crd(admin.clone()).await?;
+        applied.extend(apply_deploy_file(&admin, "controller/controller.yaml").await?);
+        applied.extend(apply_deploy_file(&admin, "rbac/controller-rbac.yaml").await?);
         eprintln!("applied: {applied:?}");
 
         // The Deployment's pods are admitted under `restricted` (no kubelet: they stay Pending).
@@ -53,16 +51,10 @@ async fn deploy_manifests_are_accepted_and_their_rbac_is_enough() -> anyhow::Res
             .await?;
 
         // The controller, as its ServiceAccount, watching every namespace, electing in dittofs-system.
-        let sa_client = cp.service_account_client("dittofs-system", "dittofs-controller").await?;
+        let sa_client = service_account_client(cp, "dittofs-system", "dittofs-controller", Reads::All).await?;
         let mut config = Config::new(AGENT_IMAGE);
         config.identity = "in-process".into();
         config.leader_election = Some(LeaderElectionConfig::new("dittofs-controller-leader", "dittofs-system"));
-        // RBAC bindings reach the authorizer through an informer: wait until the token is allowed.
-        let check: Api<DittoServer> = Api::all(sa_client.clone());
-        wait_until("the controller's RBAC to be effective", Duration::from_secs(15), async || {
-            Ok(check.list(&ListParams::default()).await?)
-        })
-        .await?;
         let running = start_with(sa_client, config);
 
         create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}}))?)

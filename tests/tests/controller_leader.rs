@@ -1,8 +1,6 @@
 //! Two controller replicas against one apiserver: only the Lease holder reconciles and writes; a killed
 //! leader is replaced within the lease time, a stopped one (graceful, Lease released) at once.
 
-mod controller_common;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -10,28 +8,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use controller_common::*;
 use dittofs_api::{DittoServer, conditions};
-use dittofs_controller::{Config, LeaderElectionConfig};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
-
-const LEASE: &str = "dittofs-controller-leader";
-const LEASE_DURATION: Duration = Duration::from_secs(4);
-const RETRY: Duration = Duration::from_millis(500);
-
-fn replica(ns: &str, identity: &str) -> Config {
-    let mut config = Config::new(AGENT_IMAGE);
-    config.namespace = Some(ns.to_owned());
-    config.identity = identity.to_owned();
-    config.leader_election = Some(LeaderElectionConfig {
-        lease_name: LEASE.into(),
-        lease_namespace: ns.to_owned(),
-        lease_duration: LEASE_DURATION,
-        renew_deadline: Duration::from_secs(3),
-        retry_period: RETRY,
-    });
-    config
-}
+use dittofs_tests::objects::*;
 
 async fn config_contains(cms: &Api<ConfigMap>, text: &str) -> anyhow::Result<()> {
     let cm = cms.get("fs-config").await?;
@@ -45,14 +25,14 @@ async fn config_contains(cms: &Api<ConfigMap>, text: &str) -> anyhow::Result<()>
 async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_time() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-leader", async |ns| {
-        ensure_crd(ns.client()).await?;
-        let a = start_with(ns.client(), replica(ns.name(), "ctrl-a"));
+        install_crd(ns.client()).await?;
+        let a = start_with(ns.client(), elected(ns.name(), "ctrl-a"));
         wait_until("ctrl-a to lead", Duration::from_secs(10), async || {
             anyhow::ensure!(a.controller.is_leader(), "not yet");
             Ok(())
         })
         .await?;
-        let b = start_with(ns.client(), replica(ns.name(), "ctrl-b"));
+        let b = start_with(ns.client(), elected(ns.name(), "ctrl-b"));
         wait_until("ctrl-b to be ready as a standby", Duration::from_secs(10), async || {
             anyhow::ensure!(b.controller.health().is_ready(), "not yet");
             Ok(())
@@ -62,7 +42,8 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_t
         create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
         let servers: Api<DittoServer> = ns.api();
         wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Two renewals by ctrl-a: ctrl-b, retrying at the same period, has found the Lease held meanwhile.
+        wait_renewals(ns, 2).await?;
         assert!(a.controller.metrics().reconcile_count("ok") > 0);
         assert!(!b.controller.is_leader());
         assert_eq!(b.controller.metrics().total_reconciles(), 0, "the standby reconciled");
@@ -88,15 +69,15 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_t
         })
         .await?;
         let handover = killed.elapsed();
-        eprintln!("handover after a kill: {handover:?} (lease {LEASE_DURATION:?}, retry {RETRY:?})");
+        eprintln!("handover after a kill: {handover:?} (lease {LEASE_DURATION:?}, retry {RENEW_EVERY:?})");
         assert!(b.controller.is_leader());
-        assert!(handover <= LEASE_DURATION + RETRY * 4, "handover took {handover:?}");
+        assert!(handover <= LEASE_DURATION + RENEW_EVERY * 4, "handover took {handover:?}");
         let lease = Api::<Lease>::namespaced(ns.client(), ns.name()).get(LEASE).await?.spec.unwrap();
         assert_eq!(lease.holder_identity.as_deref(), Some("ctrl-b"));
         assert_eq!(lease.lease_transitions, Some(1));
 
         // A graceful stop releases the Lease: a new standby takes over without waiting for expiry.
-        let c = start_with(ns.client(), replica(ns.name(), "ctrl-c"));
+        let c = start_with(ns.client(), elected(ns.name(), "ctrl-c"));
         wait_until("ctrl-c to be ready as a standby", Duration::from_secs(10), async || {
             anyhow::ensure!(c.controller.health().is_ready(), "not yet");
             Ok(())

@@ -2,18 +2,17 @@
 //! controller: each is reported (Ready=False naming the field, a Warning Event) and waits for a change,
 //! while valid servers — old and new — are reconciled as usual. Own test binary: it swaps the CRD.
 
-mod controller_common;
-
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use controller_common::*;
 use dittofs_api::crd::CRD_NAME;
 use dittofs_api::{DittoServer, conditions};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, wait_until};
+use dittofs_tests::objects::*;
 
 /// The DittoServer CRD with no schema at all (everything preserved), as an early or hand-made one might be.
 fn lax_crd() -> anyhow::Result<CustomResourceDefinition> {
@@ -48,9 +47,10 @@ async fn malformed_objects_do_not_wedge_the_controller() -> anyhow::Result<()> {
             .await?;
         }
         // The real schema comes back; the stored objects stay as they are.
-        ensure_crd(ns.client()).await?;
+        install_crd(ns.client()).await?;
 
-        let running = start_controller(ns.client(), ns.name());
+        // Elected, so its Lease renewals give a clock of its own below.
+        let running = start_with(ns.client(), elected(ns.name(), "ctrl-malformed"));
         let servers: Api<DittoServer> = ns.api();
         wait_for_condition(&servers, "good", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
         // A server created after the malformed ones is reconciled too.
@@ -87,11 +87,13 @@ async fn malformed_objects_do_not_wedge_the_controller() -> anyhow::Result<()> {
             );
             assert!(ready["message"].as_str().unwrap().contains(field), "{name}: {ready}");
         }
-        // Invalid objects wait for a change: no retry loop.
+        // Invalid objects wait for a change: no retry loop. Once the reconciles of the status writes are done,
+        // six renewals of the controller's Lease (3 s of its own clock) pass without one: a retry would come
+        // after 1 s and 2 s (the back-off of a transient failure).
         let metrics = running.controller.metrics();
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        running.settle(RENEW_EVERY).await?;
         let (invalid, rejected) = (metrics.reconcile_count("invalid_spec"), metrics.reconcile_count("rejected"));
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        wait_renewals(ns, 6).await?;
         assert_eq!(metrics.reconcile_count("invalid_spec"), invalid, "invalid specs are retried");
         assert_eq!(metrics.reconcile_count("rejected"), rejected, "refused specs are retried");
         eprintln!("reconciles: ok={} invalid_spec={invalid} rejected={rejected}", metrics.reconcile_count("ok"));

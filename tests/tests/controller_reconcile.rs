@@ -2,45 +2,26 @@
 //! collection on delete; a reconcile with nothing changed writes nothing; edits that DittoFS does not read
 //! leave the pod alone; another field manager's adapter ports and the agent's token keys survive.
 
-mod controller_common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::Role;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use controller_common::*;
 use dittofs_api::labels::{CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL};
 use dittofs_api::{DittoServer, conditions, names};
+use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
+use dittofs_tests::objects::*;
 
 fn secret_text(s: &Secret, key: &str) -> String {
     let bytes = &s.data.as_ref().expect("data")[key].0;
     String::from_utf8(bytes.clone()).expect("utf-8")
-}
-
-/// Waits until the controller has reconciled nothing for `quiet` (kube-controller-manager's status
-/// updates of the StatefulSet and the controller's own writes trigger a few reconciles first).
-async fn settle(running: &Running, quiet: Duration) -> anyhow::Result<u64> {
-    let mut last = running.controller.metrics().total_reconciles();
-    let mut since = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while since.elapsed() < quiet {
-        anyhow::ensure!(Instant::now() < deadline, "the controller never settled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = running.controller.metrics().total_reconciles();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        }
-    }
-    Ok(last)
 }
 
 fn total_writes(running: &Running) -> u64 {
@@ -70,11 +51,7 @@ async fn wait_for_children(ns: &TempNamespace<'_>, cr: &str) -> anyhow::Result<(
 
 /// A controller and a minimal server `fs` it has fully reconciled once (config ready, every child there).
 async fn reconciled_minimal_server(ns: &TempNamespace<'_>) -> anyhow::Result<(Running, Api<DittoServer>)> {
-    ensure_crd(ns.client()).await?;
-    let running = start_controller(ns.client(), ns.name());
-    create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
-    let servers: Api<DittoServer> = ns.api();
-    wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+    let (running, servers) = started(ns, "fs", json!({"storage": {"metadataSize": "1Gi"}})).await?;
     wait_for_children(ns, "fs").await?;
     Ok((running, servers))
 }
@@ -84,39 +61,23 @@ async fn reconciled_minimal_server(ns: &TempNamespace<'_>) -> anyhow::Result<(Ru
 async fn every_child_exists_with_owner_labels_and_contents_and_gc_removes_them() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-children", async |ns| {
-        ensure_crd(ns.client()).await?;
-        let running = start_controller(ns.client(), ns.name());
-        let started = Instant::now();
+        let begun = Instant::now();
         let spec = json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}});
-        let ds = create_server(ns, &server("fs", spec)?).await?;
-        let uid = ds.uid().expect("uid");
-        let servers: Api<DittoServer> = ns.api();
-        let ds = wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+        let (running, servers) = started(ns, "fs", spec).await?;
         wait_for_children(ns, "fs").await?;
-        eprintln!("first reconcile complete (children + status) after {:?}", started.elapsed());
+        let ds = servers.get("fs").await?;
+        let uid = ds.uid().expect("uid");
+        eprintln!("first reconcile complete (children + status) after {:?}", begun.elapsed());
 
         // Owners and labels on every child.
         let mut objects = children_of("fs");
         objects.push(("Service", names::metrics_service("fs")));
         for (kind, name) in &objects {
-            let meta: Value = match *kind {
-                "StatefulSet" => serde_json::to_value(ns.api::<StatefulSet>().get(name).await?.metadata)?,
-                "Service" => serde_json::to_value(ns.api::<Service>().get(name).await?.metadata)?,
-                "Secret" => serde_json::to_value(ns.api::<Secret>().get(name).await?.metadata)?,
-                "ConfigMap" => serde_json::to_value(ns.api::<ConfigMap>().get(name).await?.metadata)?,
-                "NetworkPolicy" => serde_json::to_value(ns.api::<NetworkPolicy>().get(name).await?.metadata)?,
-                "Role" => serde_json::to_value(ns.api::<Role>().get(name).await?.metadata)?,
-                "ServiceAccount" => serde_json::to_value(
-                    ns.api::<k8s_openapi::api::core::v1::ServiceAccount>().get(name).await?.metadata,
-                )?,
-                "RoleBinding" => {
-                    serde_json::to_value(ns.api::<k8s_openapi::api::rbac::v1::RoleBinding>().get(name).await?.metadata)?
-                }
-                other => anyhow::bail!("unexpected kind {other}"),
-            };
+            let meta = metadata(ns, &resource(kind)?, name).await?.with_context(|| format!("{kind}/{name}"))?;
+            let meta = serde_json::to_value(meta)?;
             let owners = meta["ownerReferences"].as_array().cloned().unwrap_or_default();
             assert_eq!(owners.len(), 1, "{kind}/{name}: {owners:?}");
-            assert_eq!(owners[0]["kind"], "DittoServer", "{kind}/{name}");
+            assert_eq!(owners[0]["kind"], DittoServer::kind(&()).as_ref(), "{kind}/{name}");
             assert_eq!(owners[0]["uid"], uid.as_str(), "{kind}/{name}");
             assert_eq!(owners[0]["controller"], true, "{kind}/{name}");
             let labels = &meta["labels"];
@@ -192,22 +153,12 @@ async fn every_child_exists_with_owner_labels_and_contents_and_gc_removes_them()
         // Deleting the server: the real garbage collector removes everything.
         servers.delete("fs", &DeleteParams::background()).await?;
         let gc_started = Instant::now();
+        // Every kind resolves to its API first: an unknown kind fails here instead of counting as removed.
+        let typed =
+            objects.iter().map(|(kind, name)| Ok((resource(kind)?, name))).collect::<anyhow::Result<Vec<_>>>()?;
         wait_until("the garbage collector to remove every child", Duration::from_secs(60), async || {
-            for (kind, name) in &objects {
-                let gone = match *kind {
-                    "StatefulSet" => ns.api::<StatefulSet>().get_opt(name).await?.is_none(),
-                    "Service" => ns.api::<Service>().get_opt(name).await?.is_none(),
-                    "Secret" => ns.api::<Secret>().get_opt(name).await?.is_none(),
-                    "ConfigMap" => ns.api::<ConfigMap>().get_opt(name).await?.is_none(),
-                    "NetworkPolicy" => ns.api::<NetworkPolicy>().get_opt(name).await?.is_none(),
-                    "Role" => ns.api::<Role>().get_opt(name).await?.is_none(),
-                    "ServiceAccount" => {
-                        ns.api::<k8s_openapi::api::core::v1::ServiceAccount>().get_opt(name).await?.is_none()
-                    }
-                    "RoleBinding" => ns.api::<k8s_openapi::api::rbac::v1::RoleBinding>().get_opt(name).await?.is_none(),
-                    _ => true,
-                };
-                anyhow::ensure!(gone, "{kind}/{name} still exists");
+            for (api, name) in &typed {
+                anyhow::ensure!(metadata(ns, api, name).await?.is_none(), "{}/{name} still exists", api.kind);
             }
             anyhow::ensure!(pods.get_opt("fs-0").await?.is_none(), "Pod fs-0 still exists");
             Ok(())
@@ -229,7 +180,7 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
         let pods: Api<Pod> = ns.api();
         let pod_uid =
             wait_until("Pod fs-0", Duration::from_secs(30), async || Ok(pods.get("fs-0").await?.uid())).await?;
-        let reconciles = settle(&running, Duration::from_secs(2)).await?;
+        let reconciles = running.settle(Duration::from_secs(2)).await?;
         let mut objects = children_of("fs");
         objects.push(("DittoServer", "fs".into()));
         let secrets: Api<Secret> = ns.api();
@@ -243,12 +194,8 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
             .await?;
         let before = resource_versions(ns, &objects).await?;
         let t0 = Instant::now();
-        wait_until("a reconcile after the touch", Duration::from_secs(10), async || {
-            anyhow::ensure!(running.controller.metrics().total_reconciles() > reconciles, "not yet");
-            Ok(())
-        })
-        .await?;
-        let after_reconciles = settle(&running, Duration::from_secs(1)).await?;
+        running.wait_reconciles("a reconcile after the touch", None, reconciles).await?;
+        let after_reconciles = running.settle(Duration::from_secs(1)).await?;
         eprintln!("no-op reconciles: {} (first ran {:?} after the touch)", after_reconciles - reconciles, t0.elapsed());
         assert_eq!(resource_versions(ns, &objects).await?, before, "a no-op reconcile changed something");
         assert_eq!(total_writes(&running), before_writes, "a no-op reconcile counted a write");
@@ -257,12 +204,8 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
         //    and keeps the generated secrets.
         running.stop().await?;
         let running = start_controller(ns.client(), ns.name());
-        wait_until("the new controller's first reconcile", Duration::from_secs(20), async || {
-            anyhow::ensure!(running.controller.metrics().reconcile_count("ok") >= 1, "not yet");
-            Ok(())
-        })
-        .await?;
-        settle(&running, Duration::from_secs(1)).await?;
+        running.wait_reconciles("the new controller's first reconcile", Some("ok"), 0).await?;
+        running.settle(Duration::from_secs(1)).await?;
         assert_eq!(resource_versions(ns, &objects).await?, before, "a restarted controller rewrote something");
         assert_eq!(total_writes(&running), 0);
         assert_eq!(secret_text(&secrets.get("fs-jwt-secret").await?, "jwt-secret"), jwt);
@@ -283,7 +226,7 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
             )
             .await?;
         wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(20)).await?;
-        settle(&running, Duration::from_secs(1)).await?;
+        running.settle(Duration::from_secs(1)).await?;
         let sts_after = sts_api.get("fs").await?;
         assert_eq!(sts_after.resource_version(), sts_before.resource_version(), "StatefulSet rewritten");
         assert_eq!(pods.get("fs-0").await?.uid(), pod_uid, "the pod was replaced");
@@ -318,12 +261,12 @@ async fn fields_of_other_managers_survive_the_controllers_apply() -> anyhow::Res
 
         // The adapter part owns `adapter-*` container ports under its own manager.
         let sts_api: Api<StatefulSet> = ns.api();
-        let ports = json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "fs"},
-            "spec": {"template": {"spec": {"containers": [{"name": "dittofs", "ports": [
+        let ports = apply_body::<StatefulSet>(
+            "fs",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "dittofs", "ports": [
                 {"name": "adapter-nfs", "containerPort": 12049, "protocol": "TCP"}
-            ]}]}}}
-        });
+            ]}]}}}}),
+        );
         sts_api.patch("fs", &PatchParams::apply("dittofs-controller-ports").force(), &Patch::Apply(&ports)).await?;
         // The agent stores its token pair next to the controller's keys (as an update, as the agent does).
         let secrets: Api<Secret> = ns.api();
@@ -345,13 +288,9 @@ async fn fields_of_other_managers_survive_the_controllers_apply() -> anyhow::Res
                     &Patch::Merge(json!({"metadata": {"annotations": {"touch": i.to_string()}}})),
                 )
                 .await?;
-            wait_until("a reconcile", Duration::from_secs(10), async || {
-                anyhow::ensure!(running.controller.metrics().total_reconciles() > before, "not yet");
-                Ok(())
-            })
-            .await?;
+            running.wait_reconciles("a reconcile", None, before).await?;
         }
-        settle(&running, Duration::from_secs(1)).await?;
+        running.settle(Duration::from_secs(1)).await?;
         let sts = sts_api.get("fs").await?;
         let dittofs =
             sts.spec.unwrap().template.spec.unwrap().containers.into_iter().find(|c| c.name == "dittofs").unwrap();
@@ -371,7 +310,7 @@ async fn fields_of_other_managers_survive_the_controllers_apply() -> anyhow::Res
 async fn user_secret_references_replace_the_managed_secrets() -> anyhow::Result<()> {
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-refs", async |ns| {
-        ensure_crd(ns.client()).await?;
+        install_crd(ns.client()).await?;
         let secrets: Api<Secret> = ns.api();
         let user: Secret = serde_json::from_value(
             json!({"metadata": {"name": "mine"}, "stringData": {"jwt": "x".repeat(40), "pw": "admin-pw"}}),

@@ -11,8 +11,13 @@ use crate::{
     dittofs::ADMIN_PASSWORD,
     kube_env::ControlPlane,
     pod::{Pod, start_controller},
-    scenario::{NS, SERVER, converge, create_server, kubectl, set_up},
+    scenario::{NS, SERVER, converge, create_server, set_up},
 };
+
+/// What kubectl shows, or why it could not (the demo goes on either way).
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    cp.kubectl(args).unwrap_or_else(|e| format!("({e:#})\n"))
+}
 
 /// Runs the walkthrough; `Ok(true)` when every step converged.
 pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, interactive: bool) -> anyhow::Result<bool> {

@@ -312,23 +312,28 @@ impl ControlPlane {
         }))
     }
 
-    /// A client authenticated as ServiceAccount `namespace/name` with a token
-    /// from the TokenRequest API — the same kind of token a pod gets projected —
-    /// so RBAC is enforced exactly as for the operator running in-cluster.
+    /// A client authenticated as ServiceAccount `namespace/name` with a token from
+    /// [`Self::service_account_token`], so RBAC is enforced exactly as for the operator running in-cluster.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> anyhow::Result<kube::Client> {
+        let token = self.service_account_token(namespace, name).await?;
+        Ok(self.client_with(serde_json::json!({ "token": token })))
+    }
+
+    /// A one-hour token of ServiceAccount `namespace/name` from the TokenRequest API — the same kind of
+    /// token a pod gets projected.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> anyhow::Result<String> {
         let sas: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
             ..Default::default()
         };
-        let token = sas
+        Ok(sas
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?
             .status
             .context("TokenRequest returned no status")?
-            .token;
-        Ok(self.client_with(serde_json::json!({ "token": token })))
+            .token)
     }
 
     /// Builds a client from kubeconfig-style `user` fields (deserialised, so no

@@ -29,4 +29,4 @@ pub use binaries::{ETCD_VERSION, K8S_VERSION, locate_bin_dir};
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use namespace::TempNamespace;
 pub use pki::{SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE};
-pub use wait::wait_until;
+pub use wait::{MEASURE_EVERY, measure_until, wait_until};

@@ -1,4 +1,4 @@
-//! [`TempNamespace`] and [`ControlPlane::with_temp_ns`]: a uniquely named namespace per test, deleted afterwards (also when the test fails or panics), with the server logs printed on failure.
+//! [`TempNamespace`] and [`ControlPlane::with_temp_ns`]: a uniquely named namespace per test, deleted afterwards (also when the test fails or panics), with the server logs printed on failure; and `kubectl` against the control plane.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -73,6 +73,11 @@ impl<'cp> TempNamespace<'cp> {
         Api::namespaced(self.cp.client(), &self.name)
     }
 
+    /// Runs kubectl in this namespace (see [`ControlPlane::kubectl`]).
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.cp.kubectl(&[&["-n", self.name.as_str()], args].concat())
+    }
+
     /// Deletes the namespace (the namespace controller removes its contents
     /// in the background; nothing waits for that).
     pub async fn delete(mut self) -> anyhow::Result<()> {
@@ -120,6 +125,18 @@ async fn delete_namespace(cp: &ControlPlane, name: &str) -> anyhow::Result<()> {
 }
 
 impl ControlPlane {
+    /// Runs the control plane's kubectl with its admin kubeconfig; returns stdout, or fails with stderr.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new(self.bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig_path())
+            .args(args)
+            .output()
+            .context("run kubectl")?;
+        anyhow::ensure!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// Runs `test` with a fresh namespace and deletes it afterwards. On error
     /// (or panic) the server log tails are printed so the failure report shows
     /// what the apiserver and controllers saw.

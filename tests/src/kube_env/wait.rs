@@ -1,4 +1,4 @@
-//! [`wait_until`]: polls a condition until it holds or a deadline passes, failing with what was awaited and the last observed state.
+//! [`wait_until`] and [`measure_until`]: poll a condition until it holds or a deadline passes, failing with what was awaited and the last observed state. The one wait loop of the harness: tests wait on facts, never on a clock.
 
 use std::time::{Duration, Instant};
 
@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 /// local apiserver) finish in tens of milliseconds, slow ones are not hammered.
 const FIRST_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_millis(250);
+
+/// Fixed pause between checks of [`measure_until`]: the resolution of the latencies it reports.
+pub const MEASURE_EVERY: Duration = Duration::from_millis(25);
 
 /// Calls `check` until it returns `Ok`, and returns that value.
 ///
@@ -27,24 +30,47 @@ const MAX_DELAY: Duration = Duration::from_millis(250);
 pub async fn wait_until<T>(
     what: &str,
     timeout: Duration,
-    mut check: impl AsyncFnMut() -> anyhow::Result<T>,
+    check: impl AsyncFnMut() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let start = Instant::now();
     let mut delay = FIRST_DELAY;
+    let backoff = move || {
+        let now = delay;
+        delay = (delay * 2).min(MAX_DELAY);
+        now
+    };
+    Ok(poll(what, timeout, backoff, check).await?.0)
+}
+
+/// [`wait_until`] for a latency the test reports or bounds: checks every [`MEASURE_EVERY`] (no back-off, so
+/// the figure is not rounded up to a back-off step) and returns the value with how long it took to hold.
+pub async fn measure_until<T>(
+    what: &str,
+    timeout: Duration,
+    check: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Duration)> {
+    poll(what, timeout, || MEASURE_EVERY, check).await
+}
+
+async fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut pause: impl FnMut() -> Duration,
+    mut check: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Duration)> {
+    let start = Instant::now();
     loop {
         // Bound each check by the time left, so one hung request cannot
         // stretch the wait past its deadline.
         let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
         let state = match tokio::time::timeout(left, check()).await {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => return Ok((value, start.elapsed())),
             Ok(Err(e)) => format!("{e:#}"),
             Err(_) => format!("the check itself did not finish within {}", fmt_duration(left)),
         };
         if start.elapsed() >= timeout {
             anyhow::bail!("timed out after {} waiting for {what}; last state: {state}", fmt_duration(timeout));
         }
-        tokio::time::sleep(delay.min(timeout.saturating_sub(start.elapsed()))).await;
-        delay = (delay * 2).min(MAX_DELAY);
+        tokio::time::sleep(pause().min(timeout.saturating_sub(start.elapsed()))).await;
     }
 }
 
@@ -74,6 +100,19 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(value, 30);
+    }
+
+    #[tokio::test]
+    async fn measure_reports_how_long_the_condition_took() {
+        let start = Instant::now();
+        let (value, took) = measure_until("100ms to pass", Duration::from_secs(5), async || {
+            anyhow::ensure!(start.elapsed() >= Duration::from_millis(100), "not yet");
+            Ok("done")
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, "done");
+        assert!(took >= Duration::from_millis(100) && took < Duration::from_millis(600), "{took:?}");
     }
 
     #[tokio::test]

@@ -1,8 +1,6 @@
 //! Defaults, both as the apiserver applies them (schema `default`) and as Rust fills them when a field is absent.
 
-mod common;
-
-use common::node;
+use crate::common::node;
 use dittofs_api::DittoServerSpec;
 use dittofs_api::crd::{DatabaseType, LogFormat, LogLevel, ServiceType};
 use serde_json::json;

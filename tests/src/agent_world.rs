@@ -1,24 +1,22 @@
-//! Helpers shared by the agent_* integration tests: a namespace with the real CRD, a DittoServer, the
-//! per-instance RBAC from the controller and the credentials Secret, a DittoFS, and the agent running
-//! in-process as its container would — with a ServiceAccount token bound to that Role.
+//! The agent_* tests' world: a namespace with the real CRD, a DittoServer, the per-instance RBAC from the
+//! controller and the credentials Secret, a DittoFS, and the agent running in-process as its container
+//! would — with a ServiceAccount token bound to that Role — plus waits on its status entry and its metrics.
 
-#![allow(dead_code)]
+use std::{sync::Arc, time::Duration};
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
+use crate::{
+    dittofs::{ADMIN_PASSWORD, DittoFs, Options},
+    kube_env::{TempNamespace, measure_until, wait_until},
+    objects::{Reads, install_crd, service_account_client},
 };
-
 use anyhow::Context as _;
-use dittofs_agent::{AgentConfig, AgentError, CancellationToken, Metrics, SecretKeyRef, SecretString};
+use dittofs_agent::{
+    AgentConfig, AgentError, CancellationToken, Metrics, SecretKeyRef, SecretString, metrics::WriteResult,
+};
 use dittofs_api::{
     DittoServer, DittoServerSpec,
     crd::{AgentAdapterStatus, AgentStatus},
     names,
-};
-use dittofs_tests::{
-    dittofs::{ADMIN_PASSWORD, DittoFs, Options},
-    kube_env::{TempNamespace, wait_until},
 };
 use k8s_openapi::{
     ByteString,
@@ -31,14 +29,12 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-/// Installs the real CRD and waits until it serves.
-pub use dittofs_tests::pod::install_crd as ensure_crd;
-
 /// The DittoServer's name and the agent's pod.
 pub const SERVER: &str = "fs";
 pub const POD: &str = "fs-0";
 
 /// An agent running on its own task.
+#[derive(Debug)]
 pub struct RunningAgent {
     pub metrics: Arc<Metrics>,
     token: CancellationToken,
@@ -46,9 +42,24 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
+    /// Starts the agent in-process, acting with `kube` (its ServiceAccount's client).
+    pub fn start(config: AgentConfig, kube: kube::Client) -> RunningAgent {
+        let metrics = Arc::new(Metrics::new());
+        let token = CancellationToken::new();
+        let task = tokio::spawn(dittofs_agent::run_with_metrics(config, kube, token.clone(), metrics.clone()));
+        RunningAgent { metrics, token, task }
+    }
+
     /// Fails if the agent task has ended (it must only end on shutdown).
     pub fn assert_running(&self) {
         assert!(!self.task.is_finished(), "the agent task ended on its own");
+    }
+
+    /// Graceful stop; returns the stopped agent's metrics.
+    pub async fn stop(self) -> anyhow::Result<Arc<Metrics>> {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task).await.context("agent did not stop within 5s")???;
+        Ok(self.metrics)
     }
 }
 
@@ -63,13 +74,23 @@ pub struct Rig {
     pub agent: Option<RunningAgent>,
 }
 
+impl std::fmt::Debug for Rig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rig")
+            .field("ns", &self.ns)
+            .field("fs", &self.fs)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Rig {
     /// Creates the DittoServer (with `interval`), the agent's RBAC from the controller's
     /// `agent_rbac`, the credentials Secret as the controller creates it, and starts DittoFS.
     pub async fn new(ns: &TempNamespace<'_>, options: Options, interval: &str) -> anyhow::Result<Rig> {
         init_logs();
         let admin = ns.client();
-        ensure_crd(admin.clone()).await?;
+        install_crd(admin.clone()).await?;
         let servers: Api<DittoServer> = ns.api();
         let mut spec = DittoServerSpec::with_metadata_size("1Gi");
         spec.adapter_discovery.polling_interval = interval.to_owned();
@@ -96,16 +117,21 @@ impl Rig {
         secrets.create(&PostParams::default(), &secret).await?;
 
         let sa_name = names::agent_service_account(SERVER);
-        let sa_client = ns.control_plane().service_account_client(ns.name(), &sa_name).await?;
-        // RBAC learns of new bindings through an informer: wait until the agent's token is allowed.
-        let as_agent: Api<DittoServer> = Api::namespaced(sa_client.clone(), ns.name());
-        wait_until("the agent's Role to take effect", Duration::from_secs(15), async || {
-            Ok(as_agent.get(SERVER).await?)
-        })
-        .await?;
-
+        let sa_client = service_account_client(ns.control_plane(), ns.name(), &sa_name, Reads::Server(SERVER)).await?;
         let fs = DittoFs::start(options).await?;
         Ok(Rig { ns: ns.name().to_owned(), admin, sa: sa_client, fs, servers, secrets, agent: None })
+    }
+
+    /// [`Rig::new`], with the agent started ([`Rig::config`]) and its entry in sync with DittoFS.
+    pub async fn in_sync(
+        ns: &TempNamespace<'_>,
+        options: Options,
+        interval: &str,
+    ) -> anyhow::Result<(Rig, AgentStatus)> {
+        let mut rig = Rig::new(ns, options, interval).await?;
+        rig.start_agent(rig.config());
+        let entry = rig.wait_in_sync(Duration::from_secs(20)).await?;
+        Ok((rig, entry))
     }
 
     /// The configuration the controller's pod template would give the agent, with the harness's DittoFS.
@@ -118,20 +144,15 @@ impl Rig {
     /// Starts the agent in-process with the ServiceAccount client.
     pub fn start_agent(&mut self, config: AgentConfig) -> Arc<Metrics> {
         assert!(self.agent.is_none(), "an agent is already running");
-        let metrics = Arc::new(Metrics::new());
-        let token = CancellationToken::new();
-        let task =
-            tokio::spawn(dittofs_agent::run_with_metrics(config, self.sa.clone(), token.clone(), metrics.clone()));
-        self.agent = Some(RunningAgent { metrics: metrics.clone(), token, task });
+        let agent = RunningAgent::start(config, self.sa.clone());
+        let metrics = agent.metrics.clone();
+        self.agent = Some(agent);
         metrics
     }
 
     /// Graceful stop; returns the stopped agent's metrics.
     pub async fn stop_agent(&mut self) -> anyhow::Result<Arc<Metrics>> {
-        let agent = self.agent.take().context("no agent running")?;
-        agent.token.cancel();
-        tokio::time::timeout(Duration::from_secs(5), agent.task).await.context("agent did not stop within 5s")???;
-        Ok(agent.metrics)
+        self.agent.take().context("no agent running")?.stop().await
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -142,36 +163,59 @@ impl Rig {
         self.agent.as_ref().expect("agent running").assert_running();
     }
 
+    /// Waits until `counter` of the running agent's metrics reaches `target`; returns its value then. The
+    /// agent's own counters (fast-path polls, full polls, refreshes) are the clock of the tests: they wait
+    /// for K cycles of the agent, never for a fixed time.
+    pub async fn wait_count(
+        &self,
+        what: &str,
+        target: u64,
+        timeout: Duration,
+        counter: impl Fn(&Metrics) -> u64,
+    ) -> anyhow::Result<u64> {
+        wait_until(&format!("{what} to reach {target}"), timeout, async || {
+            self.assert_agent_running();
+            let now = counter(self.metrics());
+            anyhow::ensure!(now >= target, "{now}");
+            Ok(now)
+        })
+        .await
+    }
+
     /// The agent's entry in the status, if any.
     pub async fn entry(&self) -> anyhow::Result<Option<AgentStatus>> {
         let ds = self.servers.get(SERVER).await?;
         Ok(ds.status.and_then(|s| s.agents.into_iter().find(|a| a.pod_name == POD)))
     }
 
-    /// Polls the entry every 50 ms until `check` accepts it; returns the value and how long it took.
+    /// Polls the entry until `check` accepts it; returns the value and how long it took.
     pub async fn wait_entry<T>(
         &self,
         what: &str,
         timeout: Duration,
         check: impl Fn(&AgentStatus) -> anyhow::Result<T>,
     ) -> anyhow::Result<(T, Duration)> {
-        let started = Instant::now();
-        let mut last = String::from("no entry yet");
-        while started.elapsed() < timeout {
+        measure_until(what, timeout, async || {
             if let Some(agent) = &self.agent {
                 agent.assert_running();
             }
-            match self.entry().await {
-                Ok(Some(entry)) => match check(&entry) {
-                    Ok(v) => return Ok((v, started.elapsed())),
-                    Err(e) => last = format!("{e:#}; entry: {}", serde_json::to_string(&entry)?),
-                },
-                Ok(None) => last = "no entry yet".into(),
-                Err(e) => last = format!("{e:#}"),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("timed out after {timeout:?} waiting for {what}; last: {last}")
+            let entry = self.entry().await?.context("no entry yet")?;
+            check(&entry).with_context(|| format!("entry: {}", serde_json::to_string(&entry).unwrap_or_default()))
+        })
+        .await
+    }
+
+    /// Waits until the entry's adapter of `kind` passes `check`; returns how long that took.
+    pub async fn wait_adapter(
+        &self,
+        what: &str,
+        timeout: Duration,
+        kind: &str,
+        check: impl Fn(&AgentAdapterStatus) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Duration> {
+        let (_, took) =
+            self.wait_entry(what, timeout, |e| check(adapter(e, kind).with_context(|| format!("no {kind}"))?)).await?;
+        Ok(took)
     }
 
     /// Waits until the entry shows DittoFS reachable and the adapters DittoFS has right now (as admin sees them).
@@ -192,6 +236,20 @@ impl Rig {
             })
             .await?;
         Ok(entry)
+    }
+
+    /// Waits until the agent is idle: every adapter's health reported (a recheck follows the start within 5 s),
+    /// then a list that changed nothing (its write skipped).
+    pub async fn wait_steady(&self) -> anyhow::Result<()> {
+        self.wait_entry("healthy adapters", Duration::from_secs(10), |e| {
+            anyhow::ensure!(e.adapters.iter().all(|a| a.health.as_deref() == Some("healthy")), "not settled");
+            Ok(())
+        })
+        .await?;
+        let skipped = |m: &Metrics| m.status_writes(WriteResult::Skipped);
+        let target = skipped(self.metrics()) + 1;
+        self.wait_count("a poll that changes nothing", target, Duration::from_secs(35), skipped).await?;
+        Ok(())
     }
 
     /// The password the controller put into the credentials Secret.
@@ -233,9 +291,4 @@ pub fn init_logs() {
             .with_test_writer()
             .try_init();
     }
-}
-
-/// Whether the test runs against the real DittoFS.
-pub fn real_server() -> bool {
-    std::env::var_os("DITTOFS_BIN").is_some_and(|v| !v.is_empty())
 }

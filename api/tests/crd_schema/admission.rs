@@ -3,9 +3,7 @@
 //! OpenAPI keywords (minimum, maxLength, enum, required) are not evaluated here; `schema.rs` checks
 //! they are in the schema. The apiserver-backed tests cover the full admission path.
 
-mod common;
-
-use common::{cel_failures, object, spec_failures};
+use crate::common::{cel_failures, object, spec_failures};
 use dittofs_api::crd::cel;
 use dittofs_api::duration::parse_go_duration;
 use serde_json::{Value, json};

@@ -1,9 +1,7 @@
 //! The generated CRD: identity, printer columns, list-map markers, preserved sections, CEL rules,
 //! documentation of every field, and the bounds that keep the CEL cost estimate low.
 
-mod common;
-
-use common::{node, rules, schema};
+use crate::common::{node, rules, schema};
 use dittofs_api::crd::cel;
 use serde_json::Value;
 

@@ -1,8 +1,8 @@
-//! Helpers of the controller_adapters* tests: agent reports simulated exactly as the agent writes them
-//! (server-side apply of its `status.agents` entry under its own field manager, on the status
-//! subresource), a compact view of the adapter objects, waits, and kubectl.
+//! The adapter part of the controller tests: agent reports simulated exactly as the agent writes them
+//! (server-side apply of its `status.agents` entry under its own field manager, on the status subresource),
+//! a compact view of the adapter objects (Services, NetworkPolicies, container ports) and waits on it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use dittofs_api::DittoServer;
 use dittofs_api::constants::agent_field_manager;
 use dittofs_api::labels::{adapter_network_policies_selector, adapter_services_selector};
-use dittofs_controller::Controller;
-use dittofs_tests::kube_env::{TempNamespace, wait_until};
+
+use crate::kube_env::{TempNamespace, measure_until, wait_until};
+use crate::objects::apply_body;
 
 /// An adapter DittoFS serves (enabled, running, healthy).
 pub fn serving(kind: &str, port: i32) -> Value {
@@ -40,12 +41,7 @@ pub fn traceparent(n: u64) -> String {
 /// Applies `pod`'s whole entry, as its agent does (a field it omits is released).
 pub async fn report_entry(servers: &Api<DittoServer>, cr: &str, entry: Value) -> anyhow::Result<()> {
     let pod = entry["podName"].as_str().expect("podName").to_owned();
-    let body = json!({
-        "apiVersion": "dittofs.dittofs.com/v1alpha1",
-        "kind": "DittoServer",
-        "metadata": {"name": cr},
-        "status": {"agents": [entry]},
-    });
+    let body = apply_body::<DittoServer>(cr, json!({"status": {"agents": [entry]}}));
     servers.patch_status(cr, &PatchParams::apply(&agent_field_manager(&pod)).force(), &Patch::Apply(&body)).await?;
     Ok(())
 }
@@ -140,30 +136,13 @@ pub fn np_port(np: &NetworkPolicy) -> i32 {
 
 /// Waits until the adapter objects are `want`; returns how long that took.
 pub async fn wait_view(ns: &TempNamespace<'_>, cr: &str, want: &View, timeout: Duration) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    wait_until(&format!("the adapter objects to be {want:?}"), timeout, async || {
+    let ((), took) = measure_until(&format!("the adapter objects to be {want:?}"), timeout, async || {
         let got = view(ns, cr).await?;
         anyhow::ensure!(&got == want, "got {got:?}");
         Ok(())
     })
     .await?;
-    Ok(started.elapsed())
-}
-
-/// Waits until the controller has not reconciled for `quiet`; returns its reconcile count.
-pub async fn settle(controller: &Controller, quiet: Duration) -> anyhow::Result<u64> {
-    let mut last = controller.metrics().total_reconciles();
-    let mut since = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while since.elapsed() < quiet {
-        anyhow::ensure!(Instant::now() < deadline, "the controller never settled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = controller.metrics().total_reconciles();
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    Ok(last)
+    Ok(took)
 }
 
 /// The status's AdaptersReady condition as (status, reason, message).
@@ -188,17 +167,4 @@ pub async fn wait_adapters_ready(
         Ok(got.2)
     })
     .await
-}
-
-/// Runs the control plane's kubectl against its kubeconfig; returns stdout.
-pub fn kubectl(ns: &TempNamespace<'_>, args: &[&str]) -> anyhow::Result<String> {
-    let cp = ns.control_plane();
-    let out = std::process::Command::new(cp.bin_dir().join("kubectl"))
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig_path())
-        .args(["-n", ns.name()])
-        .args(args)
-        .output()?;
-    anyhow::ensure!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?)
 }

@@ -1,8 +1,9 @@
-//! Helpers shared by the integration tests: the CRD's schema as JSON, fixtures, client-side CEL evaluation.
-#![allow(dead_code)]
+//! Helpers of the schema tests: the CRD's schema as JSON, fixtures, client-side CEL evaluation.
 
 use std::path::PathBuf;
 
+use dittofs_api::DittoServer;
+use kube::Resource;
 use serde_json::{Value, json};
 
 /// The `openAPIV3Schema` of the CRD, as JSON.
@@ -52,8 +53,8 @@ pub fn fixture_json(name: &str) -> Value {
 /// A full object around a spec.
 pub fn object(name: &str, spec: Value) -> Value {
     json!({
-        "apiVersion": "dittofs.dittofs.com/v1alpha1",
-        "kind": "DittoServer",
+        "apiVersion": DittoServer::api_version(&()),
+        "kind": DittoServer::kind(&()),
         "metadata": {"name": name, "namespace": "default"},
         "spec": spec,
     })

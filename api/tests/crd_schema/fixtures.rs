@@ -1,9 +1,7 @@
 //! Manifests in the shapes of the Go operator's samples (and of the new fields) deserialize, pass the
 //! CRD's CEL rules, and keep the sections this controller does not implement verbatim.
 
-mod common;
-
-use common::{cel_failures, fixture_json};
+use crate::common::{cel_failures, fixture_json};
 use dittofs_api::crd::unimplemented::{self, unimplemented_fields};
 use dittofs_api::crd::{DatabaseType, LogFormat, LogLevel, Phase, ServiceType};
 use dittofs_api::{DittoServer, DittoServerSpec};
