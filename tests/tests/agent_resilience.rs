@@ -3,7 +3,7 @@
 //! fresh database heals (account re-provisioned, polling resumed) without restarting the agent.
 //!
 //! The fault cases need the emulator's fault injection. Their test is named `emulator_only_…`: the real-server
-//! tier runs `DITTOFS_BIN=… cargo test -- --include-ignored --skip emulator_only`, so cargo's summary counts it
+//! tier (`DITTOFS_BIN=… make test`) passes `--skip emulator_only`, so cargo's summary counts it
 //! as "filtered out" there; run against the real server without that filter it fails, it never passes unchecked.
 
 use std::time::Duration;
