@@ -76,6 +76,12 @@ pub mod reasons {
     pub const OBJECT_NOT_MANAGED: &str = "ObjectNotManaged";
     /// AdaptersReady=False: applying or deleting an adapter object failed (retried with a backoff).
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// AdaptersReady=False: the agents reported adapters the controller refuses to expose (a type not in
+    /// `adapterServices.allowedTypes`, a port of the API, metrics or agent, a port out of range, or a
+    /// name another type already has); the message names each and why.
+    pub const ADAPTERS_REFUSED: &str = "AdaptersRefused";
+    /// ConfigReady=False: the JWT signing key is shorter than DittoFS accepts (it would not start).
+    pub const JWT_SECRET_TOO_SHORT: &str = "JWTSecretTooShort";
 }
 
 /// Reasons of the Events the controller emits on a `DittoServer`.
@@ -102,4 +108,8 @@ pub mod events {
     pub const NETWORK_POLICY_FAILED: &str = "NetworkPolicyFailed";
     /// Normal: the StatefulSet's adapter container ports changed.
     pub const CONTAINER_PORTS_UPDATED: &str = "ContainerPortsUpdated";
+    /// Warning: reported adapters are refused (once per change of the refused set; the note names them).
+    pub const ADAPTERS_REFUSED: &str = "AdaptersRefused";
+    /// Warning: the JWT signing key is shorter than DittoFS accepts.
+    pub const JWT_SECRET_TOO_SHORT: &str = "JWTSecretTooShort";
 }

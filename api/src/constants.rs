@@ -45,6 +45,9 @@ pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 /// Default adapter polling interval (`spec.adapterDiscovery.pollingInterval`).
 pub const DEFAULT_POLLING_INTERVAL: &str = "30s";
 
+/// Shortest JWT signing key DittoFS starts with, in bytes (docs/dittofs-api.md#authentication-and-tokens).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
 /// Default access-token lifetime (`spec.identity.jwt.accessTokenDuration`).
 pub const DEFAULT_ACCESS_TOKEN_DURATION: &str = "15m";
 

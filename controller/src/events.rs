@@ -1,7 +1,12 @@
 //! Kubernetes Events on a `DittoServer` (reporter `dittofs-controller`), published best-effort.
 //!
 //! A failed publish is logged and never fails a reconcile: Events explain, they do not decide.
-//! Repeats of the same Event within minutes become one Event with a count (the recorder's series).
+//! Repeats of the same Event within minutes become one Event with a count (the recorder's series). The
+//! recorder tells repeats by reason and objects only, not by note: a new note would be counted as one more
+//! of the old Event, showing the old note. So each note gets its own recorder, and a new note a new Event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -20,10 +25,16 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Reason of the Warning Event for storage changes Kubernetes does not allow on a StatefulSet.
 pub const STORAGE_CHANGE_IGNORED: &str = "StorageChangeIgnored";
 
+/// Most recorders kept; past that they are dropped (a repeat then starts a new Event).
+const MAX_RECORDERS: usize = 256;
+
 /// Publishes Events as this controller instance.
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
+    /// One recorder per (reason, note).
+    recorders: Arc<Mutex<HashMap<(String, String), Recorder>>>,
 }
 
 impl std::fmt::Debug for Events {
@@ -36,7 +47,16 @@ impl Events {
     /// Events reported by `dittofs-controller`, instance `instance` (the leader-election identity).
     pub fn new(client: Client, instance: &str) -> Self {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: Some(instance.into()) };
-        Self { recorder: Recorder::new(client, reporter) }
+        Self { client, reporter, recorders: Arc::default() }
+    }
+
+    fn recorder(&self, reason: &str, note: &str) -> Recorder {
+        let mut recorders = self.recorders.lock().expect("not poisoned");
+        let key = (reason.to_owned(), note.to_owned());
+        if recorders.len() >= MAX_RECORDERS && !recorders.contains_key(&key) {
+            recorders.clear();
+        }
+        recorders.entry(key).or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone())).clone()
     }
 
     /// A Normal Event on `ds`.
@@ -72,15 +92,11 @@ impl Events {
         note: String,
     ) {
         let reference: ObjectReference = ds.object_ref(&());
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            // The API caps the note at 1 kB.
-            note: Some(truncate(note, 1000)),
-            action: action.into(),
-            secondary: related,
-        };
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        // The API caps the note at 1 kB.
+        let note = truncate(note, 1000);
+        let recorder = self.recorder(reason, &note);
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: related };
+        if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }

@@ -20,7 +20,9 @@ const CR: &str = "fs";
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(ns: &TempNamespace<'_>, sync: bool) -> anyhow::Result<(Running, Api<DittoServer>)> {
-    started(ns, CR, json!({"storage": {"metadataSize": "1Gi"}, "adapterServices": {"syncContainerPorts": sync}})).await
+    // Two extra allowed types: a long one (short port names) and one that will be reported on the API port.
+    let services = json!({"syncContainerPorts": sync, "allowedTypes": ["nfs", "smb", "odd", "very-long-adap"]});
+    started(ns, CR, json!({"storage": {"metadataSize": "1Gi"}, "adapterServices": services})).await
 }
 
 /// The pod template as JSON and the StatefulSet's generation.
@@ -82,8 +84,8 @@ async fn ports_have_their_own_manager_short_names_and_never_take_a_static_port()
     ControlPlane::shared()
         .with_temp_ns("ctrl-adapter-ports", async |ns| {
             let (running, servers) = start(ns, true).await?;
-            // A long type name, and an adapter reported on the API port (8080).
-            let adapters = vec![serving("nfs", 12049), serving("Very_Long_Adapter", 9000), serving("odd", 8080)];
+            // A long type name, and an allowed type reported on the API port (8080): refused, never exposed.
+            let adapters = vec![serving("nfs", 12049), serving("Very_Long_Adap", 9000), serving("odd", 8080)];
             report(&servers, CR, "fs-0", adapters).await?;
             let sts_api: Api<StatefulSet> = ns.api();
             let ports = wait_until("the container ports", WAIT, async || {
@@ -97,8 +99,8 @@ async fn ports_have_their_own_manager_short_names_and_never_take_a_static_port()
             assert!(long.len() <= 15 && long.starts_with("adapter-ve-") && *port == 9000, "{long}");
             let v = view(ns, CR).await?;
             let services: Vec<&str> = v.services.iter().map(|(n, _)| n.as_str()).collect();
-            assert_eq!(services, ["fs-adapter-nfs", "fs-adapter-odd", "fs-adapter-very-long-adapter"]);
-            let svc = ns.api::<k8s_openapi::api::core::v1::Service>().get("fs-adapter-very-long-adapter").await?;
+            assert_eq!(services, ["fs-adapter-nfs", "fs-adapter-very-long-adap"], "odd on the API port is refused");
+            let svc = ns.api::<k8s_openapi::api::core::v1::Service>().get("fs-adapter-very-long-adap").await?;
             assert_eq!(svc.spec.unwrap().ports.unwrap()[0].name.as_deref(), Some(long.as_str()), "same name on the Service");
 
             // The ports manager owns exactly the adapter entries; the API port stays the main manager's.

@@ -96,6 +96,66 @@ pub const SOURCE_PEER_RULE: &str = "has(self.ipBlock) != (has(self.namespaceSele
 pub const SOURCE_PEER_MESSAGE: &str =
     "set either ipBlock, or namespaceSelector and/or podSelector (not both kinds, not neither)";
 
+/// An adapter type in `adapterServices.allowedTypes`: what the name sanitizing leaves (lower-case
+/// letters, digits, inner '-').
+pub const ADAPTER_TYPE_REGEX: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// Annotations rule text: every key fits an annotation key (a 253-character prefix, '/', a 63-character
+/// name), so one server cannot make the controller's cache hold arbitrarily large maps.
+pub const ANNOTATION_KEYS_RULE: &str = "self.all(k, size(k) <= 317)";
+/// Message of [`ANNOTATION_KEYS_RULE`].
+pub const ANNOTATION_KEYS_MESSAGE: &str =
+    "annotation keys must be at most 317 characters (a 253-character prefix, '/' and a 63-character name)";
+
+/// controlPlane rule text: the API does not take the agent's admin port
+/// ([`crate::agent_env::DEFAULT_ADMIN_PORT`]).
+pub const API_AGENT_PORT_RULE: &str = "!has(self.port) || self.port != 8082";
+/// Message of [`API_AGENT_PORT_RULE`].
+pub const API_AGENT_PORT_MESSAGE: &str =
+    "controlPlane.port must not be 8082: the agent container of the same pod serves its admin endpoints there";
+/// metrics rule text: an enabled metrics listener does not take the agent's admin port.
+pub const METRICS_AGENT_PORT_RULE: &str = "!has(self.enabled) || !self.enabled || !has(self.port) || self.port != 8082";
+/// Message of [`METRICS_AGENT_PORT_RULE`].
+pub const METRICS_AGENT_PORT_MESSAGE: &str =
+    "metrics.port must not be 8082: the agent container of the same pod serves its admin endpoints there";
+
+/// securityContext rule text: not privileged (restricted Pod Security profile).
+pub const PRIVILEGED_RULE: &str = "!has(self.privileged) || !self.privileged";
+/// Message of [`PRIVILEGED_RULE`].
+pub const PRIVILEGED_MESSAGE: &str =
+    "securityContext.privileged must not be true: the restricted Pod Security profile forbids privileged containers";
+/// securityContext rule text: no privilege escalation (restricted Pod Security profile).
+pub const ESCALATION_RULE: &str = "!has(self.allowPrivilegeEscalation) || !self.allowPrivilegeEscalation";
+/// Message of [`ESCALATION_RULE`].
+pub const ESCALATION_MESSAGE: &str = "securityContext.allowPrivilegeEscalation must not be true: the restricted Pod Security profile forbids privilege escalation";
+/// securityContext rule text: no capability added but NET_BIND_SERVICE (restricted Pod Security
+/// profile). Written without a loop over the list, whose length the schema does not bound, so the
+/// apiserver's cost estimate stays constant.
+pub const CAPABILITIES_RULE: &str = "!has(self.capabilities) || !has(self.capabilities.add) || size(self.capabilities.add) == 0 || (size(self.capabilities.add) == 1 && self.capabilities.add[0] == 'NET_BIND_SERVICE')";
+/// Message of [`CAPABILITIES_RULE`].
+pub const CAPABILITIES_MESSAGE: &str = "securityContext.capabilities.add may hold only NET_BIND_SERVICE: the restricted Pod Security profile forbids adding any other capability";
+/// securityContext rule text: not root (restricted Pod Security profile).
+pub const RUN_AS_ROOT_RULE: &str = "!has(self.runAsUser) || self.runAsUser != 0";
+/// Message of [`RUN_AS_ROOT_RULE`] on the container's security context.
+pub const RUN_AS_ROOT_MESSAGE: &str =
+    "securityContext.runAsUser must not be 0: the restricted Pod Security profile forbids running as root";
+/// Message of [`RUN_AS_ROOT_RULE`] on the pod's security context.
+pub const POD_RUN_AS_ROOT_MESSAGE: &str =
+    "podSecurityContext.runAsUser must not be 0: the restricted Pod Security profile forbids running as root";
+/// securityContext rule text: runAsNonRoot is not switched off (restricted Pod Security profile).
+pub const RUN_AS_NON_ROOT_RULE: &str = "!has(self.runAsNonRoot) || self.runAsNonRoot";
+/// Message of [`RUN_AS_NON_ROOT_RULE`] on the container's security context.
+pub const RUN_AS_NON_ROOT_MESSAGE: &str =
+    "securityContext.runAsNonRoot must not be false: the restricted Pod Security profile requires non-root containers";
+/// Message of [`RUN_AS_NON_ROOT_RULE`] on the pod's security context.
+pub const POD_RUN_AS_NON_ROOT_MESSAGE: &str = "podSecurityContext.runAsNonRoot must not be false: the restricted Pod Security profile requires non-root containers";
+/// securityContext rule text: seccomp is not switched off (restricted Pod Security profile).
+pub const SECCOMP_RULE: &str = "!has(self.seccompProfile) || self.seccompProfile.type != 'Unconfined'";
+/// Message of [`SECCOMP_RULE`] on the container's security context.
+pub const SECCOMP_MESSAGE: &str = "securityContext.seccompProfile.type must not be Unconfined: the restricted Pod Security profile requires RuntimeDefault or Localhost";
+/// Message of [`SECCOMP_RULE`] on the pod's security context.
+pub const POD_SECCOMP_MESSAGE: &str = "podSecurityContext.seccompProfile.type must not be Unconfined: the restricted Pod Security profile requires RuntimeDefault or Localhost";
+
 /// Builds a [`Rule`] with a message.
 pub fn rule(rule: &str, message: &str) -> Rule {
     Rule::new(rule).message(message)
@@ -109,15 +169,19 @@ pub fn creation_rule(rule: &str, message: &str) -> Rule {
 
 /// Schema of an object kept verbatim (`x-kubernetes-preserve-unknown-fields`): a Go-operator
 /// section this controller does not implement yet, so that nothing a user wrote is pruned.
+///
+/// Its top level holds at most 64 fields; deeper levels are bounded by the apiserver's object size only.
 pub fn preserved_object(_: &mut schemars::SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "nullable": true,
+        "maxProperties": 64,
         "x-kubernetes-preserve-unknown-fields": true
     })
 }
 
-/// Schema of a list of objects kept verbatim (see [`preserved_object`]), at most 64 entries.
+/// Schema of a list of objects kept verbatim (see [`preserved_object`]), at most 64 entries of at most
+/// 64 fields each.
 pub fn preserved_object_list(_: &mut schemars::SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
@@ -125,6 +189,7 @@ pub fn preserved_object_list(_: &mut schemars::SchemaGenerator) -> Schema {
         "maxItems": 64,
         "items": {
             "type": "object",
+            "maxProperties": 64,
             "x-kubernetes-preserve-unknown-fields": true
         }
     })
@@ -149,5 +214,16 @@ mod tests {
             SERVER_NAME_RULE,
             format!("oldSelf.hasValue() || self.metadata.name.matches('{SERVER_NAME_REGEX}')")
         );
+    }
+
+    #[test]
+    fn port_rules_name_the_agents_admin_port() {
+        let port = crate::agent_env::DEFAULT_ADMIN_PORT.to_string();
+        for (rule, message) in
+            [(API_AGENT_PORT_RULE, API_AGENT_PORT_MESSAGE), (METRICS_AGENT_PORT_RULE, METRICS_AGENT_PORT_MESSAGE)]
+        {
+            assert!(rule.ends_with(&format!("self.port != {port}")), "{rule}");
+            assert!(message.contains(&port), "{message}");
+        }
     }
 }

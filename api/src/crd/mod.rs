@@ -121,10 +121,26 @@ pub struct DittoServerSpec {
     pub termination_grace_period_seconds: Option<i64>,
     /// Security context of the DittoFS container. Unset fields get hardened defaults:
     /// no privilege escalation, non-root, all capabilities dropped, RuntimeDefault seccomp.
+    /// What the restricted Pod Security profile forbids is refused: privileged, allowPrivilegeEscalation,
+    /// capabilities.add other than NET_BIND_SERVICE, runAsUser 0, runAsNonRoot false, Unconfined seccomp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = cel::rule(cel::PRIVILEGED_RULE, cel::PRIVILEGED_MESSAGE),
+        validation = cel::rule(cel::ESCALATION_RULE, cel::ESCALATION_MESSAGE),
+        validation = cel::rule(cel::CAPABILITIES_RULE, cel::CAPABILITIES_MESSAGE),
+        validation = cel::rule(cel::RUN_AS_ROOT_RULE, cel::RUN_AS_ROOT_MESSAGE),
+        validation = cel::rule(cel::RUN_AS_NON_ROOT_RULE, cel::RUN_AS_NON_ROOT_MESSAGE),
+        validation = cel::rule(cel::SECCOMP_RULE, cel::SECCOMP_MESSAGE)
+    )]
     pub security_context: Option<SecurityContext>,
-    /// Security context of the pod. Unset: fsGroup 65532.
+    /// Security context of the pod. Unset: fsGroup 65532. As for securityContext, runAsUser 0,
+    /// runAsNonRoot false and Unconfined seccomp (forbidden by the restricted profile) are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = cel::rule(cel::RUN_AS_ROOT_RULE, cel::POD_RUN_AS_ROOT_MESSAGE),
+        validation = cel::rule(cel::RUN_AS_NON_ROOT_RULE, cel::POD_RUN_AS_NON_ROOT_MESSAGE),
+        validation = cel::rule(cel::SECCOMP_RULE, cel::POD_SECCOMP_MESSAGE)
+    )]
     pub pod_security_context: Option<PodSecurityContext>,
     /// Percona PostgreSQL cluster for the control plane (Go-operator field). Not implemented by this
     /// controller yet: kept as written and reported by the SpecSupported condition and a Warning Event.

@@ -36,16 +36,18 @@ impl ServiceType {
 }
 
 /// The Service of the control-plane API, `<name>-api`.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiServiceSpec {
     /// Type of the `<name>-api` Service: ClusterIP (default), NodePort or LoadBalancer.
     /// Unlike the Go operator, an omitted `service` section also means ClusterIP.
     #[serde(default = "default_api_service_type")]
     pub r#type: ServiceType,
-    /// Annotations added to the `<name>-api` Service (e.g. for a cloud load balancer).
+    /// Annotations added to the `<name>-api` Service (e.g. for a cloud load balancer): at most 64,
+    /// values of at most 4096 characters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::ANNOTATION_KEYS_RULE, crate::crd::cel::ANNOTATION_KEYS_MESSAGE))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -93,9 +95,11 @@ pub struct AdapterServicesSpec {
     #[serde(default = "default_adapter_service_type")]
     pub r#type: ServiceType,
     /// Annotations added to every adapter Service (e.g. for a cloud load balancer). Keys removed
-    /// here are removed from the Services; annotations added by others are left alone.
+    /// here are removed from the Services; annotations added by others are left alone. At most 64,
+    /// values of at most 4096 characters (the apiserver refuses more than 256 KiB of annotations).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::ANNOTATION_KEYS_RULE, crate::crd::cel::ANNOTATION_KEYS_MESSAGE))]
     pub annotations: BTreeMap<String, String>,
     /// Keep the adapter ports of the server container in step with the running adapters (default
     /// true). Each change of those ports is a pod-template change and restarts the pod; set false
@@ -109,6 +113,29 @@ pub struct AdapterServicesSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub allowed_sources: Vec<AdapterSource>,
+    /// Adapter types the controller may expose (default ["nfs", "smb"], the types DittoFS has). The
+    /// agents' reports are not trusted: a reported adapter of another type is refused, with a Warning
+    /// Event and the AdaptersReady condition naming it. Each entry is a lower-case type of at most 14
+    /// characters (letters, digits, '-'), so that `<name>-adapter-<type>` is never shortened; an empty
+    /// list exposes no adapter. Compared with the reported type lower-cased, with other characters as '-'.
+    #[serde(default = "default_allowed_types")]
+    #[schemars(
+        length(max = 16),
+        inner(length(min = 1, max = 14), regex(pattern = crate::crd::cel::ADAPTER_TYPE_REGEX)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub allowed_types: Vec<String>,
+}
+
+impl AdapterServicesSpec {
+    /// Whether `spec.adapterServices.allowedTypes` lists the (sanitized) adapter type.
+    pub fn allows(&self, sanitized_type: &str) -> bool {
+        self.allowed_types.iter().any(|t| t == sanitized_type)
+    }
+}
+
+fn default_allowed_types() -> Vec<String> {
+    vec![constants::NFS.to_owned(), constants::SMB.to_owned()]
 }
 
 impl Default for AdapterServicesSpec {
@@ -118,6 +145,7 @@ impl Default for AdapterServicesSpec {
             annotations: BTreeMap::new(),
             sync_container_ports: true,
             allowed_sources: Vec::new(),
+            allowed_types: default_allowed_types(),
         }
     }
 }

@@ -10,12 +10,14 @@ use crate::constants;
 /// The Prometheus metrics endpoint of DittoFS (opt-in).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::METRICS_AGENT_PORT_RULE, crate::crd::cel::METRICS_AGENT_PORT_MESSAGE))]
 pub struct MetricsSpec {
     /// Serve metrics, with a container port and a `<name>-metrics` Service carrying the
     /// prometheus.io/scrape annotations (default false).
     #[serde(default)]
     pub enabled: bool,
-    /// TCP port of the metrics endpoint (1-65535, default 9090); must differ from controlPlane.port.
+    /// TCP port of the metrics endpoint (1-65535, default 9090); must differ from controlPlane.port
+    /// and from 8082, the agent's admin port.
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,

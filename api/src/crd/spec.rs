@@ -116,9 +116,13 @@ fn default_sqlite_path() -> String {
 /// The DittoFS control-plane REST API.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::CLIENT_CA_RULE, crate::crd::cel::CLIENT_CA_MESSAGE))]
+#[x_kube(
+    validation = crate::crd::cel::rule(crate::crd::cel::CLIENT_CA_RULE, crate::crd::cel::CLIENT_CA_MESSAGE),
+    validation = crate::crd::cel::rule(crate::crd::cel::API_AGENT_PORT_RULE, crate::crd::cel::API_AGENT_PORT_MESSAGE)
+)]
 pub struct ControlPlaneSpec {
-    /// TCP port of the API in the pod and on the `<name>-api` Service (1-65535, default 8080).
+    /// TCP port of the API in the pod and on the `<name>-api` Service (1-65535, default 8080); not
+    /// 8082, the agent's admin port.
     #[serde(default = "default_api_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
@@ -189,7 +193,8 @@ pub struct IdentitySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct JwtSpec {
-    /// Secret key holding the JWT signing secret (at least 32 characters).
+    /// Secret key holding the JWT signing secret: at least 32 bytes, or DittoFS does not start (a
+    /// shorter key is reported by the ConfigReady condition and a Warning Event).
     pub secret_ref: SecretKeyRef,
     /// Lifetime of access tokens, a Go duration (default "15m").
     #[serde(default = "default_access_token_duration")]

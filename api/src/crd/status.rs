@@ -187,8 +187,8 @@ pub struct AgentAdapterStatus {
     pub running: bool,
     /// Health reported by DittoFS: healthy, degraded, unhealthy, unknown or disabled.
     /// Only running and healthy means the port is really served. Absent while DittoFS's cached
-    /// report predates the adapter's last change (DittoFS caches it up to 5 s): until then enabled
-    /// and running decide.
+    /// report predates the adapter's last change (DittoFS caches it up to 5 s): the controller then
+    /// changes nothing (an adapter exposed on that port stays exposed, a new one waits for a reading).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub health: Option<String>,
@@ -200,7 +200,8 @@ pub struct AgentAdapterStatus {
 
 impl AgentAdapterStatus {
     /// Enabled, running, on a usable port, and healthy — or not re-checked since its last change
-    /// (`health` absent): the adapter serves its port.
+    /// (`health` absent): the adapter serves its port, as far as the agent can tell. The controller
+    /// does not expose a new adapter without a health reading (see the `health` field).
     pub fn is_serving(&self) -> bool {
         self.enabled
             && self.running
@@ -209,11 +210,34 @@ impl AgentAdapterStatus {
     }
 }
 
+/// Longest `status.adaptersSummary`, in characters (the CRD's bound).
+pub const MAX_ADAPTERS_SUMMARY_LEN: usize = 1024;
+
 /// The Adapters column text: `type:port` pairs sorted by type, joined by commas (empty for none).
+///
+/// Never longer than [`MAX_ADAPTERS_SUMMARY_LEN`] characters (16 types of 63 characters would be):
+/// the pairs that fit are kept, in order, and the rest is counted, e.g. `a:1,b:2,…(+3 more)`.
 pub fn adapters_summary(adapters: &[AdapterStatus]) -> String {
     let mut pairs: Vec<(&str, i32)> = adapters.iter().map(|a| (a.r#type.as_str(), a.port)).collect();
     pairs.sort_unstable();
-    pairs.iter().map(|(t, p)| format!("{t}:{p}")).collect::<Vec<_>>().join(",")
+    let pairs: Vec<String> = pairs.iter().map(|(t, p)| format!("{t}:{p}")).collect();
+    let full = pairs.join(",");
+    if full.chars().count() <= MAX_ADAPTERS_SUMMARY_LEN {
+        return full;
+    }
+    let mut kept = String::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let sep = if kept.is_empty() { "" } else { "," };
+        let rest = pairs.len() - i - 1;
+        // Room for this pair and for the count of the pairs after it.
+        let len = kept.chars().count() + sep.len() + pair.chars().count();
+        if len + format!(",…(+{rest} more)").chars().count() > MAX_ADAPTERS_SUMMARY_LEN {
+            return format!("{kept}{sep}…(+{} more)", rest + 1);
+        }
+        kept.push_str(sep);
+        kept.push_str(pair);
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -228,6 +252,21 @@ mod tests {
     fn summary_is_sorted_by_type() {
         assert_eq!(adapters_summary(&[]), "");
         assert_eq!(adapters_summary(&[adapter("smb", 12445), adapter("nfs", 12049)]), "nfs:12049,smb:12445");
+    }
+
+    #[test]
+    fn summary_never_exceeds_its_bound() {
+        let long: Vec<AdapterStatus> = (0..16).map(|i| adapter(&format!("{i:02}{}", "x".repeat(61)), 65535)).collect();
+        let text = adapters_summary(&long);
+        assert!(text.chars().count() <= MAX_ADAPTERS_SUMMARY_LEN, "{} characters", text.chars().count());
+        let kept = text.matches(":65535").count();
+        assert!(kept >= 10, "as many whole pairs as fit: {text}");
+        assert!(text.ends_with(&format!(",…(+{} more)", 16 - kept)), "{text}");
+        assert!(text.starts_with(&format!("00{}:65535,01", "x".repeat(61))), "sorted, whole pairs first");
+        assert_eq!(adapters_summary(&long), text, "deterministic");
+        let mut reversed = long.clone();
+        reversed.reverse();
+        assert_eq!(adapters_summary(&reversed), text, "whatever the order of the input");
     }
 
     #[test]

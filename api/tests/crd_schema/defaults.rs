@@ -55,7 +55,10 @@ fn partial_sections_get_their_field_defaults() {
 fn schema_defaults_applied_by_the_apiserver() {
     assert_eq!(node("spec.adapterDiscovery")["default"], json!({"pollingInterval": "30s"}));
     assert_eq!(node("spec.adapterDiscovery.pollingInterval")["default"], "30s");
-    assert_eq!(node("spec.adapterServices")["default"], json!({"type": "LoadBalancer", "syncContainerPorts": true}));
+    assert_eq!(
+        node("spec.adapterServices")["default"],
+        json!({"type": "LoadBalancer", "syncContainerPorts": true, "allowedTypes": ["nfs", "smb"]})
+    );
     assert_eq!(node("spec.adapterServices.type")["default"], "LoadBalancer");
     assert_eq!(node("spec.adapterServices.syncContainerPorts")["default"], true);
     assert_eq!(node("spec.service")["default"], json!({"type": "ClusterIP"}));

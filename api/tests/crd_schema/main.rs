@@ -6,4 +6,5 @@ mod admission;
 mod common;
 mod defaults;
 mod fixtures;
+mod hostile_specs;
 mod schema;

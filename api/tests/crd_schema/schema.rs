@@ -91,7 +91,7 @@ fn cel_rules_are_in_the_schema() {
     for path in ["spec.storage.metadataSize", "spec.storage.contentSize", "spec.storage.controlPlaneSize"] {
         assert_eq!(rules(&node(path)), vec![cel::SIZE_FORMAT_RULE, cel::NON_ZERO_RULE], "{path}");
     }
-    assert_eq!(rules(&node("spec.controlPlane")), vec![cel::CLIENT_CA_RULE]);
+    assert_eq!(rules(&node("spec.controlPlane")), vec![cel::CLIENT_CA_RULE, cel::API_AGENT_PORT_RULE]);
     assert_eq!(rules(&node("spec.metrics.path")), vec![cel::ABSOLUTE_PATH_RULE]);
     assert_eq!(rules(&node("spec.database.sqlite.path")), vec![cel::ABSOLUTE_PATH_RULE]);
     assert_eq!(rules(&node("spec.adapterServices.allowedSources[]")), vec![cel::SOURCE_PEER_RULE]);

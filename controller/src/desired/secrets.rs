@@ -29,6 +29,31 @@ pub fn user_jwt_ref(ds: &DittoServer) -> Option<&SecretKeyRef> {
     Some(&jwt.secret_ref)
 }
 
+/// Why DittoFS would refuse the JWT signing key the pod is given, if it would: shorter than
+/// [`constants::MIN_JWT_SECRET_LEN`] bytes (docs/dittofs-api.md#authentication-and-tokens). `referenced`
+/// holds the user-referenced Secret data by `secret/key` (a missing key is reported elsewhere); `managed`
+/// the managed key's value. The schema cannot see a Secret, so this is checked at reconcile.
+pub fn jwt_key_problem(
+    ds: &DittoServer,
+    referenced: &BTreeMap<String, Vec<u8>>,
+    managed: Option<&str>,
+) -> Option<String> {
+    let r = jwt_ref(ds);
+    let len = match user_jwt_ref(ds) {
+        Some(_) => referenced.get(&format!("{}/{}", r.name, r.key))?.len(),
+        None => managed?.len(),
+    };
+    (len < constants::MIN_JWT_SECRET_LEN).then(|| {
+        format!(
+            "the JWT signing key in Secret {} (key {}) has {len} bytes; DittoFS needs at least {} and does not start \
+             with a shorter one",
+            r.name,
+            r.key,
+            constants::MIN_JWT_SECRET_LEN
+        )
+    })
+}
+
 /// The admin bootstrap password: the user's reference, or the managed Secret's `password`.
 pub fn admin_password_ref(ds: &DittoServer) -> SecretKeyRef {
     user_admin_ref(ds).cloned().unwrap_or_else(|| SecretKeyRef {
@@ -141,5 +166,23 @@ mod tests {
         assert_eq!(jwt.metadata.name.as_deref(), Some("fs-jwt-secret"));
         assert_eq!(value_of(Some(&jwt), "jwt-secret").as_deref(), Some("key-1"));
         assert_eq!(s.metadata.labels.unwrap()["app.kubernetes.io/component"], "credentials");
+    }
+
+    #[test]
+    fn a_jwt_key_shorter_than_dittofs_accepts_is_named() {
+        let ds = server(json!({"identity": {"jwt": {"secretRef": {"name": "mine", "key": "k"}}}}));
+        let short = BTreeMap::from([("mine/k".to_owned(), b"x".repeat(31))]);
+        let problem = jwt_key_problem(&ds, &short, None).expect("31 bytes are refused");
+        assert_eq!(
+            problem,
+            "the JWT signing key in Secret mine (key k) has 31 bytes; DittoFS needs at least 32 and does not start \
+             with a shorter one"
+        );
+        let long = BTreeMap::from([("mine/k".to_owned(), b"x".repeat(32))]);
+        assert_eq!(jwt_key_problem(&ds, &long, None), None);
+        assert_eq!(jwt_key_problem(&ds, &BTreeMap::new(), None), None, "missing: reported as missing instead");
+        let managed = server(json!({}));
+        assert!(jwt_key_problem(&managed, &short, Some("edited")).unwrap().contains("Secret fs-jwt-secret"));
+        assert_eq!(jwt_key_problem(&managed, &short, None), None, "not generated yet");
     }
 }

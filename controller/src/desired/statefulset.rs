@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, ConfigMapVolumeSource, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, SecretVolumeSource, ServiceAccountTokenProjection, Volume,
-    VolumeProjection, VolumeResourceRequirements,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, SecretVolumeSource, ServiceAccountTokenProjection, Volume, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -173,12 +173,7 @@ fn pod_spec(ds: &DittoServer, agent_image: &str) -> PodSpec {
         service_account_name: Some(names::agent_service_account(&cr)),
         // The token is projected into the agent container only (see `agent_token_volume`).
         automount_service_account_token: Some(false),
-        security_context: Some(
-            ds.spec
-                .pod_security_context
-                .clone()
-                .unwrap_or_else(|| PodSecurityContext { fs_group: Some(NONROOT_ID), ..Default::default() }),
-        ),
+        security_context: Some(containers::pod_security_context(ds)),
         termination_grace_period_seconds: Some(ds.spec.termination_grace_period_seconds()),
         containers: vec![containers::server_container(ds), containers::agent_container(ds, agent_image)],
         volumes: Some(volumes(ds)),

@@ -50,6 +50,8 @@ pub struct Observed {
     pub statefulset: Option<StatefulSetState>,
     /// The pod template's config hash.
     pub config_hash: String,
+    /// Why DittoFS would refuse its JWT key (too short), if it would: ConfigReady is False.
+    pub jwt_problem: Option<String>,
     /// What the adapter part exposed (`status.adapters`) and its `AdaptersReady` condition.
     pub adapters: AdaptersState,
 }
@@ -69,12 +71,13 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
 
     let config_ready = conds.set(
         c::CONFIG_READY,
-        match observed.config_map {
-            ConfigMapState::Present => (true, reasons::CONFIG_VALID, "config.yaml rendered".into()),
-            ConfigMapState::Missing => {
+        match (observed.config_map, &observed.jwt_problem) {
+            (ConfigMapState::Present, Some(problem)) => (false, reasons::JWT_SECRET_TOO_SHORT, problem.clone()),
+            (ConfigMapState::Present, None) => (true, reasons::CONFIG_VALID, "config.yaml rendered".into()),
+            (ConfigMapState::Missing, _) => {
                 (false, reasons::CONFIG_MAP_NOT_FOUND, "the config ConfigMap does not exist".into())
             }
-            ConfigMapState::NoConfigKey => {
+            (ConfigMapState::NoConfigKey, _) => {
                 (false, reasons::CONFIG_MISSING, "the config ConfigMap has no config.yaml".into())
             }
         },

@@ -5,7 +5,9 @@
 //! delete labelled objects no longer desired, `adapter-*` container ports under their own field
 //! manager) → the adapter part of the status. Nothing is written when Kubernetes already matches.
 //!
-//! Safety: no report → nothing is created or deleted; an unreachable DittoFS → everything is kept.
+//! Safety: no report → nothing is created or deleted; an unreachable DittoFS → everything is kept;
+//! reported adapters are screened (see [`crate::desired::adapters::aggregate`]) and the refused ones
+//! get one Warning Event per change of the refused set.
 //! Objects are found by label; an object that bears an adapter object's name without the labels is
 //! never touched (and reported), and the static Services and the baseline policy never match.
 
@@ -25,7 +27,9 @@ use dittofs_api::{DittoServer, names};
 use crate::apply::apply_params;
 use crate::cache::Child;
 use crate::desired::adapters::compare::{adapter_ports, plan, ports_need_apply, reserved_ports, type_label};
-use crate::desired::adapters::{AdaptersState, Problems, Reports, aggregate, objects, stale_agents, state};
+use crate::desired::adapters::{
+    AdaptersState, Problems, Reports, aggregate, objects, refusal_to_announce, stale_agents, state,
+};
 use crate::error::Error;
 use crate::raw::RawDittoServer;
 use crate::reconcile::Context;
@@ -148,6 +152,10 @@ pub async fn reconcile(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, st
             dittofs_telemetry::trace::link_span_to(&span, traceparent);
         }
         tracing::info!(writes = step.writes, adapters = adapters.len(), linked = ?traceparents, "adapter objects reconciled");
+    }
+    if let Some(note) = refusal_to_announce(ds, &reports) {
+        tracing::warn!(%note, "reported adapters refused");
+        ctx.events.warning(raw, reasons::ADAPTERS_REFUSED, "Validate", note).await;
     }
     let state = state(ds, &reports, &step.problems);
     let failed = step.errors.len();

@@ -120,7 +120,7 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
     let applied = children::apply_children(ctx, raw, &ds, &values, observed.statefulset.as_ref()).await?;
     let adapters = adapters::reconcile(ctx, raw, &ds, &applied.statefulset).await;
     let statefulset = adapters.statefulset.as_ref().unwrap_or(&applied.statefulset);
-    status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values.config_hash, adapters.state).await?;
+    status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values, adapters.state).await?;
     if let Some(e) = adapters.error {
         return Err(e);
     }

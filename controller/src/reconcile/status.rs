@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::events;
 use crate::raw::{InvalidSpec, RawDittoServer};
 use crate::reconcile::Context;
+use crate::reconcile::values::Values;
 
 fn config_map_state(cm: &ConfigMap) -> ConfigMapState {
     match cm.data.as_ref().and_then(|d| d.get(names::CONFIG_KEY)) {
@@ -57,20 +58,21 @@ async fn write(ctx: &Context, raw: &RawDittoServer, status: &DittoServerStatus) 
 }
 
 /// Computes the status of a reconciled server and writes it if it differs; warns once per
-/// generation about fields kept but not implemented.
+/// generation about fields kept but not implemented, and once per change about a too-short JWT key.
 pub async fn update(
     ctx: &Context,
     raw: &RawDittoServer,
     ds: &DittoServer,
     config_map: &ConfigMap,
     statefulset: &StatefulSet,
-    config_hash: &str,
+    values: &Values,
     adapters: AdaptersState,
 ) -> Result<(), Error> {
     let observed = Observed {
         config_map: config_map_state(config_map),
         statefulset: Some(statefulset_state(statefulset)),
-        config_hash: config_hash.to_owned(),
+        config_hash: values.config_hash.clone(),
+        jwt_problem: values.jwt_problem.clone(),
         adapters,
     };
     let desired = desired_status(ds, &observed, Timestamp::now());
@@ -81,7 +83,12 @@ pub async fn update(
     let supported_changed = condition_message(ds.status.as_ref(), c::SPEC_SUPPORTED)
         != condition_message(Some(&desired), c::SPEC_SUPPORTED);
     let new_generation = ds.status.as_ref().and_then(|s| s.observed_generation) != ds.metadata.generation;
+    let config_changed =
+        condition_message(ds.status.as_ref(), c::CONFIG_READY) != condition_message(Some(&desired), c::CONFIG_READY);
     write(ctx, raw, &desired).await?;
+    if let Some(problem) = values.jwt_problem.as_ref().filter(|_| config_changed) {
+        ctx.events.warning(raw, reasons::JWT_SECRET_TOO_SHORT, "Validate", problem.clone()).await;
+    }
     if !fields.is_empty() && (supported_changed || new_generation) {
         ctx.events.warning(raw, reasons::UNIMPLEMENTED_FIELDS, "Validate", unimplemented_message(&fields)).await;
     }

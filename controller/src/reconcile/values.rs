@@ -26,6 +26,8 @@ pub struct Values {
     pub config_hash: String,
     /// The rendered config.
     pub config: String,
+    /// Why DittoFS would refuse the JWT key the pod gets (too short), if it would.
+    pub jwt_problem: Option<String>,
 }
 
 /// Keeps every existing managed value and generates only what is missing; renders the config and its hash.
@@ -43,7 +45,8 @@ pub fn settle(ds: &DittoServer, observed: &Observed) -> Values {
         consumed.insert(format!("{}/{}", r.name, r.key), jwt.as_bytes().to_vec());
     }
     let config_hash = desired::statefulset::config_hash(&config, &consumed);
-    Values { jwt, admin_password, operator_password, config_hash, config }
+    let jwt_problem = desired::secrets::jwt_key_problem(ds, &observed.referenced, jwt.as_deref());
+    Values { jwt, admin_password, operator_password, config_hash, config, jwt_problem }
 }
 
 /// A fresh JWT signing key: 32 random bytes, base64url without padding (43 characters), as the Go operator.

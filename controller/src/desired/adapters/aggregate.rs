@@ -6,13 +6,26 @@
 //! controller. When pods disagree on a port, the lowest ordinal wins and the disagreement is reported.
 //! A server scaled to zero runs nothing: that is known without any report (the Go operator kept the
 //! Services and policies of a stopped server).
+//!
+//! A report is untrusted input: whoever can write the status (a compromised DittoFS container, anyone
+//! allowed to patch it) could otherwise publish any listener of the pod. So an adapter is exposed only if
+//! its type is in `spec.adapterServices.allowedTypes`, its port is in 1–65535 and is not the API, metrics
+//! or agent port, and no other type gets the same object name (names are shortened with a 16-bit hash,
+//! so two long types can collide: the type that sorts first keeps the name). Refused entries are
+//! returned, to be named in the condition and an Event.
+//!
+//! A missing health reading (the agent leaves it out while DittoFS's 5 s health cache predates the last
+//! change, docs/dittofs-api.md#adapter-status-caching) lets `enabled` and `running` decide. Waiting for a
+//! reading instead would protect nothing — a hostile writer simply reports `healthy` — and would delay every
+//! honest enable by up to 5 s; the screen above is what bounds a hostile report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use kube::ResourceExt;
 
-use dittofs_api::crd::AgentStatus;
-use dittofs_api::{DittoServer, names};
+use dittofs_api::crd::{AgentAdapterStatus, AgentStatus};
+use dittofs_api::{DittoServer, agent_env, names};
 
 /// An adapter to expose: DittoFS's type name, the sanitized name used in object names, its port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +43,45 @@ pub struct PortConflict {
     pub reports: Vec<(String, i32)>,
 }
 
+/// Why a reported, serving adapter is not exposed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    /// Its type is not in `spec.adapterServices.allowedTypes`.
+    TypeNotAllowed,
+    /// Its port is outside 1–65535.
+    PortOutOfRange,
+    /// Its port is one the pod serves something else on (what, as a phrase).
+    ReservedPort(&'static str),
+    /// Another type, which sorts first, gives the same object name.
+    NameTaken { name: String, kept: String },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TypeNotAllowed => f.write_str("type not in spec.adapterServices.allowedTypes"),
+            Self::PortOutOfRange => f.write_str("port outside 1-65535"),
+            Self::ReservedPort(what) => write!(f, "{what}, never exposed"),
+            Self::NameTaken { name, kept } => write!(f, "object name {name} already taken by type {kept}"),
+        }
+    }
+}
+
+/// A reported adapter the controller refuses to expose.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refused {
+    /// The type as reported.
+    pub kind: String,
+    pub port: i32,
+    pub why: Refusal,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} ({})", self.kind, self.port, self.why)
+    }
+}
+
 /// What the reports allow the controller to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reports {
@@ -37,8 +89,16 @@ pub enum Reports {
     None,
     /// An agent cannot reach DittoFS: keep every adapter object as it is.
     Unreachable { pod: String, reason: String, message: String },
-    /// Authoritative: exactly these adapters (sorted by sanitized type) should be exposed.
-    Known { adapters: Vec<Exposed>, conflicts: Vec<PortConflict>, traceparents: Vec<String> },
+    /// Authoritative: exactly these adapters (sorted by sanitized type) should be exposed; `refused`
+    /// (sorted, without repeats) were reported as serving but are not.
+    Known { adapters: Vec<Exposed>, conflicts: Vec<PortConflict>, refused: Vec<Refused>, traceparents: Vec<String> },
+}
+
+impl Reports {
+    /// Authoritative: nothing is exposed.
+    pub fn nothing() -> Self {
+        Self::Known { adapters: Vec::new(), conflicts: Vec::new(), refused: Vec::new(), traceparents: Vec::new() }
+    }
 }
 
 /// The ordinal of `pod` if it is one of this server's pods that the spec allows to exist.
@@ -58,10 +118,47 @@ fn agents(ds: &DittoServer) -> impl Iterator<Item = &AgentStatus> {
     ds.status.iter().flat_map(|s| s.agents.iter())
 }
 
+/// The ports of the pod that serve something other than an adapter, with what they serve.
+fn non_adapter_ports(ds: &DittoServer) -> Vec<(i32, &'static str)> {
+    let mut ports = vec![
+        (ds.spec.control_plane.port, "the DittoFS API port (spec.controlPlane.port)"),
+        (i32::from(agent_env::DEFAULT_ADMIN_PORT), "the agent's admin port"),
+    ];
+    if let Some(metrics) = ds.spec.metrics.as_ref().filter(|m| m.enabled) {
+        ports.push((metrics.port, "the metrics port (spec.metrics.port)"));
+    }
+    ports
+}
+
+/// Whether the report says the adapter serves: enabled, running, a port, and healthy if DittoFS's health
+/// reading is conclusive (absent otherwise: then enabled and running decide).
+fn serving(a: &AgentAdapterStatus) -> bool {
+    a.enabled && a.running && a.port != 0 && a.health.as_deref().is_none_or(|h| h == "healthy")
+}
+
+/// Why the controller refuses a serving adapter, if it does (the name check comes later, over all).
+fn screen(ds: &DittoServer, reserved: &[(i32, &'static str)], sanitized: &str, port: i32) -> Option<Refusal> {
+    if !ds.spec.adapter_services.allows(sanitized) {
+        return Some(Refusal::TypeNotAllowed);
+    }
+    if !(1..=65535).contains(&port) {
+        return Some(Refusal::PortOutOfRange);
+    }
+    reserved.iter().find(|(p, _)| *p == port).map(|(_, what)| Refusal::ReservedPort(what))
+}
+
+/// A serving adapter that passed the screen, from one pod.
+struct Candidate<'a> {
+    pod: &'a str,
+    kind: &'a str,
+    sanitized: String,
+    port: i32,
+}
+
 /// Reduces the agents' entries to one decision.
 pub fn aggregate(ds: &DittoServer) -> Reports {
     if ds.spec.replicas <= 0 {
-        return Reports::Known { adapters: Vec::new(), conflicts: Vec::new(), traceparents: Vec::new() };
+        return Reports::nothing();
     }
     let mut live: Vec<(u32, &AgentStatus)> =
         agents(ds).filter_map(|a| live_ordinal(ds, &a.pod_name).map(|o| (o, a))).collect();
@@ -83,160 +180,49 @@ pub fn aggregate(ds: &DittoServer) -> Reports {
     if polled.is_empty() {
         return Reports::None;
     }
-    let mut chosen: BTreeMap<String, Exposed> = BTreeMap::new();
-    let mut seen: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    let reserved = non_adapter_ports(ds);
+    let cr = ds.name_any();
+    let mut refused: BTreeSet<Refused> = BTreeSet::new();
+    // By final object name, each list in ordinal order.
+    let mut by_name: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for agent in &polled {
-        for adapter in agent.adapters.iter().filter(|a| a.is_serving()) {
+        for adapter in &agent.adapters {
+            if !serving(adapter) {
+                continue;
+            }
             let sanitized = names::sanitize_adapter_type(&adapter.r#type);
-            seen.entry(sanitized.clone()).or_default().push((agent.pod_name.clone(), adapter.port));
-            chosen.entry(sanitized.clone()).or_insert_with(|| Exposed {
-                kind: adapter.r#type.clone(),
-                sanitized,
-                port: adapter.port,
-            });
+            if let Some(why) = screen(ds, &reserved, &sanitized, adapter.port) {
+                refused.insert(Refused { kind: adapter.r#type.clone(), port: adapter.port, why });
+                continue;
+            }
+            let name = names::adapter_object_name(&cr, &sanitized);
+            let candidate = Candidate { pod: &agent.pod_name, kind: &adapter.r#type, sanitized, port: adapter.port };
+            by_name.entry(name).or_default().push(candidate);
         }
     }
-    let conflicts = seen
-        .into_iter()
-        .filter(|(_, reports)| reports.iter().any(|(_, p)| *p != reports[0].1))
-        .map(|(sanitized, reports)| PortConflict { sanitized, reports })
-        .collect();
+    let mut adapters = Vec::new();
+    let mut conflicts = Vec::new();
+    for (name, candidates) in by_name {
+        // Whatever the order of the reports, the type that sorts first keeps the name.
+        let winner = candidates.iter().map(|c| (c.sanitized.as_str(), c.kind)).min().expect("never empty");
+        let (won, lost): (Vec<&Candidate>, Vec<&Candidate>) =
+            candidates.iter().partition(|c| (c.sanitized.as_str(), c.kind) == winner);
+        let first = won[0];
+        for c in lost {
+            let why = Refusal::NameTaken { name: name.clone(), kept: first.kind.to_owned() };
+            refused.insert(Refused { kind: c.kind.to_owned(), port: c.port, why });
+        }
+        if won.iter().any(|c| c.port != first.port) {
+            let reports = won.iter().map(|c| (c.pod.to_owned(), c.port)).collect();
+            conflicts.push(PortConflict { sanitized: first.sanitized.clone(), reports });
+        }
+        adapters.push(Exposed { kind: first.kind.to_owned(), sanitized: first.sanitized.clone(), port: first.port });
+    }
+    adapters.sort_by(|a, b| a.sanitized.cmp(&b.sanitized));
+    conflicts.sort_by(|a, b| a.sanitized.cmp(&b.sanitized));
     let traceparents = polled.iter().filter_map(|a| a.traceparent.clone()).collect();
-    Reports::Known { adapters: chosen.into_values().collect(), conflicts, traceparents }
+    Reports::Known { adapters, conflicts, refused: refused.into_iter().collect(), traceparents }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::desired::test_support::server;
-    use dittofs_api::crd::{AgentAdapterStatus, DittoServerStatus, Reachability};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use serde_json::json;
-
-    fn adapter(kind: &str, port: i32, running: bool) -> AgentAdapterStatus {
-        AgentAdapterStatus {
-            r#type: kind.into(),
-            port,
-            enabled: true,
-            running,
-            health: Some("healthy".into()),
-            message: None,
-        }
-    }
-
-    fn agent(pod: &str, reachable: bool, adapters: Vec<AgentAdapterStatus>) -> AgentStatus {
-        AgentStatus {
-            pod_name: pod.into(),
-            reachability: Some(Reachability {
-                reachable,
-                reason: if reachable { "Reachable" } else { "ConnectionRefused" }.into(),
-                message: (!reachable).then(|| "connection refused".into()),
-                last_transition_time: None,
-            }),
-            last_poll_time: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
-            adapters,
-            traceparent: Some(format!("00-{:032x}-{:016x}-01", 1, 2)),
-            ..Default::default()
-        }
-    }
-
-    fn with_agents(replicas: i32, agents: Vec<AgentStatus>) -> DittoServer {
-        let mut ds = server(json!({ "replicas": replicas }));
-        ds.status = Some(DittoServerStatus { agents, ..Default::default() });
-        ds
-    }
-
-    #[test]
-    fn no_agent_or_no_poll_means_no_report() {
-        assert_eq!(aggregate(&with_agents(1, vec![])), Reports::None);
-        let mut fresh = agent("fs-0", true, vec![]);
-        fresh.last_poll_time = None;
-        assert_eq!(aggregate(&with_agents(1, vec![fresh])), Reports::None);
-    }
-
-    #[test]
-    fn unreachable_keeps_everything() {
-        let ds = with_agents(1, vec![agent("fs-0", false, vec![adapter("nfs", 12049, true)])]);
-        assert!(
-            matches!(aggregate(&ds), Reports::Unreachable { pod, reason, .. } if pod == "fs-0" && reason == "ConnectionRefused")
-        );
-    }
-
-    #[test]
-    fn empty_successful_report_is_authoritative() {
-        let ds = with_agents(1, vec![agent("fs-0", true, vec![])]);
-        assert!(matches!(aggregate(&ds), Reports::Known { adapters, .. } if adapters.is_empty()));
-    }
-
-    #[test]
-    fn only_serving_adapters_count_sorted_by_type() {
-        let ds = with_agents(
-            1,
-            vec![agent(
-                "fs-0",
-                true,
-                vec![adapter("smb", 12445, true), adapter("NFS", 12049, true), adapter("x", 1, false)],
-            )],
-        );
-        let Reports::Known { adapters, conflicts, traceparents } = aggregate(&ds) else { panic!() };
-        let got: Vec<_> = adapters.iter().map(|a| (a.sanitized.as_str(), a.port)).collect();
-        assert_eq!(got, [("nfs", 12049), ("smb", 12445)]);
-        assert_eq!(adapters[0].kind, "NFS", "DittoFS's name is kept for messages");
-        assert!(conflicts.is_empty());
-        assert_eq!(traceparents.len(), 1);
-    }
-
-    #[test]
-    fn lowest_ordinal_wins_a_port_disagreement() {
-        let ds = with_agents(
-            2,
-            vec![
-                agent("fs-1", true, vec![adapter("nfs", 2000, true)]),
-                agent("fs-0", true, vec![adapter("nfs", 1000, true)]),
-            ],
-        );
-        let Reports::Known { adapters, conflicts, .. } = aggregate(&ds) else { panic!() };
-        assert_eq!(adapters[0].port, 1000);
-        assert_eq!(
-            conflicts,
-            [PortConflict { sanitized: "nfs".into(), reports: vec![("fs-0".into(), 1000), ("fs-1".into(), 2000)] }]
-        );
-    }
-
-    #[test]
-    fn entries_of_pods_that_cannot_exist_are_ignored_and_stale() {
-        let ds = with_agents(
-            1,
-            vec![
-                agent("fs-0", true, vec![]),
-                agent("fs-1", false, vec![]),
-                agent("other-0", false, vec![]),
-                agent("fs-x", true, vec![]),
-            ],
-        );
-        assert!(
-            matches!(aggregate(&ds), Reports::Known { .. }),
-            "fs-1 is scaled away: its unreachable report does not count"
-        );
-        assert_eq!(stale_agents(&ds), ["fs-1", "other-0", "fs-x"]);
-        assert!(stale_agents(&with_agents(0, vec![agent("fs-0", true, vec![])])) == ["fs-0"]);
-    }
-
-    #[test]
-    fn a_server_scaled_to_zero_exposes_nothing_whatever_was_reported() {
-        let ds = with_agents(0, vec![agent("fs-0", false, vec![adapter("nfs", 12049, true)])]);
-        assert!(matches!(aggregate(&ds), Reports::Known { adapters, .. } if adapters.is_empty()));
-    }
-
-    #[test]
-    fn port_zero_and_unhealthy_adapters_are_not_exposed() {
-        let mut stale = adapter("smb", 1445, true);
-        stale.health = None;
-        let mut down = adapter("x", 9000, true);
-        down.health = Some("unknown".into());
-        let ds = with_agents(1, vec![agent("fs-0", true, vec![adapter("nfs", 0, true), stale, down])]);
-        let Reports::Known { adapters, .. } = aggregate(&ds) else { panic!() };
-        let got: Vec<_> = adapters.iter().map(|a| (a.sanitized.as_str(), a.port)).collect();
-        assert_eq!(got, [("smb", 1445)], "health not re-checked yet: enabled and running decide");
-    }
-}
+mod tests;

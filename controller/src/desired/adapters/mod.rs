@@ -6,10 +6,10 @@ pub mod aggregate;
 pub mod compare;
 pub mod objects;
 
-pub use aggregate::{Exposed, PortConflict, Reports, aggregate, stale_agents};
+pub use aggregate::{Exposed, PortConflict, Refused, Reports, aggregate, stale_agents};
 
 use dittofs_api::DittoServer;
-use dittofs_api::conditions::reasons;
+use dittofs_api::conditions::{ADAPTERS_READY, reasons};
 use dittofs_api::crd::AdapterStatus;
 use dittofs_api::crd::adapters_summary;
 
@@ -61,7 +61,7 @@ pub fn state(ds: &DittoServer, reports: &Reports, problems: &Problems) -> Adapte
                 ),
             }
         }
-        Reports::Known { adapters, conflicts, .. } => {
+        Reports::Known { adapters, conflicts, refused, .. } => {
             let exposed = objects::status_adapters(ds, adapters);
             let ready = if !problems.failed.is_empty() {
                 (Some(false), reasons::APPLY_FAILED, problems.failed.join("; "))
@@ -83,9 +83,36 @@ pub fn state(ds: &DittoServer, reports: &Reports, problems: &Problems) -> Adapte
             } else {
                 (Some(true), reasons::ADAPTERS_EXPOSED, format!("exposed: {}", adapters_summary(&exposed)))
             };
-            AdaptersState { exposed: Some(exposed), ready }
+            AdaptersState { exposed: Some(exposed), ready: with_refusals(ready, refused) }
         }
     }
+}
+
+/// The sentence naming the refused adapters, e.g. "refused reported adapters: x:9999 (type not in …)".
+pub fn refusal_text(refused: &[Refused]) -> Option<String> {
+    let each: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    (!each.is_empty()).then(|| format!("refused reported adapters: {}", each.join(", ")))
+}
+
+/// Refusals end the condition's message and make an otherwise fine AdaptersReady False.
+fn with_refusals(ready: ConditionValue, refused: &[Refused]) -> ConditionValue {
+    let Some(text) = refusal_text(refused) else { return ready };
+    let (status, reason, message) = ready;
+    if status == Some(true) {
+        (Some(false), reasons::ADAPTERS_REFUSED, format!("{message}; {text}"))
+    } else {
+        (status, reason, format!("{message}; {text}"))
+    }
+}
+
+/// The Warning Event's note when the refused set differs from the one the stored AdaptersReady
+/// condition names (so one Event per change, not one per reconcile; the status survives restarts).
+pub fn refusal_to_announce(ds: &DittoServer, reports: &Reports) -> Option<String> {
+    let Reports::Known { refused, .. } = reports else { return None };
+    let text = refusal_text(refused)?;
+    let conditions = ds.status.iter().flat_map(|s| s.conditions.iter());
+    let stored = conditions.into_iter().find(|c| c.type_ == ADAPTERS_READY).map(|c| c.message.as_str());
+    (!stored.is_some_and(|m| m.ends_with(&format!("; {text}")))).then_some(text)
 }
 
 #[cfg(test)]
@@ -95,7 +122,7 @@ mod tests {
     use serde_json::json;
 
     fn known(adapters: Vec<Exposed>, conflicts: Vec<PortConflict>) -> Reports {
-        Reports::Known { adapters, conflicts, traceparents: Vec::new() }
+        Reports::Known { adapters, conflicts, refused: Vec::new(), traceparents: Vec::new() }
     }
 
     fn nfs(port: i32) -> Exposed {
@@ -133,5 +160,64 @@ mod tests {
         let n =
             state(&ds, &known(vec![nfs(1)], vec![]), &Problems { not_managed: vec!["y".into()], ..Default::default() });
         assert_eq!(n.ready, (Some(false), reasons::OBJECT_NOT_MANAGED, "y".into()));
+    }
+
+    fn refused(kind: &str, port: i32) -> Refused {
+        Refused { kind: kind.into(), port, why: aggregate::Refusal::TypeNotAllowed }
+    }
+
+    #[test]
+    fn refusals_make_adapters_ready_false_and_are_named() {
+        let ds = server(json!({}));
+        let reports = Reports::Known {
+            adapters: vec![nfs(12049)],
+            conflicts: vec![],
+            refused: vec![refused("x", 9999)],
+            traceparents: vec![],
+        };
+        let s = state(&ds, &reports, &Problems::default());
+        assert_eq!(s.ready.0, Some(false));
+        assert_eq!(s.ready.1, reasons::ADAPTERS_REFUSED);
+        assert_eq!(
+            s.ready.2,
+            "exposed: nfs:12049; refused reported adapters: x:9999 (type not in spec.adapterServices.allowedTypes)"
+        );
+        assert_eq!(s.exposed.unwrap().len(), 1, "the allowed adapter is still exposed");
+        let problems = Problems { failed: vec!["boom".into()], ..Default::default() };
+        let f = state(&ds, &reports, &problems);
+        assert_eq!(f.ready.1, reasons::APPLY_FAILED);
+        assert_eq!(
+            f.ready.2,
+            "boom; refused reported adapters: x:9999 (type not in spec.adapterServices.allowedTypes)"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_announced_once_per_change_of_the_refused_set() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let reports =
+            |r: Vec<Refused>| Reports::Known { adapters: vec![], conflicts: vec![], refused: r, traceparents: vec![] };
+        let mut ds = server(json!({}));
+        let one = reports(vec![refused("x", 9999)]);
+        let note = refusal_to_announce(&ds, &one).expect("nothing stored yet: announced");
+        assert_eq!(note, "refused reported adapters: x:9999 (type not in spec.adapterServices.allowedTypes)");
+        let stored = state(&ds, &one, &Problems::default()).ready.2;
+        ds.status = Some(dittofs_api::crd::DittoServerStatus {
+            conditions: vec![Condition {
+                type_: ADAPTERS_READY.into(),
+                status: "False".into(),
+                reason: reasons::ADAPTERS_REFUSED.into(),
+                message: stored,
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        });
+        assert_eq!(refusal_to_announce(&ds, &one), None, "the stored condition names the same set");
+        let two = reports(vec![refused("x", 9999), refused("y", 1)]);
+        assert!(refusal_to_announce(&ds, &two).is_some(), "the set grew");
+        assert!(refusal_to_announce(&ds, &reports(vec![refused("y", 1)])).is_some(), "the set changed");
+        assert_eq!(refusal_to_announce(&ds, &reports(vec![])), None, "nothing refused: nothing to say");
+        assert_eq!(refusal_to_announce(&ds, &Reports::None), None);
     }
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
-    LifecycleHandler, ObjectFieldSelector, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, TCPSocketAction, VolumeMount,
+    LifecycleHandler, ObjectFieldSelector, PodSecurityContext, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, TCPSocketAction, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -102,17 +102,54 @@ fn server_probe(ds: &DittoServer, path: &str, timing: (i32, i32, i32, i32)) -> P
     probe
 }
 
+/// The only capability the restricted Pod Security profile lets a container add.
+const NET_BIND_SERVICE: &str = "NET_BIND_SERVICE";
+
 /// The user's container security context with hardened defaults back-filled per field (as in Go).
+///
+/// What the restricted Pod Security profile forbids is refused by the CRD; an object stored before
+/// those rules (or past them) is still never run privileged: such values are replaced here.
 fn server_security_context(ds: &DittoServer) -> SecurityContext {
     let mut sc = ds.spec.security_context.clone().unwrap_or_default();
-    sc.allow_privilege_escalation.get_or_insert(false);
-    sc.run_as_non_root.get_or_insert(true);
+    if sc.privileged == Some(true) {
+        sc.privileged = Some(false);
+    }
+    sc.allow_privilege_escalation = Some(false);
+    sc.run_as_non_root = Some(true);
+    sc.run_as_user = sc.run_as_user.filter(|uid| *uid != 0);
     let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
     if caps.drop.as_ref().is_none_or(Vec::is_empty) {
         caps.drop = Some(vec!["ALL".into()]);
     }
-    sc.seccomp_profile.get_or_insert_with(runtime_default_seccomp);
+    if let Some(add) = caps.add.as_mut() {
+        add.retain(|c| c == NET_BIND_SERVICE);
+        add.dedup();
+    }
+    restrict_seccomp(&mut sc.seccomp_profile);
     sc
+}
+
+/// The user's pod security context (fsGroup 65532 when unset), without what the restricted profile
+/// forbids (root, runAsNonRoot false, Unconfined seccomp), as for [`server_security_context`].
+pub(super) fn pod_security_context(ds: &DittoServer) -> PodSecurityContext {
+    let Some(mut psc) = ds.spec.pod_security_context.clone() else {
+        return PodSecurityContext { fs_group: Some(NONROOT_ID), ..Default::default() };
+    };
+    psc.run_as_user = psc.run_as_user.filter(|uid| *uid != 0);
+    if psc.run_as_non_root == Some(false) {
+        psc.run_as_non_root = Some(true);
+    }
+    if psc.seccomp_profile.is_some() {
+        restrict_seccomp(&mut psc.seccomp_profile);
+    }
+    psc
+}
+
+/// RuntimeDefault unless a profile other than Unconfined is set.
+fn restrict_seccomp(profile: &mut Option<SeccompProfile>) {
+    if profile.as_ref().is_none_or(|p| p.type_ == "Unconfined") {
+        *profile = Some(runtime_default_seccomp());
+    }
 }
 
 fn runtime_default_seccomp() -> SeccompProfile {

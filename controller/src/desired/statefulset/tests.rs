@@ -80,13 +80,40 @@ fn the_server_container_matches_the_go_operator() {
 
 #[test]
 fn user_security_context_gets_defaults_back_filled() {
-    let sts = build(json!({"securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}, "runAsNonRoot": false}}));
+    let sts = build(json!({"securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}, "runAsUser": 1000}}));
     let pod = pod(&sts);
     let sc = container(&pod, "dittofs").security_context.clone().unwrap();
-    assert_eq!(sc.run_as_non_root, Some(false), "the user's explicit value stays");
+    assert_eq!(sc.run_as_user, Some(1000), "the user's explicit value stays");
+    assert_eq!(sc.run_as_non_root, Some(true));
     let caps = sc.capabilities.unwrap();
     assert_eq!(caps.add.unwrap(), ["NET_BIND_SERVICE"]);
     assert_eq!(caps.drop.unwrap(), ["ALL"]);
+}
+
+#[test]
+fn a_privileged_security_context_that_bypassed_the_schema_is_never_run() {
+    let sts = build(json!({
+        "securityContext": {
+            "privileged": true,
+            "allowPrivilegeEscalation": true,
+            "capabilities": {"add": ["SYS_ADMIN", "NET_BIND_SERVICE", "NET_RAW"], "drop": ["NET_RAW"]},
+            "runAsUser": 0,
+            "runAsNonRoot": false,
+            "seccompProfile": {"type": "Unconfined"}
+        },
+        "podSecurityContext": {"runAsUser": 0, "runAsNonRoot": false, "seccompProfile": {"type": "Unconfined"}, "fsGroup": 2000}
+    }));
+    let pod = pod(&sts);
+    let sc = container(&pod, "dittofs").security_context.clone().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.as_ref().unwrap().add.as_deref(), Some(&["NET_BIND_SERVICE".to_owned()][..]));
+    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["NET_RAW".to_owned()][..]), "theirs stays");
+    assert_eq!((sc.run_as_user, sc.run_as_non_root), (None, Some(true)), "never root");
+    assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let psc = pod.security_context.unwrap();
+    assert_eq!((psc.run_as_user, psc.run_as_non_root, psc.fs_group), (None, Some(true), Some(2000)));
+    assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
 }
 
 #[test]

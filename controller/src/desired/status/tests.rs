@@ -20,6 +20,7 @@ fn observed(ready: i32) -> Observed {
             available_replicas: ready,
         }),
         config_hash: "h".into(),
+        jwt_problem: None,
         adapters: AdaptersState::unknown("no report"),
     }
 }
@@ -129,7 +130,7 @@ fn adapters_are_carried_over() {
 fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
     let mut ds = server(json!({}));
     let nfs = Exposed { kind: "nfs".into(), sanitized: "nfs".into(), port: 12049 };
-    let reports = Reports::Known { adapters: vec![nfs], conflicts: vec![], traceparents: vec![] };
+    let reports = Reports::Known { adapters: vec![nfs], conflicts: vec![], refused: vec![], traceparents: vec![] };
     let mut obs = observed(1);
     obs.adapters = state(&ds, &reports, &Problems::default());
     let s = desired_status(&ds, &obs, t(0));
@@ -145,8 +146,22 @@ fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
     assert_eq!(cond(&kept, c::ADAPTERS_READY).status, "Unknown");
 
     // An authoritative empty report clears both.
-    obs.adapters =
-        state(&ds, &Reports::Known { adapters: vec![], conflicts: vec![], traceparents: vec![] }, &Problems::default());
+    obs.adapters = state(
+        &ds,
+        &Reports::Known { adapters: vec![], conflicts: vec![], refused: vec![], traceparents: vec![] },
+        &Problems::default(),
+    );
     let empty = desired_status(&ds, &obs, t(9));
     assert!(empty.adapters.is_empty() && empty.adapters_summary.is_none());
+}
+
+#[test]
+fn a_too_short_jwt_key_makes_config_ready_false_and_not_ready() {
+    let ds = server(json!({}));
+    let problem = "the JWT signing key in Secret mine (key k) has 3 bytes".to_owned();
+    let s = desired_status(&ds, &Observed { jwt_problem: Some(problem.clone()), ..observed(1) }, t(0));
+    let config = cond(&s, c::CONFIG_READY);
+    assert_eq!((config.status.as_str(), config.reason.as_str()), ("False", reasons::JWT_SECRET_TOO_SHORT));
+    assert_eq!(config.message, problem);
+    assert!(cond(&s, c::READY).message.contains("ConfigNotReady"));
 }

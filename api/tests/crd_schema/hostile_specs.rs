@@ -1,0 +1,116 @@
+//! Specs written to take more than a DittoServer should give: privileged pods (the restricted Pod Security
+//! profile), ports of the agent, oversized maps, untrusted adapter types — refused by the CRD's own CEL
+//! rules evaluated client-side, or bounded by its schema. The apiserver-backed test is
+//! `tests/tests/controller_untrusted.rs`.
+
+use crate::common::{node, spec_failures};
+use dittofs_api::crd::cel;
+use serde_json::{Value, json};
+
+fn spec(extra: Value) -> Value {
+    let mut spec = json!({"storage": {"metadataSize": "1Gi"}});
+    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    spec
+}
+
+/// The messages of the failures, whatever their field.
+fn refusals(extra: Value) -> Vec<String> {
+    spec_failures(spec(extra)).into_iter().map(|(_, message)| message).collect()
+}
+
+#[test]
+fn the_restricted_profile_is_enforced_on_the_container() {
+    for (context, message) in [
+        (json!({"privileged": true}), cel::PRIVILEGED_MESSAGE),
+        (json!({"allowPrivilegeEscalation": true}), cel::ESCALATION_MESSAGE),
+        (json!({"capabilities": {"add": ["SYS_ADMIN"]}}), cel::CAPABILITIES_MESSAGE),
+        (json!({"capabilities": {"add": ["NET_BIND_SERVICE", "NET_RAW"]}}), cel::CAPABILITIES_MESSAGE),
+        (json!({"runAsUser": 0}), cel::RUN_AS_ROOT_MESSAGE),
+        (json!({"runAsNonRoot": false}), cel::RUN_AS_NON_ROOT_MESSAGE),
+        (json!({"seccompProfile": {"type": "Unconfined"}}), cel::SECCOMP_MESSAGE),
+    ] {
+        assert_eq!(refusals(json!({"securityContext": context})), [message], "{context}");
+    }
+    for message in [cel::PRIVILEGED_MESSAGE, cel::CAPABILITIES_MESSAGE, cel::RUN_AS_ROOT_MESSAGE] {
+        assert!(message.starts_with("securityContext.") && message.contains("restricted Pod Security profile"));
+    }
+}
+
+#[test]
+fn the_restricted_profile_is_enforced_on_the_pod() {
+    for (context, message) in [
+        (json!({"runAsUser": 0}), cel::POD_RUN_AS_ROOT_MESSAGE),
+        (json!({"runAsNonRoot": false}), cel::POD_RUN_AS_NON_ROOT_MESSAGE),
+        (json!({"seccompProfile": {"type": "Unconfined"}}), cel::POD_SECCOMP_MESSAGE),
+    ] {
+        assert_eq!(refusals(json!({"podSecurityContext": context})), [message], "{context}");
+        assert!(message.starts_with("podSecurityContext."), "{message}");
+    }
+}
+
+#[test]
+fn what_the_restricted_profile_allows_is_accepted() {
+    let allowed = json!({
+        "securityContext": {
+            "privileged": false,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+            "runAsUser": 65532,
+            "runAsNonRoot": true,
+            "readOnlyRootFilesystem": true,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "podSecurityContext": {"runAsUser": 65532, "runAsNonRoot": true, "fsGroup": 65532,
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}
+    });
+    assert_eq!(refusals(allowed), Vec::<String>::new());
+    assert_eq!(refusals(json!({"securityContext": {"capabilities": {"add": []}}})), Vec::<String>::new());
+}
+
+#[test]
+fn the_api_and_metrics_ports_leave_the_agents_port_and_each_other_alone() {
+    assert_eq!(refusals(json!({"controlPlane": {"port": 8082}})), [cel::API_AGENT_PORT_MESSAGE]);
+    assert_eq!(refusals(json!({"metrics": {"enabled": true, "port": 8082}})), [cel::METRICS_AGENT_PORT_MESSAGE]);
+    assert_eq!(refusals(json!({"metrics": {"enabled": false, "port": 8082}})), Vec::<String>::new(), "not served");
+    let same = json!({"controlPlane": {"port": 9000}, "metrics": {"enabled": true, "port": 9000}});
+    assert_eq!(refusals(same), [cel::METRICS_PORT_MESSAGE]);
+    assert_eq!(refusals(json!({"metrics": {"enabled": true, "port": 8080}})), [cel::METRICS_PORT_MESSAGE], "default");
+}
+
+#[test]
+fn annotation_maps_are_bounded_in_count_key_and_value() {
+    for path in ["spec.adapterServices.annotations", "spec.service.annotations"] {
+        let n = node(path);
+        assert_eq!(n["maxProperties"], 64, "{path}");
+        assert_eq!(n["additionalProperties"]["maxLength"], 4096, "{path}");
+        let long_key = json!({ "k".repeat(318): "v" });
+        let section = path.split('.').nth(1).unwrap();
+        let failures = refusals(json!({ section: {"annotations": long_key} }));
+        assert_eq!(failures, [cel::ANNOTATION_KEYS_MESSAGE], "{path}");
+        let longest = json!({ format!("{}/{}", "p".repeat(253), "n".repeat(63)): "v" });
+        assert_eq!(refusals(json!({ section: {"annotations": longest} })), Vec::<String>::new(), "{path}");
+    }
+}
+
+#[test]
+fn preserved_sections_are_bounded_at_their_top_level() {
+    for path in ["spec.identity.ldap", "spec.identity.kerberos", "spec.percona", "spec.metrics.serviceMonitor"] {
+        assert_eq!(node(path)["maxProperties"], 64, "{path}");
+    }
+    assert_eq!(node("spec.snapshotPolicies")["maxItems"], 64);
+    assert_eq!(node("spec.snapshotPolicies")["items"]["maxProperties"], 64);
+}
+
+#[test]
+fn allowed_adapter_types_are_a_short_bounded_set_defaulting_to_nfs_and_smb() {
+    let n = node("spec.adapterServices.allowedTypes");
+    assert_eq!(n["default"], json!(["nfs", "smb"]));
+    assert_eq!(n["maxItems"], 16);
+    assert_eq!(n["x-kubernetes-list-type"], "set");
+    assert_eq!(n["items"]["maxLength"], 14);
+    assert_eq!(n["items"]["pattern"], cel::ADAPTER_TYPE_REGEX);
+    assert!(n["description"].as_str().unwrap().contains("not trusted"));
+    // 14 characters after the longest server name (40) and "-adapter-" keep a 63-character name whole.
+    let longest = dittofs_api::names::adapter_object_name(&"a".repeat(40), &"t".repeat(14));
+    assert_eq!(longest, format!("{}-adapter-{}", "a".repeat(40), "t".repeat(14)));
+}
