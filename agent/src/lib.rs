@@ -12,6 +12,7 @@
 //! [`poller`] (the loop); and [`run`] here.
 
 pub mod auth;
+mod backoff;
 pub mod config;
 pub mod credentials;
 pub mod discovery;

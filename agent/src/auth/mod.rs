@@ -12,7 +12,6 @@
 //!   ([`Timings::auth_backoff_min`]…max).
 
 mod account;
-mod backoff;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -23,11 +22,9 @@ use dittofs_api::names::OPERATOR_USERNAME;
 use tokio::time::Instant;
 
 pub(crate) use self::tokens::Clock;
-use self::{
-    backoff::Backoff,
-    tokens::{Claims, Tokens, claims, remaining, ts},
-};
+use self::tokens::{Claims, Tokens, claims, remaining, ts};
 use crate::{
+    backoff::Backoff,
     config::{AgentConfig, Timings},
     credentials::{Mirror, SecretStore, Store},
     dittofs::{ApiError, Client, DittoFs, OPERATOR_ROLE},

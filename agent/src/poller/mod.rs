@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 
 use crate::{
     auth::Auth,
+    backoff::Backoff,
     config::Timings,
     credentials::{SecretStore, Store},
     dittofs::{Client, DittoFs},
@@ -34,6 +35,7 @@ use crate::{
 };
 
 mod polls;
+use self::polls::{MAX_WRITE_RETRY, MIN_WRITE_RETRY};
 #[cfg(test)]
 mod tests;
 
@@ -77,7 +79,8 @@ pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     revalidate: bool,
     refresh_retry: Option<Instant>,
     write_due: Option<Instant>,
-    write_failures: u32,
+    /// Jittered: every agent of the cluster writes to the same apiserver, and they fail together.
+    write_backoff: Backoff,
     written_once: bool,
     heal_at: Option<Instant>,
 }
@@ -130,7 +133,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             revalidate: false,
             refresh_retry: None,
             write_due: None,
-            write_failures: 0,
+            write_backoff: Backoff::new(MIN_WRITE_RETRY, MAX_WRITE_RETRY),
             written_once: false,
             heal_at: None,
         }

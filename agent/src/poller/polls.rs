@@ -18,8 +18,10 @@ use crate::{
     text::truncate_chars,
 };
 
-/// Retry delay of a failed status write (doubling up to this).
-const MAX_WRITE_RETRY: Duration = Duration::from_secs(30);
+/// First retry delay of a failed status write; doubling, with jitter, up to [`MAX_WRITE_RETRY`].
+pub(super) const MIN_WRITE_RETRY: Duration = Duration::from_millis(500);
+/// Longest retry delay of a failed status write.
+pub(super) const MAX_WRITE_RETRY: Duration = Duration::from_secs(30);
 
 impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
     /// `/health/ready`: only looks, never writes; a change or an outage edge asks for a full poll.
@@ -113,6 +115,8 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                     reason: e.reachability_reason(),
                     message: Some(truncate_chars(&poll_message(&e), 1024)),
                 });
+                // Not jittered: one agent polls its own DittoFS, there is no crowd to spread out, and
+                // the fast path notices a recovery within a second whatever this delay is.
                 let factor = 2u32.saturating_pow(self.full_failures.saturating_sub(1).min(16));
                 let mut retry = Duration::from_secs(1).saturating_mul(factor).min(self.interval);
                 if let Some(until) = self.auth.backoff_until() {
@@ -188,13 +192,11 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
         match self.writer.write_if_changed(&obs).await {
             Ok(_) => {
                 self.write_due = None;
-                self.write_failures = 0;
+                self.write_backoff.reset();
                 self.written_once = true;
             }
             Err(e) => {
-                self.write_failures = self.write_failures.saturating_add(1);
-                let factor = 2u32.saturating_pow(self.write_failures.saturating_sub(1).min(16));
-                let delay = Duration::from_millis(500).saturating_mul(factor).min(MAX_WRITE_RETRY);
+                let delay = self.write_backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot write the status entry");
                 self.write_due = Some(Instant::now() + delay);
             }

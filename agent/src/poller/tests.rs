@@ -1,9 +1,13 @@
 //! The loop against the fake DittoFS and a recording status API, on paused tokio time: the fast path and
 //! the full polls it triggers, the polling interval, the 80 % refresh, healing after DittoFS lost its
-//! database, and failed polls that never change the reported adapters.
+//! database, failed polls that never change the reported adapters, and failed status writes retried with a
+//! jittered, growing delay.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -33,19 +37,28 @@ use crate::{
 
 const OPERATOR_PASSWORD: &str = "operator-password";
 
-/// The status API: records every applied entry; a read returns the object with the last one.
+/// The status API: records every applied entry and every attempt; a read returns the object with the last one.
 #[derive(Debug, Clone, Default)]
-struct FakeStatus(Arc<Mutex<Vec<AgentStatus>>>);
+struct FakeStatus {
+    entries: Arc<Mutex<Vec<AgentStatus>>>,
+    attempts: Arc<Mutex<Vec<Instant>>>,
+    /// The apiserver refuses every apply (an outage).
+    down: Arc<AtomicBool>,
+}
 
 impl StatusApi for FakeStatus {
     async fn apply(&self, entry: &AgentStatus) -> Result<(), kube::Error> {
-        self.0.lock().unwrap().push(entry.clone());
+        self.attempts.lock().unwrap().push(Instant::now());
+        if self.down.load(Ordering::SeqCst) {
+            return Err(kube::Error::Service("apiserver down".into()));
+        }
+        self.entries.lock().unwrap().push(entry.clone());
         Ok(())
     }
 
     async fn get(&self) -> Result<DittoServer, kube::Error> {
         let mut obj = server("30s");
-        let agents = self.0.lock().unwrap().last().cloned().into_iter().collect();
+        let agents = self.entries.lock().unwrap().last().cloned().into_iter().collect();
         obj.status = Some(DittoServerStatus { agents, ..DittoServerStatus::default() });
         Ok(obj)
     }
@@ -118,7 +131,7 @@ impl Rig {
     }
 
     fn entries(&self) -> Vec<AgentStatus> {
-        self.status.0.lock().unwrap().clone()
+        self.status.entries.lock().unwrap().clone()
     }
 
     fn last(&self) -> AgentStatus {
@@ -288,5 +301,37 @@ async fn a_rejected_token_is_renewed_and_the_list_retried_in_the_same_poll() {
     assert_eq!(rig.metrics.polls(PollKind::Full, "ok"), 2);
     assert_eq!(rig.metrics.failed_full_polls(), 0);
     assert!(rig.entries().iter().all(|e| e.reachability.as_ref().is_some_and(|r| r.reachable)));
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_status_write_is_retried_with_jittered_growing_gaps_until_it_lands() {
+    let fs = dittofs(&["nfs"]);
+    // A long interval: no full poll comes between the retries.
+    let rig = Rig::start(&fs, "10m");
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.entries().len(), 1);
+
+    rig.status.down.store(true, Ordering::SeqCst);
+    serve(&fs, &["nfs", "smb"]);
+    sleep(Duration::from_secs(40)).await;
+    let attempts: Vec<Duration> =
+        rig.status.attempts.lock().unwrap().iter().skip(1).map(|t| *t - rig.started).collect();
+    let retries = gaps(&attempts);
+    assert!(retries.len() >= 5, "{attempts:?}");
+    for (n, gap) in retries.iter().take(5).enumerate() {
+        // The n-th retry waits [0.5 s·2ⁿ, 2 × that], never above 30 s.
+        let base = super::MIN_WRITE_RETRY.saturating_mul(1 << n).min(super::MAX_WRITE_RETRY);
+        assert!(*gap >= base && *gap <= (base * 2).min(super::MAX_WRITE_RETRY), "retry {n}: {gap:?} ({retries:?})");
+    }
+    assert!(retries.iter().all(|g| *g <= super::MAX_WRITE_RETRY), "{retries:?}");
+    let unjittered = retries.iter().take(5).enumerate().all(|(n, g)| *g == super::MIN_WRITE_RETRY * (1 << n));
+    assert!(!unjittered, "jittered: agents failing together must not retry in step: {retries:?}");
+    assert_eq!(rig.entries().len(), 1, "nothing landed during the outage");
+
+    rig.status.down.store(false, Ordering::SeqCst);
+    sleep(super::MAX_WRITE_RETRY).await;
+    assert_eq!(rig.entries().len(), 2, "the pending change lands at the next retry, once");
+    assert_eq!(types(&rig.last()), ["nfs", "smb"]);
     rig.stop().await;
 }

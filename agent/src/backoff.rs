@@ -1,5 +1,6 @@
-//! Delays between failed authentication attempts: backon's exponential series from the minimum, doubling up
-//! to the maximum, each delay with up to +100 % random jitter and never above the maximum.
+//! Retry delays towards shared servers (DittoFS's login, the apiserver): backon's exponential series from the
+//! minimum, doubling up to the maximum, each delay with up to +100 % random jitter and never above the maximum,
+//! so that many agents failing together (an apiserver outage) do not retry in step.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use backon::{BackoffBuilder as _, ExponentialBuilder};
 type Series = <ExponentialBuilder as backon::BackoffBuilder>::Backoff;
 
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     builder: ExponentialBuilder,
     max: Duration,
     /// The series of the current run of failures; `None` after a success.
