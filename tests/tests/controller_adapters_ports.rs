@@ -85,7 +85,7 @@ async fn ports_have_their_own_manager_short_names_and_never_take_a_static_port()
         .with_temp_ns("ctrl-adapter-ports", async |ns| {
             let (running, servers) = start(ns, true).await?;
             // A long type name, and an allowed type reported on the API port (8080): refused, never exposed.
-            let adapters = vec![serving("nfs", 12049), serving("Very_Long_Adap", 9000), serving("odd", 8080)];
+            let adapters = vec![serving("nfs", 12049), serving("very-long-adap", 9000), serving("odd", 8080)];
             report(&servers, CR, "fs-0", adapters).await?;
             let sts_api: Api<StatefulSet> = ns.api();
             let ports = wait_until("the container ports", WAIT, async || {

@@ -187,8 +187,8 @@ pub struct AgentAdapterStatus {
     pub running: bool,
     /// Health reported by DittoFS: healthy, degraded, unhealthy, unknown or disabled.
     /// Only running and healthy means the port is really served. Absent while DittoFS's cached
-    /// report predates the adapter's last change (DittoFS caches it up to 5 s): the controller then
-    /// changes nothing (an adapter exposed on that port stays exposed, a new one waits for a reading).
+    /// report predates the adapter's last change (DittoFS caches it up to 5 s): enabled and running
+    /// then decide, so a toggle is followed at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub health: Option<String>,
@@ -200,8 +200,7 @@ pub struct AgentAdapterStatus {
 
 impl AgentAdapterStatus {
     /// Enabled, running, on a usable port, and healthy — or not re-checked since its last change
-    /// (`health` absent): the adapter serves its port, as far as the agent can tell. The controller
-    /// does not expose a new adapter without a health reading (see the `health` field).
+    /// (`health` absent): the adapter serves its port, as far as the agent can tell.
     pub fn is_serving(&self) -> bool {
         self.enabled
             && self.running

@@ -24,7 +24,7 @@ use std::fmt;
 
 use kube::ResourceExt;
 
-use dittofs_api::crd::{AgentAdapterStatus, AgentStatus};
+use dittofs_api::crd::AgentStatus;
 use dittofs_api::{DittoServer, agent_env, names};
 
 /// An adapter to expose: DittoFS's type name, the sanitized name used in object names, its port.
@@ -46,10 +46,10 @@ pub struct PortConflict {
 /// Why a reported, serving adapter is not exposed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Refusal {
+    /// Its type is not in the form the agent writes (lower-case letters, digits and '-'): not an agent's report.
+    NotSanitized,
     /// Its type is not in `spec.adapterServices.allowedTypes`.
     TypeNotAllowed,
-    /// Its port is outside 1–65535.
-    PortOutOfRange,
     /// Its port is one the pod serves something else on (what, as a phrase).
     ReservedPort(&'static str),
     /// Another type, which sorts first, gives the same object name.
@@ -59,8 +59,8 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::NotSanitized => f.write_str("type not in the agent's form: lower-case letters, digits and '-'"),
             Self::TypeNotAllowed => f.write_str("type not in spec.adapterServices.allowedTypes"),
-            Self::PortOutOfRange => f.write_str("port outside 1-65535"),
             Self::ReservedPort(what) => write!(f, "{what}, never exposed"),
             Self::NameTaken { name, kept } => write!(f, "object name {name} already taken by type {kept}"),
         }
@@ -78,7 +78,8 @@ pub struct Refused {
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{} ({})", self.kind, self.port, self.why)
+        // Escaped: the type is whatever the status writer put there, and it ends up in Events and logs.
+        write!(f, "{}:{} ({})", self.kind.escape_debug(), self.port, self.why)
     }
 }
 
@@ -130,19 +131,20 @@ fn non_adapter_ports(ds: &DittoServer) -> Vec<(i32, &'static str)> {
     ports
 }
 
-/// Whether the report says the adapter serves: enabled, running, a port, and healthy if DittoFS's health
-/// reading is conclusive (absent otherwise: then enabled and running decide).
-fn serving(a: &AgentAdapterStatus) -> bool {
-    a.enabled && a.running && a.port != 0 && a.health.as_deref().is_none_or(|h| h == "healthy")
-}
-
 /// Why the controller refuses a serving adapter, if it does (the name check comes later, over all).
-fn screen(ds: &DittoServer, reserved: &[(i32, &'static str)], sanitized: &str, port: i32) -> Option<Refusal> {
+/// Ports outside 1–65535 never get here: the status schema bounds them and `is_serving` requires a usable one.
+fn screen(
+    ds: &DittoServer,
+    reserved: &[(i32, &'static str)],
+    kind: &str,
+    sanitized: &str,
+    port: i32,
+) -> Option<Refusal> {
+    if kind != sanitized {
+        return Some(Refusal::NotSanitized);
+    }
     if !ds.spec.adapter_services.allows(sanitized) {
         return Some(Refusal::TypeNotAllowed);
-    }
-    if !(1..=65535).contains(&port) {
-        return Some(Refusal::PortOutOfRange);
     }
     reserved.iter().find(|(p, _)| *p == port).map(|(_, what)| Refusal::ReservedPort(what))
 }
@@ -187,11 +189,12 @@ pub fn aggregate(ds: &DittoServer) -> Reports {
     let mut by_name: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for agent in &polled {
         for adapter in &agent.adapters {
-            if !serving(adapter) {
+            // Enabled, running, a usable port, healthy or not re-checked since the change (see the module doc).
+            if !adapter.is_serving() {
                 continue;
             }
             let sanitized = names::sanitize_adapter_type(&adapter.r#type);
-            if let Some(why) = screen(ds, &reserved, &sanitized, adapter.port) {
+            if let Some(why) = screen(ds, &reserved, &adapter.r#type, &sanitized, adapter.port) {
                 refused.insert(Refused { kind: adapter.r#type.clone(), port: adapter.port, why });
                 continue;
             }

@@ -118,14 +118,19 @@ fn server_security_context(ds: &DittoServer) -> SecurityContext {
     sc.run_as_non_root = Some(true);
     sc.run_as_user = sc.run_as_user.filter(|uid| *uid != 0);
     let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
-    if caps.drop.as_ref().is_none_or(Vec::is_empty) {
-        caps.drop = Some(vec!["ALL".into()]);
+    // The restricted profile requires ALL among the dropped capabilities, whatever else the user drops.
+    let drop = caps.drop.get_or_insert_with(Vec::new);
+    if !drop.iter().any(|c| c == "ALL") {
+        drop.push("ALL".into());
     }
     if let Some(add) = caps.add.as_mut() {
         add.retain(|c| c == NET_BIND_SERVICE);
         add.dedup();
     }
     restrict_seccomp(&mut sc.seccomp_profile);
+    // Also forbidden by the profile: an unmasked /proc and an unconfined AppArmor profile.
+    sc.proc_mount = sc.proc_mount.filter(|m| m != "Unmasked");
+    sc.app_armor_profile = sc.app_armor_profile.filter(|p| p.type_ != "Unconfined");
     sc
 }
 

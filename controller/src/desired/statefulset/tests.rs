@@ -97,6 +97,8 @@ fn a_privileged_security_context_that_bypassed_the_schema_is_never_run() {
             "privileged": true,
             "allowPrivilegeEscalation": true,
             "capabilities": {"add": ["SYS_ADMIN", "NET_BIND_SERVICE", "NET_RAW"], "drop": ["NET_RAW"]},
+            "procMount": "Unmasked",
+            "appArmorProfile": {"type": "Unconfined"},
             "runAsUser": 0,
             "runAsNonRoot": false,
             "seccompProfile": {"type": "Unconfined"}
@@ -108,9 +110,14 @@ fn a_privileged_security_context_that_bypassed_the_schema_is_never_run() {
     assert_eq!(sc.privileged, Some(false));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.capabilities.as_ref().unwrap().add.as_deref(), Some(&["NET_BIND_SERVICE".to_owned()][..]));
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["NET_RAW".to_owned()][..]), "theirs stays");
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["NET_RAW".to_owned(), "ALL".to_owned()][..]),
+        "theirs stays, ALL is added"
+    );
     assert_eq!((sc.run_as_user, sc.run_as_non_root), (None, Some(true)), "never root");
     assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    assert_eq!((sc.proc_mount, sc.app_armor_profile), (None, None), "an unmasked /proc and no AppArmor: dropped");
     let psc = pod.security_context.unwrap();
     assert_eq!((psc.run_as_user, psc.run_as_non_root, psc.fs_group), (None, Some(true), Some(2000)));
     assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");

@@ -68,13 +68,12 @@ fn only_serving_adapters_count_sorted_by_type() {
         vec![agent(
             "fs-0",
             true,
-            vec![adapter("smb", 12445, true), adapter("NFS", 12049, true), adapter("x", 1, false)],
+            vec![adapter("smb", 12445, true), adapter("nfs", 12049, true), adapter("x", 1, false)],
         )],
     );
     let Reports::Known { adapters, conflicts, traceparents, .. } = aggregate(&ds) else { panic!() };
     let got: Vec<_> = adapters.iter().map(|a| (a.sanitized.as_str(), a.port)).collect();
     assert_eq!(got, [("nfs", 12049), ("smb", 12445)]);
-    assert_eq!(adapters[0].kind, "NFS", "DittoFS's name is kept for messages");
     assert!(conflicts.is_empty());
     assert_eq!(traceparents.len(), 1);
 }
@@ -159,6 +158,8 @@ fn hostile_reports_expose_only_allowed_types_on_free_ports() {
         adapter("a", 8082, true),
         adapter("b", 9090, true),
         adapter("c", 70000, true),
+        adapter("NFS", 2049, true),
+        adapter("\nsmb\u{7}", 1445, true),
         adapter("x", 9999, true),
         adapter("y", 9998, false),
     ];
@@ -168,13 +169,14 @@ fn hostile_reports_expose_only_allowed_types_on_free_ports() {
     assert_eq!(
         refused,
         [
+            "\\nsmb\\u{7}:1445 (type not in the agent's form: lower-case letters, digits and '-')",
+            "NFS:2049 (type not in the agent's form: lower-case letters, digits and '-')",
             "a:8082 (the agent's admin port, never exposed)",
             "b:9090 (the metrics port (spec.metrics.port), never exposed)",
-            "c:70000 (port outside 1-65535)",
             "smb:8080 (the DittoFS API port (spec.controlPlane.port), never exposed)",
             "x:9999 (type not in spec.adapterServices.allowedTypes)",
         ],
-        "sorted by type; y is not serving, so not refused"
+        "sorted by type, control characters escaped; y is not serving and c's port is unusable, so neither is refused"
     );
 }
 
