@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 
 use dittofs_api::constants::CONTROLLER_NAME;
 
@@ -25,7 +25,7 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Reason of the Warning Event for storage changes Kubernetes does not allow on a StatefulSet.
 pub const STORAGE_CHANGE_IGNORED: &str = "StorageChangeIgnored";
 
-/// Most recorders kept; past that they are dropped (a repeat then starts a new Event).
+/// Most recorders (and announced notes) kept; past that they are dropped (a repeat then starts a new Event).
 const MAX_RECORDERS: usize = 256;
 
 /// Publishes Events as this controller instance.
@@ -35,6 +35,8 @@ pub struct Events {
     reporter: Reporter,
     /// One recorder per (reason, note).
     recorders: Arc<Mutex<HashMap<(String, String), Recorder>>>,
+    /// The note last announced per (server uid, reason) by [`Events::warning_on_change`].
+    announced: Arc<Mutex<HashMap<(String, String), String>>>,
 }
 
 impl std::fmt::Debug for Events {
@@ -47,7 +49,7 @@ impl Events {
     /// Events reported by `dittofs-controller`, instance `instance` (the leader-election identity).
     pub fn new(client: Client, instance: &str) -> Self {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: Some(instance.into()) };
-        Self { client, reporter, recorders: Arc::default() }
+        Self { client, reporter, recorders: Arc::default(), announced: Arc::default() }
     }
 
     fn recorder(&self, reason: &str, note: &str) -> Recorder {
@@ -80,6 +82,30 @@ impl Events {
     /// A Warning Event on `ds`.
     pub async fn warning(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
         self.publish(ds, None, EventType::Warning, reason, action, note).await;
+    }
+
+    /// A Warning Event on `ds` unless this controller already announced the same note for the same reason.
+    /// Callers check the stored status first (which survives restarts), but that check lags behind their own
+    /// status writes — the cache shows them a moment later — so two close reconciles would both announce.
+    pub async fn warning_on_change(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
+        let key = (ds.uid().unwrap_or_else(|| ds.name_any()), reason.to_owned());
+        {
+            let mut announced = self.announced.lock().expect("not poisoned");
+            if announced.get(&key) == Some(&note) {
+                return;
+            }
+            if announced.len() >= MAX_RECORDERS {
+                announced.clear();
+            }
+            announced.insert(key, note.clone());
+        }
+        self.warning(ds, reason, action, note).await;
+    }
+
+    /// What [`Events::warning_on_change`] announced for `reason` on `ds` is resolved: the same note may come again.
+    pub fn resolved(&self, ds: &RawDittoServer, reason: &str) {
+        let key = (ds.uid().unwrap_or_else(|| ds.name_any()), reason.to_owned());
+        self.announced.lock().expect("not poisoned").remove(&key);
     }
 
     async fn publish(

@@ -153,9 +153,11 @@ pub async fn reconcile(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, st
         }
         tracing::info!(writes = step.writes, adapters = adapters.len(), linked = ?traceparents, "adapter objects reconciled");
     }
-    if let Some(note) = refusal_to_announce(ds, &reports) {
+    if matches!(&reports, Reports::Known { refused, .. } if refused.is_empty()) {
+        ctx.events.resolved(raw, reasons::ADAPTERS_REFUSED);
+    } else if let Some(note) = refusal_to_announce(ds, &reports) {
         tracing::warn!(%note, "reported adapters refused");
-        ctx.events.warning(raw, reasons::ADAPTERS_REFUSED, "Validate", note).await;
+        ctx.events.warning_on_change(raw, reasons::ADAPTERS_REFUSED, "Validate", note).await;
     }
     let state = state(ds, &reports, &step.problems);
     let failed = step.errors.len();

@@ -86,8 +86,12 @@ pub async fn update(
     let config_changed =
         condition_message(ds.status.as_ref(), c::CONFIG_READY) != condition_message(Some(&desired), c::CONFIG_READY);
     write(ctx, raw, &desired).await?;
-    if let Some(problem) = values.jwt_problem.as_ref().filter(|_| config_changed) {
-        ctx.events.warning(raw, reasons::JWT_SECRET_TOO_SHORT, "Validate", problem.clone()).await;
+    match values.jwt_problem.as_ref() {
+        Some(problem) if config_changed => {
+            ctx.events.warning_on_change(raw, reasons::JWT_SECRET_TOO_SHORT, "Validate", problem.clone()).await;
+        }
+        Some(_) => {}
+        None => ctx.events.resolved(raw, reasons::JWT_SECRET_TOO_SHORT),
     }
     if !fields.is_empty() && (supported_changed || new_generation) {
         ctx.events.warning(raw, reasons::UNIMPLEMENTED_FIELDS, "Validate", unimplemented_message(&fields)).await;
