@@ -15,7 +15,7 @@ use crate::desired::statefulset::POSTGRES_KEYS;
 use crate::error::Error;
 
 /// What the apiserver holds that the desired objects depend on.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Observed {
     /// The managed JWT key, if the managed Secret exists with a value.
     pub managed_jwt: Option<String>,
@@ -29,6 +29,21 @@ pub struct Observed {
     pub missing: Vec<String>,
     /// The StatefulSet, if it exists.
     pub statefulset: Option<StatefulSet>,
+}
+
+/// Secrets stay out of logs and panics: `Debug` shows which are set and which references were read, not values.
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
+        f.debug_struct("Observed")
+            .field("managed_jwt", &set(&self.managed_jwt))
+            .field("managed_admin_password", &set(&self.managed_admin_password))
+            .field("operator_password", &set(&self.operator_password))
+            .field("referenced", &self.referenced.keys().collect::<Vec<_>>())
+            .field("missing", &self.missing)
+            .field("statefulset", &self.statefulset.is_some())
+            .finish()
+    }
 }
 
 async fn get_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Error> {

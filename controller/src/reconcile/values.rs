@@ -14,7 +14,6 @@ use crate::desired::secrets::{jwt_ref, user_admin_ref, user_jwt_ref};
 use crate::reconcile::observe::Observed;
 
 /// The values the reconcile settled on before applying (existing or freshly generated).
-#[derive(Debug)]
 pub struct Values {
     /// Managed JWT key (None with a user reference).
     pub jwt: Option<String>,
@@ -28,6 +27,20 @@ pub struct Values {
     pub config: String,
     /// Why DittoFS would refuse the JWT key the pod gets (too short), if it would.
     pub jwt_problem: Option<String>,
+}
+
+/// Secrets stay out of logs and panics: `Debug` shows whether each is set, never its value.
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
+        f.debug_struct("Values")
+            .field("jwt", &set(&self.jwt))
+            .field("admin_password", &set(&self.admin_password))
+            .field("operator_password", &"<redacted>")
+            .field("config_hash", &self.config_hash)
+            .field("jwt_problem", &self.jwt_problem)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Keeps every existing managed value and generates only what is missing; renders the config and its hash.
@@ -79,6 +92,18 @@ mod tests {
             operator_password: Some("op-1".into()),
             ..Observed::default()
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut observed = observed_all();
+        observed.referenced.insert("user-jwt/key".into(), b"referenced-secret".to_vec());
+        let values = settle(&server(json!({})), &observed);
+        let shown = format!("{observed:?} {values:?}");
+        for secret in ["jwt-1", "admin-1", "op-1", "referenced-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("user-jwt/key") && shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]
