@@ -82,6 +82,12 @@ pub mod reasons {
     pub const ADAPTERS_REFUSED: &str = "AdaptersRefused";
     /// ConfigReady=False: the JWT signing key is shorter than DittoFS accepts (it would not start).
     pub const JWT_SECRET_TOO_SHORT: &str = "JWTSecretTooShort";
+    /// Ready=False: a child's fixed name (e.g. `<name>-api`) is taken by an object that does not belong to
+    /// this server; it is never written or deleted, and nothing else is created until it is gone or renamed.
+    pub const CHILD_NOT_OWNED: &str = "ChildNotOwned";
+    /// AdaptersReady=Unknown: the agents' reports are older than `adapterServices.reportMaxAge`; adapter
+    /// objects are kept or closed per `adapterServices.onStaleReport`.
+    pub const REPORT_STALE: &str = "ReportStale";
 }
 
 /// Reasons of the Events the controller emits on a `DittoServer`.
@@ -112,4 +118,8 @@ pub mod events {
     pub const ADAPTERS_REFUSED: &str = "AdaptersRefused";
     /// Warning: the JWT signing key is shorter than DittoFS accepts.
     pub const JWT_SECRET_TOO_SHORT: &str = "JWTSecretTooShort";
+    /// Warning: a child's name is taken by an object of someone else (the note names it and its owner).
+    pub const CHILD_NOT_OWNED: &str = "ChildNotOwned";
+    /// Warning: the agents' reports are older than the freshness limit (once per change).
+    pub const REPORT_STALE: &str = "ReportStale";
 }

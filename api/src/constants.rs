@@ -30,6 +30,14 @@ pub const CONTROLLER_NAME: &str = "dittofs-controller";
 /// The finalizer the Go operator puts on a `DittoServer` (kept so that its objects can be adopted).
 pub const GO_OPERATOR_FINALIZER: &str = "dittofs.dittofs.com/finalizer";
 
+/// This controller's finalizer on a `DittoServer`: on deletion the Services go first, then the pods,
+/// and only when no pod is left may the NetworkPolicies go (the garbage collector takes them).
+pub const TEARDOWN_FINALIZER: &str = "dittofs.dittofs.com/teardown";
+
+/// The finalizer on the baseline NetworkPolicy: it outlives the pods even under foreground deletion,
+/// where the garbage collector deletes the server's dependents before the server.
+pub const POLICY_FINALIZER: &str = "dittofs.dittofs.com/pods-gone";
+
 /// The DittoFS image used when `spec.image` is not set (the Go operator's default).
 pub const DEFAULT_IMAGE: &str = "marmos91c/dittofs:latest";
 

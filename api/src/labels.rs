@@ -57,6 +57,16 @@ pub fn selector_labels(cr: &str) -> BTreeMap<String, String> {
     map([(NAME_LABEL, APP_NAME), (INSTANCE_LABEL, cr), (COMPONENT_LABEL, COMPONENT_SERVER)])
 }
 
+/// `k=v,…` label selector of [`selector_labels`]: the server's pods.
+pub fn pods_selector(cr: &str) -> String {
+    selector_labels(cr).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// `k=v,…` label selector of every object of the server this controller labels.
+pub fn instance_selector(cr: &str) -> String {
+    format!("{NAME_LABEL}={APP_NAME},{INSTANCE_LABEL}={cr},{MANAGED_BY_LABEL}={CONTROLLER_NAME}")
+}
+
 /// The labels every object of the server carries: name, instance, managed-by and the component.
 pub fn common_labels(cr: &str, component: &str) -> BTreeMap<String, String> {
     map([

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod duration;
 pub mod labels;
 pub mod names;
+pub mod secret;
 
 pub use crd::{
     DittoServer, DittoServerSpec, DittoServerStatus, crd_yaml, custom_resource_definition, unimplemented_fields,

@@ -3,11 +3,19 @@
 //! `force`: the controller is the authority on every field of its bodies, so a conflicting manager
 //! (e.g. someone's `kubectl edit`) is overridden rather than wedging the reconcile. Fields a body omits
 //! stay with whoever owns them (the agent's token keys, the adapter part's container ports).
+//!
+//! Force is only used on objects of this server: a child's name is fixed (`<cr>-api`, …), so a server
+//! named `payments` would otherwise rewrite someone's `payments-api` Service, and the garbage collector
+//! would delete it with the server. An existing object is taken over only if its owner references name
+//! this server's uid (which the Go operator's children do too); anything else stops the reconcile with
+//! [`Error::NotOwned`] and is never written or deleted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
 use dittofs_api::constants::CONTROLLER_FIELD_MANAGER;
@@ -46,6 +54,35 @@ impl std::fmt::Debug for Applier {
     }
 }
 
+/// The uid of the server that controls `meta` (its controller owner reference), if any.
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    owners.iter().find(|o| o.controller == Some(true)).map(|o| o.uid.as_str())
+}
+
+/// Whether `meta` names the server of uid `uid` among its owners.
+pub fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.uid == uid)
+}
+
+/// "owned by DittoServer other (uid …)" or "not owned by any DittoServer", for the refusal.
+fn holder(meta: &ObjectMeta) -> String {
+    match meta.owner_references.as_deref().unwrap_or_default().first() {
+        Some(o) => format!("owned by {} {} (uid {})", o.kind, o.name, o.uid),
+        None => "owned by nobody".to_owned(),
+    }
+}
+
+/// Refuses an existing object that does not belong to the server of uid `uid`.
+pub fn check_owner(kind: &str, name: &str, existing: Option<&ObjectMeta>, uid: &str) -> Result<(), Error> {
+    match existing {
+        Some(meta) if !owned_by(meta, uid) => {
+            Err(Error::NotOwned { kind: kind.to_owned(), name: name.to_owned(), holder: holder(meta) })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The patch parameters of every controller apply.
 pub fn apply_params() -> PatchParams {
     PatchParams::apply(CONTROLLER_FIELD_MANAGER).force()
@@ -77,6 +114,18 @@ impl Applier {
         let remembered = self.last.lock().expect("not poisoned").get(&key).cloned();
 
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let uid = controller_uid(obj.meta()).ok_or(Error::MissingMetadata("owner reference"))?;
+        let cached_meta = K::store(&self.stores).get(&ObjectRef::new(&name).within(&namespace));
+        let existing = match cached_meta {
+            Some(meta) => Some(meta.metadata.clone()),
+            // The cache holds only objects labelled as this controller's: ask for any other of that name.
+            None => api
+                .get_metadata_opt(&name)
+                .await
+                .map_err(|e| Error::kube(format!("get {kind} {name}"), e))?
+                .map(|m| m.metadata),
+        };
+        check_owner(&kind, &name, existing.as_ref(), uid)?;
         let applied = api
             .patch(&name, &apply_params(), &Patch::Apply(obj))
             .await
@@ -97,22 +146,29 @@ impl Applier {
         Ok((applied, outcome))
     }
 
-    /// Deletes a child if the cache has it (so a steady state sends no request). True if deleted.
-    pub async fn delete_if_present<K: Child>(&self, namespace: &str, name: &str) -> Result<bool, Error> {
+    /// Deletes a child of the server of uid `uid` if the cache has it (so a steady state sends no
+    /// request). True if deleted. An object of that name owned by anyone else is refused.
+    pub async fn delete_if_present<K: Child>(&self, namespace: &str, name: &str, uid: &str) -> Result<bool, Error> {
         // An unsynced cache would hide an existing object.
         let _ = K::store(&self.stores).wait_until_ready().await;
-        if !self.stores.contains::<K>(namespace, name) {
-            return Ok(false);
-        }
         let kind = K::kind(&()).into_owned();
+        let Some(cached) = K::store(&self.stores).get(&ObjectRef::new(name).within(namespace)) else {
+            return Ok(false);
+        };
+        check_owner(&kind, name, Some(&cached.metadata), uid)?;
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        match api.delete(name, &DeleteParams::background()).await {
+        // The uid precondition: never delete an object of that name created since the cache saw ours.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: cached.metadata.uid.clone(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        match api.delete(name, &params).await {
             Ok(_) => {
                 self.metrics.wrote(&kind);
                 self.last.lock().expect("not poisoned").remove(&(kind, namespace.to_owned(), name.to_owned()));
                 Ok(true)
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
             Err(e) => Err(Error::kube(format!("delete {kind} {name}"), e)),
         }
     }

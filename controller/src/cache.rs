@@ -1,13 +1,15 @@
 //! Metadata-only caches of the children, fed by the same watches that trigger reconciles.
 //!
-//! The caches hold only metadata (no Secret data, no pod templates) and are used to tell a created
-//! object from an updated one and a real write from a no-op apply, without extra GETs.
+//! The caches hold only metadata (no pod templates) and are used to tell a created object from an updated
+//! one and a real write from a no-op apply, without extra GETs. Secrets are not watched at all: a watch
+//! needs `list` on Secrets cluster-wide, which would let the controller read every Secret in the cluster.
+//! The Secrets it generates are created once (create-only) and read by name (see `reconcile::secrets`).
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Resource;
@@ -37,7 +39,6 @@ pub trait Child:
 pub struct ChildWriters {
     pub statefulsets: Writer<PartialObjectMeta<StatefulSet>>,
     pub services: Writer<PartialObjectMeta<Service>>,
-    pub secrets: Writer<PartialObjectMeta<Secret>>,
     pub config_maps: Writer<PartialObjectMeta<ConfigMap>>,
     pub network_policies: Writer<PartialObjectMeta<NetworkPolicy>>,
     pub service_accounts: Writer<PartialObjectMeta<ServiceAccount>>,
@@ -50,7 +51,6 @@ pub struct ChildWriters {
 pub struct ChildStores {
     statefulsets: Store<PartialObjectMeta<StatefulSet>>,
     services: Store<PartialObjectMeta<Service>>,
-    secrets: Store<PartialObjectMeta<Secret>>,
     config_maps: Store<PartialObjectMeta<ConfigMap>>,
     network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
@@ -62,27 +62,16 @@ pub struct ChildStores {
 pub fn child_caches() -> (ChildStores, ChildWriters) {
     let (statefulsets, w_sts) = store();
     let (services, w_svc) = store();
-    let (secrets, w_sec) = store();
     let (config_maps, w_cm) = store();
     let (network_policies, w_np) = store();
     let (service_accounts, w_sa) = store();
     let (roles, w_role) = store();
     let (role_bindings, w_rb) = store();
     (
-        ChildStores {
-            statefulsets,
-            services,
-            secrets,
-            config_maps,
-            network_policies,
-            service_accounts,
-            roles,
-            role_bindings,
-        },
+        ChildStores { statefulsets, services, config_maps, network_policies, service_accounts, roles, role_bindings },
         ChildWriters {
             statefulsets: w_sts,
             services: w_svc,
-            secrets: w_sec,
             config_maps: w_cm,
             network_policies: w_np,
             service_accounts: w_sa,
@@ -98,12 +87,6 @@ impl ChildStores {
         let key = ObjectRef::<PartialObjectMeta<K>>::new(name).within(namespace);
         K::store(self).get(&key)?.metadata.resource_version.clone()
     }
-
-    /// Whether the cache has the child.
-    pub fn contains<K: Child>(&self, namespace: &str, name: &str) -> bool {
-        let key = ObjectRef::<PartialObjectMeta<K>>::new(name).within(namespace);
-        K::store(self).get(&key).is_some()
-    }
 }
 
 macro_rules! child {
@@ -118,7 +101,6 @@ macro_rules! child {
 
 child!(StatefulSet, statefulsets);
 child!(Service, services);
-child!(Secret, secrets);
 child!(ConfigMap, config_maps);
 child!(NetworkPolicy, network_policies);
 child!(ServiceAccount, service_accounts);

@@ -38,6 +38,21 @@ pub enum Error {
         #[source]
         first: Box<Error>,
     },
+    /// A child's fixed name is taken by an object that does not belong to this server: it is never
+    /// written or deleted, and the reconcile stops (retried with the backoff, since that object is not
+    /// watched and may go away).
+    #[error("{kind} {name} already exists and does not belong to this DittoServer ({holder}); it is left untouched")]
+    NotOwned {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// Who owns it, e.g. "owned by DittoServer other (uid …)".
+        holder: String,
+    },
+    /// This instance lost the leader Lease while reconciling: the reconcile was cancelled.
+    #[error("the leader Lease was lost; reconcile cancelled")]
+    LeadershipLost,
     /// A body could not be serialized (a bug).
     #[error("serializing {what}: {source}")]
     Serialize {
@@ -70,6 +85,8 @@ impl Error {
             Error::MissingMetadata(_) => "missing_metadata",
             Error::Serialize { .. } => "serialize",
             Error::Adapters { .. } => "adapters_failed",
+            Error::NotOwned { .. } => "not_owned",
+            Error::LeadershipLost => "leadership_lost",
             Error::Kube { source, .. } => match source {
                 kube::Error::Api(status) => match status.code {
                     400 | 422 => "rejected",

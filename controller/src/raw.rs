@@ -53,6 +53,28 @@ impl Resource for RawDittoServer {
     }
 }
 
+/// What a change must touch to trigger a reconcile (a kube-runtime predicate): everything but the
+/// agents' `lastPollTime`. Healthy agents refresh that time every third of `reportMaxAgeSeconds` as a
+/// heartbeat; reconciling each one would cost every server a dozen requests a minute for nothing. The
+/// controller reads the freshest entries from its cache whenever it does reconcile, and requeues itself for
+/// the moment a report would go stale.
+pub fn trigger_hash(ds: &RawDittoServer) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut status = ds.status.clone().unwrap_or(Value::Null);
+    if let Some(agents) = status.get_mut("agents").and_then(Value::as_array_mut) {
+        for agent in agents.iter_mut().filter_map(Value::as_object_mut) {
+            agent.remove("lastPollTime");
+        }
+    }
+    let meta = &ds.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&meta.uid, meta.generation, &meta.finalizers, meta.deletion_timestamp.as_ref().map(|t| t.0.as_second()))
+        .hash(&mut hasher);
+    (&meta.labels, &meta.annotations).hash(&mut hasher);
+    status.to_string().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Why a stored object is not a valid `DittoServer` spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("spec.{path}: {message}")]
@@ -142,6 +164,21 @@ mod tests {
             spec,
             status: Some(json!({"phase": 42})),
         }
+    }
+
+    #[test]
+    fn heartbeats_do_not_trigger_but_reports_and_spec_do() {
+        let with = |poll: &str, adapters: Value, generation: i64| {
+            let mut ds = raw(json!({}));
+            ds.metadata.generation = Some(generation);
+            ds.status = Some(json!({"agents": [{"podName": "fs-0", "lastPollTime": poll, "adapters": adapters}]}));
+            trigger_hash(&ds)
+        };
+        let nfs = json!([{"type": "nfs", "port": 12049}]);
+        let base = with("2026-01-01T00:00:00Z", nfs.clone(), 1);
+        assert_eq!(base, with("2026-01-01T00:01:40Z", nfs.clone(), 1), "a heartbeat alone");
+        assert_ne!(base, with("2026-01-01T00:01:40Z", json!([]), 1), "a new report");
+        assert_ne!(base, with("2026-01-01T00:00:00Z", nfs, 2), "a spec change");
     }
 
     #[test]

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
+use kube::runtime::PredicateConfig;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::{Controller as KubeController, WatchStreamExt, watcher};
+use kube::runtime::{Controller as KubeController, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ use crate::error::Error;
 use crate::events::Events;
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
-use crate::raw::RawDittoServer;
+use crate::raw::{RawDittoServer, trigger_hash};
 use crate::reconcile::{Context, error_policy, reconcile};
 
 /// One controller instance.
@@ -125,16 +126,20 @@ impl Controller {
             events,
             self.metrics.clone(),
             self.config.agent_image.clone(),
+            term.clone(),
         ));
 
-        // Not filtered by generation: the agents' status reports must trigger reconciles too.
-        let servers: Api<RawDittoServer> = self.api();
-        let controller = KubeController::new(servers, watcher::Config::default());
-        let store = controller.store();
-        let controller = controller
+        // Not filtered by generation: the agents' status reports must trigger reconciles too; only their
+        // heartbeats (a new lastPollTime and nothing else) do not.
+        let (store, writer) = reflector::store();
+        let servers = watcher(self.api::<RawDittoServer>(), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(trigger_hash, PredicateConfig::default());
+        let controller = KubeController::for_stream(servers, store.clone())
             .owns_stream(self.children::<StatefulSet>(writers.statefulsets))
             .owns_stream(self.children::<Service>(writers.services))
-            .owns_stream(self.children::<Secret>(writers.secrets))
             .owns_stream(self.children::<ConfigMap>(writers.config_maps))
             .owns_stream(self.children::<NetworkPolicy>(writers.network_policies))
             .owns_stream(self.children::<ServiceAccount>(writers.service_accounts))

@@ -283,7 +283,7 @@ pub fn adapter<'a>(entry: &'a AgentStatus, kind: &str) -> Option<&'a AgentAdapte
     entry.adapters.iter().find(|a| a.r#type == kind)
 }
 
-/// The agent's log lines in the test output, filtered by `RUST_LOG` (nothing when unset).
+/// The in-process agent's or controller's log lines in the test output, filtered by `RUST_LOG` (nothing when unset).
 pub fn init_logs() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()

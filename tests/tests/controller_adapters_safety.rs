@@ -55,28 +55,39 @@ async fn without_a_completed_poll_nothing_is_created_or_deleted() -> anyhow::Res
     ControlPlane::shared()
         .with_temp_ns("ctrl-adapter-noreport", async |ns| {
             let (running, servers) = start(ns).await?;
-            // A labelled adapter Service exists from before (e.g. the controller restarted).
-            let old: Service = serde_json::from_value(json!({
-                "metadata": {"name": "fs-adapter-old", "labels": {
-                    "app.kubernetes.io/instance": CR, "dittofs.io/adapter-service": "true", "dittofs.io/adapter-type": "old"}},
-                "spec": {"ports": [{"port": 7}]}
-            }))?;
-            ns.api::<Service>().create(&PostParams::default(), &old).await?;
+            // A labelled adapter Service of this server exists from before (e.g. the controller restarted),
+            // and a labelled one that is not the server's (no owner reference): that one is never touched.
+            let uid = servers.get(CR).await?.metadata.uid.unwrap_or_default();
+            let labelled = |name: &str, owners: Value| -> anyhow::Result<Service> {
+                Ok(serde_json::from_value(json!({
+                    "metadata": {"name": name, "ownerReferences": owners, "labels": {
+                        "app.kubernetes.io/instance": CR, "dittofs.io/adapter-service": "true",
+                        "dittofs.io/adapter-type": "old"}},
+                    "spec": {"ports": [{"port": 7}]}
+                }))?)
+            };
+            let owner = json!([{"apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer", "name": CR,
+                                "uid": uid, "controller": true}]);
+            ns.api::<Service>().create(&PostParams::default(), &labelled("fs-adapter-old", owner)?).await?;
+            ns.api::<Service>().create(&PostParams::default(), &labelled("fs-adapter-theirs", json!([]))?).await?;
             let before = view(ns, CR).await?;
-            assert_eq!(before.services, [("fs-adapter-old".to_owned(), 7)]);
+            assert_eq!(before.services, [("fs-adapter-old".to_owned(), 7), ("fs-adapter-theirs".to_owned(), 7)]);
 
             wait_adapters_ready(&servers, CR, "Unknown", "NoReport").await?;
             // An agent that has not completed a poll yet (it only logged in).
-            let fresh = json!({"podName": "fs-0", "auth": {"authenticated": true, "reason": "AuthenticationSucceeded"}});
+            let fresh =
+                json!({"podName": "fs-0", "auth": {"authenticated": true, "reason": "AuthenticationSucceeded"}});
             report_entry(&servers, CR, fresh).await?;
             wait_for_condition(&servers, CR, conditions::AUTHENTICATED, "True", WAIT).await?;
             running.settle(Duration::from_millis(500)).await?;
             assert_eq!(view(ns, CR).await?, before, "no report: nothing created or deleted");
             assert_eq!(adapters_ready(&servers, CR).await?.1, "NoReport");
 
-            // The first completed poll is authoritative: the stale Service goes, NFS appears.
+            // The first completed poll is authoritative: the stale Service goes, NFS appears; theirs stays.
             report(&servers, CR, "fs-0", vec![serving("nfs", 12049)]).await?;
-            wait_view(ns, CR, &expected(CR, &[("nfs", 12049)], true), WAIT).await?;
+            let mut want = expected(CR, &[("nfs", 12049)], true);
+            want.services.push(("fs-adapter-theirs".to_owned(), 7));
+            wait_view(ns, CR, &want, WAIT).await?;
             running.stop().await
         })
         .await

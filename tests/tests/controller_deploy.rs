@@ -76,6 +76,18 @@ async fn deploy_manifests_are_accepted_and_their_rbac_is_enough() -> anyhow::Res
             Ok(())
         })
         .await?;
+        // The way down (Services, StatefulSet, waiting for the pods, finalizers) needs nothing more.
+        servers.delete("fs", &Default::default()).await?;
+        wait_until("fs to be deleted", Duration::from_secs(60), async || {
+            anyhow::ensure!(servers.get_opt("fs").await?.is_none(), "still there");
+            Ok(())
+        })
+        .await?;
+        // Least privilege: the controller reads Secrets by name only, it cannot list or watch them.
+        let sa_client = service_account_client(cp, "dittofs-system", "dittofs-controller", Reads::All).await?;
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(sa_client);
+        let listed = secrets.list(&ListParams::default()).await;
+        assert!(matches!(&listed, Err(kube::Error::Api(s)) if s.code == 403), "{listed:?}");
         let metrics = running.controller.metrics();
         assert_eq!(metrics.reconcile_count("forbidden"), 0, "the deployed RBAC refused something");
         assert!(metrics.reconcile_count("ok") > 0);

@@ -101,7 +101,7 @@ async fn privileged_pods_and_the_agents_port_are_refused_by_the_apiserver() -> a
         .with_temp_ns("ctrl-untrusted-spec", async |ns| {
             install_crd(ns.client()).await?;
             let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource());
-            let cases: [(&str, Value, &str); 6] = [
+            let cases: [(&str, Value, &str); 8] = [
                 ("privileged", json!({"securityContext": {"privileged": true}}), cel::PRIVILEGED_MESSAGE),
                 ("escalation", json!({"securityContext": {"allowPrivilegeEscalation": true}}), cel::ESCALATION_MESSAGE),
                 (
@@ -112,6 +112,12 @@ async fn privileged_pods_and_the_agents_port_are_refused_by_the_apiserver() -> a
                 ("root", json!({"podSecurityContext": {"runAsUser": 0}}), cel::POD_RUN_AS_ROOT_MESSAGE),
                 ("api-port", json!({"controlPlane": {"port": 8082}}), cel::API_AGENT_PORT_MESSAGE),
                 ("metrics-port", json!({"metrics": {"enabled": true, "port": 8082}}), cel::METRICS_AGENT_PORT_MESSAGE),
+                ("selinux", json!({"securityContext": {"seLinuxOptions": {"type": "spc_t"}}}), cel::SELINUX_MESSAGE),
+                (
+                    "sysctl",
+                    json!({"podSecurityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}}),
+                    cel::SYSCTLS_MESSAGE,
+                ),
             ];
             for (name, extra, message) in cases {
                 let mut spec = json!({"storage": {"metadataSize": "1Gi"}});

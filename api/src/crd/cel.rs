@@ -156,6 +156,18 @@ pub const SECCOMP_MESSAGE: &str = "securityContext.seccompProfile.type must not 
 /// Message of [`SECCOMP_RULE`] on the pod's security context.
 pub const POD_SECCOMP_MESSAGE: &str = "podSecurityContext.seccompProfile.type must not be Unconfined: the restricted Pod Security profile requires RuntimeDefault or Localhost";
 
+/// securityContext rule text: SELinux options the restricted (and baseline) Pod Security profile allows:
+/// a container type of the runtime, no user or role.
+pub const SELINUX_RULE: &str = "!has(self.seLinuxOptions) || ((!has(self.seLinuxOptions.type) || self.seLinuxOptions.type in ['', 'container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t']) && (!has(self.seLinuxOptions.user) || self.seLinuxOptions.user == '') && (!has(self.seLinuxOptions.role) || self.seLinuxOptions.role == ''))";
+/// Message of [`SELINUX_RULE`] on the container's security context.
+pub const SELINUX_MESSAGE: &str = "securityContext.seLinuxOptions may only set type to container_t, container_init_t, container_kvm_t or container_engine_t, and no user or role: the restricted Pod Security profile forbids other SELinux options";
+/// Message of [`SELINUX_RULE`] on the pod's security context.
+pub const POD_SELINUX_MESSAGE: &str = "podSecurityContext.seLinuxOptions may only set type to container_t, container_init_t, container_kvm_t or container_engine_t, and no user or role: the restricted Pod Security profile forbids other SELinux options";
+/// podSecurityContext rule text: only the sysctls the restricted Pod Security profile calls safe.
+pub const SYSCTLS_RULE: &str = "!has(self.sysctls) || self.sysctls.all(s, s.name in ['kernel.shm_rmid_forced', 'net.ipv4.ip_local_port_range', 'net.ipv4.ip_unprivileged_port_start', 'net.ipv4.tcp_syncookies', 'net.ipv4.ping_group_range', 'net.ipv4.ip_local_reserved_ports', 'net.ipv4.tcp_keepalive_time', 'net.ipv4.tcp_fin_timeout', 'net.ipv4.tcp_keepalive_intvl', 'net.ipv4.tcp_keepalive_probes'])";
+/// Message of [`SYSCTLS_RULE`].
+pub const SYSCTLS_MESSAGE: &str = "podSecurityContext.sysctls may only set the sysctls the restricted Pod Security profile calls safe (kernel.shm_rmid_forced, net.ipv4.ip_local_port_range, net.ipv4.ip_unprivileged_port_start, net.ipv4.tcp_syncookies, net.ipv4.ping_group_range, net.ipv4.ip_local_reserved_ports, net.ipv4.tcp_keepalive_time, net.ipv4.tcp_fin_timeout, net.ipv4.tcp_keepalive_intvl, net.ipv4.tcp_keepalive_probes)";
+
 /// Builds a [`Rule`] with a message.
 pub fn rule(rule: &str, message: &str) -> Rule {
     Rule::new(rule).message(message)

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use agent::{AgentSpec, PullPolicy};
 pub use network::{
     AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource, ServiceType,
+    StaleReportPolicy,
 };
 pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
@@ -122,7 +123,8 @@ pub struct DittoServerSpec {
     /// Security context of the DittoFS container. Unset fields get hardened defaults:
     /// no privilege escalation, non-root, all capabilities dropped, RuntimeDefault seccomp.
     /// What the restricted Pod Security profile forbids is refused: privileged, allowPrivilegeEscalation,
-    /// capabilities.add other than NET_BIND_SERVICE, runAsUser 0, runAsNonRoot false, Unconfined seccomp.
+    /// capabilities.add other than NET_BIND_SERVICE, runAsUser 0, runAsNonRoot false, Unconfined seccomp,
+    /// SELinux options other than a container type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = cel::rule(cel::PRIVILEGED_RULE, cel::PRIVILEGED_MESSAGE),
@@ -130,16 +132,20 @@ pub struct DittoServerSpec {
         validation = cel::rule(cel::CAPABILITIES_RULE, cel::CAPABILITIES_MESSAGE),
         validation = cel::rule(cel::RUN_AS_ROOT_RULE, cel::RUN_AS_ROOT_MESSAGE),
         validation = cel::rule(cel::RUN_AS_NON_ROOT_RULE, cel::RUN_AS_NON_ROOT_MESSAGE),
-        validation = cel::rule(cel::SECCOMP_RULE, cel::SECCOMP_MESSAGE)
+        validation = cel::rule(cel::SECCOMP_RULE, cel::SECCOMP_MESSAGE),
+        validation = cel::rule(cel::SELINUX_RULE, cel::SELINUX_MESSAGE)
     )]
     pub security_context: Option<SecurityContext>,
     /// Security context of the pod. Unset: fsGroup 65532. As for securityContext, runAsUser 0,
-    /// runAsNonRoot false and Unconfined seccomp (forbidden by the restricted profile) are refused.
+    /// runAsNonRoot false, Unconfined seccomp and SELinux options other than a container type (forbidden
+    /// by the restricted profile) are refused, and so are sysctls the profile does not call safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = cel::rule(cel::RUN_AS_ROOT_RULE, cel::POD_RUN_AS_ROOT_MESSAGE),
         validation = cel::rule(cel::RUN_AS_NON_ROOT_RULE, cel::POD_RUN_AS_NON_ROOT_MESSAGE),
-        validation = cel::rule(cel::SECCOMP_RULE, cel::POD_SECCOMP_MESSAGE)
+        validation = cel::rule(cel::SECCOMP_RULE, cel::POD_SECCOMP_MESSAGE),
+        validation = cel::rule(cel::SELINUX_RULE, cel::POD_SELINUX_MESSAGE),
+        validation = cel::rule(cel::SYSCTLS_RULE, cel::SYSCTLS_MESSAGE)
     )]
     pub pod_security_context: Option<PodSecurityContext>,
     /// Percona PostgreSQL cluster for the control plane (Go-operator field). Not implemented by this

@@ -35,6 +35,18 @@ impl ServiceType {
     }
 }
 
+/// What the controller does with the adapter objects while the agents' reports are stale.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[schemars(description = "")]
+pub enum StaleReportPolicy {
+    /// Keep every adapter Service and NetworkPolicy as it is (the default): a silent agent is not a
+    /// stopped file server, and closing would turn a broken sidecar into an outage for every client.
+    #[default]
+    Keep,
+    /// Remove them, as if no adapter ran: fail closed when not knowing must mean not exposing.
+    Close,
+}
+
 /// The Service of the control-plane API, `<name>-api`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +137,17 @@ pub struct AdapterServicesSpec {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub allowed_types: Vec<String>,
+    /// How old, in seconds, an agent's report may get before the controller stops trusting it (default
+    /// 300, 30–86400). A healthy agent refreshes its `lastPollTime` well within this (every third of it);
+    /// an entry older than this, or an agent unable to reach DittoFS for that long, makes the reports
+    /// stale: AdaptersReady=Unknown (reason ReportStale), a Warning Event, and `onStaleReport` applies.
+    #[serde(default = "default_report_max_age")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub report_max_age_seconds: i32,
+    /// What happens to the adapter objects while the reports are stale: Keep (default) leaves them as
+    /// they are; Close removes them until a fresh report says what runs.
+    #[serde(default)]
+    pub on_stale_report: StaleReportPolicy,
 }
 
 impl AdapterServicesSpec {
@@ -132,6 +155,10 @@ impl AdapterServicesSpec {
     pub fn allows(&self, sanitized_type: &str) -> bool {
         self.allowed_types.iter().any(|t| t == sanitized_type)
     }
+}
+
+fn default_report_max_age() -> i32 {
+    300
 }
 
 fn default_allowed_types() -> Vec<String> {
@@ -146,6 +173,8 @@ impl Default for AdapterServicesSpec {
             sync_container_ports: true,
             allowed_sources: Vec::new(),
             allowed_types: default_allowed_types(),
+            report_max_age_seconds: default_report_max_age(),
+            on_stale_report: StaleReportPolicy::Keep,
         }
     }
 }

@@ -16,6 +16,8 @@ fn rust_defaults_of_a_minimal_spec() {
     assert_eq!(s.polling_interval(), std::time::Duration::from_secs(30));
     assert_eq!(s.adapter_services.r#type, ServiceType::LoadBalancer);
     assert!(s.adapter_services.sync_container_ports);
+    assert_eq!(s.adapter_services.report_max_age_seconds, 300);
+    assert_eq!(s.adapter_services.on_stale_report, dittofs_api::crd::StaleReportPolicy::Keep);
     assert!(s.adapter_services.allowed_sources.is_empty());
     assert_eq!(s.service.r#type, ServiceType::ClusterIp);
     assert_eq!(s.api_port(), 8080);
@@ -41,6 +43,8 @@ fn partial_sections_get_their_field_defaults() {
     .unwrap();
     assert_eq!(s.adapter_services.r#type, ServiceType::LoadBalancer);
     assert!(s.adapter_services.sync_container_ports);
+    assert_eq!(s.adapter_services.report_max_age_seconds, 300);
+    assert_eq!(s.adapter_services.on_stale_report, dittofs_api::crd::StaleReportPolicy::Keep);
     assert_eq!(s.adapter_discovery.polling_interval, "30s");
     let metrics = s.metrics.unwrap();
     assert_eq!((metrics.port, metrics.path.as_str()), (9090, "/metrics"));
@@ -57,8 +61,11 @@ fn schema_defaults_applied_by_the_apiserver() {
     assert_eq!(node("spec.adapterDiscovery.pollingInterval")["default"], "30s");
     assert_eq!(
         node("spec.adapterServices")["default"],
-        json!({"type": "LoadBalancer", "syncContainerPorts": true, "allowedTypes": ["nfs", "smb"]})
+        json!({"type": "LoadBalancer", "syncContainerPorts": true, "allowedTypes": ["nfs", "smb"],
+               "reportMaxAgeSeconds": 300, "onStaleReport": "Keep"})
     );
+    assert_eq!(node("spec.adapterServices.reportMaxAgeSeconds")["minimum"], 30.0);
+    assert_eq!(node("spec.adapterServices.onStaleReport")["enum"], json!(["Keep", "Close"]));
     assert_eq!(node("spec.adapterServices.type")["default"], "LoadBalancer");
     assert_eq!(node("spec.adapterServices.syncContainerPorts")["default"], true);
     assert_eq!(node("spec.service")["default"], json!({"type": "ClusterIP"}));

@@ -28,6 +28,8 @@ fn the_restricted_profile_is_enforced_on_the_container() {
         (json!({"runAsUser": 0}), cel::RUN_AS_ROOT_MESSAGE),
         (json!({"runAsNonRoot": false}), cel::RUN_AS_NON_ROOT_MESSAGE),
         (json!({"seccompProfile": {"type": "Unconfined"}}), cel::SECCOMP_MESSAGE),
+        (json!({"seLinuxOptions": {"type": "spc_t"}}), cel::SELINUX_MESSAGE),
+        (json!({"seLinuxOptions": {"user": "system_u"}}), cel::SELINUX_MESSAGE),
     ] {
         assert_eq!(refusals(json!({"securityContext": context})), [message], "{context}");
     }
@@ -42,6 +44,8 @@ fn the_restricted_profile_is_enforced_on_the_pod() {
         (json!({"runAsUser": 0}), cel::POD_RUN_AS_ROOT_MESSAGE),
         (json!({"runAsNonRoot": false}), cel::POD_RUN_AS_NON_ROOT_MESSAGE),
         (json!({"seccompProfile": {"type": "Unconfined"}}), cel::POD_SECCOMP_MESSAGE),
+        (json!({"seLinuxOptions": {"role": "sysadm_r"}}), cel::POD_SELINUX_MESSAGE),
+        (json!({"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}), cel::SYSCTLS_MESSAGE),
     ] {
         assert_eq!(refusals(json!({"podSecurityContext": context})), [message], "{context}");
         assert!(message.starts_with("podSecurityContext."), "{message}");
@@ -58,10 +62,12 @@ fn what_the_restricted_profile_allows_is_accepted() {
             "runAsUser": 65532,
             "runAsNonRoot": true,
             "readOnlyRootFilesystem": true,
-            "seccompProfile": {"type": "RuntimeDefault"}
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "seLinuxOptions": {"type": "container_t", "level": "s0:c1,c2"}
         },
         "podSecurityContext": {"runAsUser": 65532, "runAsNonRoot": true, "fsGroup": 65532,
-            "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"},
+            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]}
     });
     assert_eq!(refusals(allowed), Vec::<String>::new());
     assert_eq!(refusals(json!({"securityContext": {"capabilities": {"add": []}}})), Vec::<String>::new());

@@ -1,13 +1,16 @@
 //! The baseline NetworkPolicy `<cr>-baseline`: the server pods accept only the API port (and metrics when on).
 //!
 //! It exists from the first reconcile, so the pods are isolated from birth; the per-adapter policies
-//! (added by the adapter part) only ever open more ports, never cut the API off.
+//! (added by the adapter part) only ever open more ports, never cut the API off. It carries
+//! [`POLICY_FINALIZER`], removed by the teardown once no pod is left: without any policy selecting them,
+//! terminating pods would accept every port from the whole cluster.
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use dittofs_api::constants::POLICY_FINALIZER;
 use dittofs_api::labels::{baseline_network_policy_labels, selector_labels};
 use dittofs_api::{DittoServer, names};
 
@@ -26,8 +29,10 @@ pub fn baseline_network_policy(ds: &DittoServer) -> NetworkPolicy {
     if let Some(m) = metrics(&ds.spec) {
         ports.push(tcp(m.port));
     }
+    let mut metadata = child_meta(ds, names::baseline_network_policy(&cr), baseline_network_policy_labels(&cr));
+    metadata.finalizers = Some(vec![POLICY_FINALIZER.to_owned()]);
     NetworkPolicy {
-        metadata: child_meta(ds, names::baseline_network_policy(&cr), baseline_network_policy_labels(&cr)),
+        metadata,
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&cr)), match_expressions: None }),
             policy_types: Some(vec!["Ingress".into()]),

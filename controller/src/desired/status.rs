@@ -163,16 +163,19 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     }
 }
 
-/// The status of a server whose stored spec does not parse: Ready=False naming the field, the rest kept.
-pub fn invalid_spec_status(
+/// The status of a server that cannot be reconciled at all — its stored spec does not parse
+/// ([`INVALID_SPEC_REASON`]) or a child's name is taken by someone else's object
+/// ([`reasons::CHILD_NOT_OWNED`]): Ready=False with `reason` and `message`, the rest kept.
+pub fn blocked_status(
     current: Option<&DittoServerStatus>,
     generation: i64,
+    reason: &str,
     message: &str,
     now: Timestamp,
 ) -> DittoServerStatus {
     let mut status = owned_part(current);
     let mut conds = Conditions::new(current, generation, now);
-    conds.set(c::READY, (false, INVALID_SPEC_REASON, message.to_owned()));
+    conds.set(c::READY, (false, reason, message.to_owned()));
     // Keep the other conditions as they were; only Ready changes.
     let ready = conds.finish();
     status.conditions.retain(|cond| cond.type_ != c::READY);

@@ -6,11 +6,17 @@
 //! manager) → the adapter part of the status. Nothing is written when Kubernetes already matches.
 //!
 //! Safety: no report → nothing is created or deleted; an unreachable DittoFS → everything is kept;
-//! reported adapters are screened (see [`crate::desired::adapters::aggregate`]) and the refused ones
-//! get one Warning Event per change of the refused set.
-//! Objects are found by label; an object that bears an adapter object's name without the labels is
-//! never touched (and reported), and the static Services and the baseline policy never match.
+//! a stale report → kept or closed per `onStaleReport`; reported adapters are screened (see
+//! [`crate::desired::adapters::aggregate`]) and the refused ones get one Warning Event per change of the
+//! refused set. Objects are found by label and owner; an object that bears an adapter object's name
+//! without them is never touched (and reported), and the static Services and the baseline never match.
+//!
+//! Closing never waits on opening: when the main children failed, the step still runs in
+//! [`Mode::CloseOnly`], deleting what no longer serves and creating or changing nothing. And on the way
+//! down (scaled to zero) the Services go at once but the adapter policies stay until no pod is left, so
+//! a terminating pod is never reachable on ports its policies no longer name.
 
+use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ContainerPort, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -24,15 +30,25 @@ use dittofs_api::constants::{CONTROLLER_FIELD_MANAGER, CONTROLLER_PORTS_FIELD_MA
 use dittofs_api::labels::{adapter_network_policies_selector, adapter_services_selector};
 use dittofs_api::{DittoServer, names};
 
-use crate::apply::apply_params;
+use crate::apply::{apply_params, owned_by};
 use crate::cache::Child;
 use crate::desired::adapters::compare::{adapter_ports, plan, ports_need_apply, reserved_ports, type_label};
 use crate::desired::adapters::{
-    AdaptersState, Problems, Reports, aggregate, objects, refusal_to_announce, stale_agents, state,
+    AdaptersState, Problems, Reports, aggregate, is_stale, objects, refusal_to_announce, stale_agents, stale_text,
+    state,
 };
 use crate::error::Error;
 use crate::raw::RawDittoServer;
-use crate::reconcile::Context;
+use crate::reconcile::{Context, teardown};
+
+/// How much the step may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create, change and delete to match the reports.
+    Full,
+    /// Only delete what no longer serves: another child failed, so nothing new is opened.
+    CloseOnly,
+}
 
 /// What the step did.
 #[derive(Debug)]
@@ -43,6 +59,14 @@ pub struct Outcome {
     pub statefulset: Option<StatefulSet>,
     /// The writes that failed, as one error (the reconcile backs off).
     pub error: Option<Error>,
+    /// Adapter policies are held until the pods are gone: look again soon.
+    pub waiting_for_pods: bool,
+}
+
+impl Outcome {
+    fn unchanged(state: AdaptersState, error: Option<Error>) -> Self {
+        Self { state, statefulset: None, error, waiting_for_pods: false }
+    }
 }
 
 /// A kind of adapter object: how it is found and what its Events are called.
@@ -103,33 +127,69 @@ struct Step<'a> {
     raw: &'a RawDittoServer,
     cr: String,
     ns: String,
+    uid: String,
+    mode: Mode,
+    /// Scaled to zero with pods still terminating: adapter policies are not deleted yet.
+    hold_policies: bool,
+    held: bool,
     problems: Problems,
     errors: Vec<Error>,
     writes: usize,
 }
 
-/// Runs the step for `ds`, whose StatefulSet the main apply returned as `sts`.
-pub async fn reconcile(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, sts: &StatefulSet) -> Outcome {
+/// Runs the step for `ds`, whose StatefulSet (as the main apply returned it, or as observed when that
+/// failed) is `sts`.
+pub async fn reconcile(
+    ctx: &Context,
+    raw: &RawDittoServer,
+    ds: &DittoServer,
+    sts: Option<&StatefulSet>,
+    mode: Mode,
+) -> Outcome {
     prune_stale_agents(ctx, ds).await;
-    let reports = aggregate(ds);
+    let now = Timestamp::now();
+    announce_staleness(ctx, raw, ds, now).await;
+    let reports = aggregate(ds, now);
     let Reports::Known { adapters, traceparents, .. } = &reports else {
         tracing::debug!(?reports, "adapter objects left as they are");
-        return Outcome { state: state(ds, &reports, &Problems::default()), statefulset: None, error: None };
+        return Outcome::unchanged(state(ds, &reports, &Problems::default(), now), None);
     };
-    let Some(ns) = ds.namespace() else {
-        let error = Some(Error::MissingMetadata("namespace"));
-        return Outcome { state: AdaptersState::unknown("no namespace"), statefulset: None, error };
+    let (Some(ns), Some(uid)) = (ds.namespace(), ds.metadata.uid.clone()) else {
+        return Outcome::unchanged(AdaptersState::unknown("no namespace"), Some(Error::MissingMetadata("namespace")));
     };
-    let mut step =
-        Step { ctx, raw, cr: ds.name_any(), ns, problems: Problems::default(), errors: Vec::new(), writes: 0 };
+    let hold_policies = ds.spec.replicas <= 0 && pods_left(ctx, ds).await;
+    let mut step = Step {
+        ctx,
+        raw,
+        cr: ds.name_any(),
+        ns,
+        uid,
+        mode,
+        hold_policies,
+        held: false,
+        problems: Problems::default(),
+        errors: Vec::new(),
+        writes: 0,
+    };
 
     let services = adapters.iter().map(|a| objects::service(ds, a)).collect();
     step.sync(services).await;
     let policies = adapters.iter().map(|a| objects::network_policy(ds, a)).collect();
     step.sync(policies).await;
-    let desired_ports = objects::container_ports(ds, adapters, &reserved_ports(sts));
+    let Some(sts) = sts else {
+        // The StatefulSet could not be read or applied: its ports wait (they only inform; the Service and
+        // the policy are what expose an adapter).
+        let state = state(ds, &reports, &step.problems, now);
+        let error = step.error();
+        return Outcome { state, statefulset: None, error, waiting_for_pods: step.held };
+    };
+    let mut desired_ports = objects::container_ports(ds, adapters, &reserved_ports(sts));
+    if mode == Mode::CloseOnly {
+        let live = adapter_ports(sts);
+        desired_ports.retain(|p| live.iter().any(|l| l.name == p.name && l.container_port == p.container_port));
+    }
     let statefulset = step.sync_ports(sts, &desired_ports).await;
-    if ds.spec.adapter_services.sync_container_ports {
+    if ds.spec.adapter_services.sync_container_ports && mode == Mode::Full {
         let after = statefulset.as_ref().unwrap_or(sts);
         let foreign: Vec<String> = adapter_ports(after)
             .iter()
@@ -159,14 +219,35 @@ pub async fn reconcile(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, st
         tracing::warn!(%note, "reported adapters refused");
         ctx.events.warning_on_change(raw, reasons::ADAPTERS_REFUSED, "Validate", note).await;
     }
-    let state = state(ds, &reports, &step.problems);
-    let failed = step.errors.len();
-    let error = (failed > 0).then(|| Error::Adapters { failed, first: Box::new(step.errors.remove(0)) });
-    Outcome { state, statefulset, error }
+    let state = state(ds, &reports, &step.problems, now);
+    let error = step.error();
+    Outcome { state, statefulset, error, waiting_for_pods: step.held }
+}
+
+/// Whether a pod of the server still exists (a failed list counts as yes: policies are kept).
+async fn pods_left(ctx: &Context, ds: &DittoServer) -> bool {
+    teardown::pods_left(ctx, ds).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not list the pods; adapter policies are kept");
+        1
+    }) > 0
+}
+
+/// One Warning per change when the reports go stale; forgotten once they are fresh again.
+async fn announce_staleness(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, now: Timestamp) {
+    match is_stale(ds, now) {
+        Some((pod, since)) => {
+            let policy = ds.spec.adapter_services.on_stale_report;
+            let note = format!("{} (onStaleReport: {policy:?})", stale_text(ds, &pod, since));
+            tracing::warn!(%note, "agent reports are stale");
+            ctx.events.warning_on_change(raw, reasons::REPORT_STALE, "Validate", note).await;
+        }
+        None => ctx.events.resolved(raw, reasons::REPORT_STALE),
+    }
 }
 
 impl Step<'_> {
     /// Lists the labelled objects of one kind, deletes those no longer desired, applies what differs.
+    /// Labelled objects another owner holds are left out: never updated, never deleted.
     async fn sync<K: AdapterKind>(&mut self, desired: Vec<K>) {
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let kind = K::kind(&());
@@ -174,13 +255,29 @@ impl Step<'_> {
             Ok(list) => list.items,
             Err(e) => return self.fail(K::FAILED, Error::kube(format!("list adapter {kind}s"), e)).await,
         };
+        let live: Vec<K> = live.into_iter().filter(|o| owned_by(o.meta(), &self.uid)).collect();
         let plan = plan(desired, &live);
+        let hold = self.hold_policies && kind == NetworkPolicy::kind(&());
         for obj in plan.delete {
+            if hold {
+                // Scaled to zero: a terminating pod still serves; its policies go with the last pod.
+                self.held = true;
+                continue;
+            }
             self.delete(&api, obj).await;
+        }
+        if self.mode == Mode::CloseOnly {
+            return;
         }
         for (obj, live) in plan.apply {
             self.apply(&api, obj, live).await;
         }
+    }
+
+    /// The failed writes as one error.
+    fn error(&mut self) -> Option<Error> {
+        let failed = self.errors.len();
+        (failed > 0).then(|| Error::Adapters { failed, first: Box::new(self.errors.remove(0)) })
     }
 
     async fn apply<K: AdapterKind>(&mut self, api: &Api<K>, obj: K, live: Option<K>) {
@@ -192,8 +289,8 @@ impl Step<'_> {
                 Ok(None) => {}
                 Ok(Some(_)) => {
                     let note = format!(
-                        "{kind} {name} exists without the adapter labels of this DittoServer; it is left \
-                         alone, so adapter {adapter} is not exposed by it"
+                        "{kind} {name} exists without the adapter labels or the owner of this DittoServer; it \
+                         is left alone, so adapter {adapter} is not exposed by it"
                     );
                     self.ctx.events.warning(self.raw, K::FAILED, "Apply", note.clone()).await;
                     self.problems.not_managed.push(note);

@@ -1,8 +1,9 @@
 //! Apply (SSA): every child in dependency order, with a Normal Event for each one created.
 //!
-//! Order: Secrets and ConfigMap first and the agent's RBAC before the StatefulSet, so the pod the
-//! StatefulSet controller creates finds everything it mounts; Services and the baseline
-//! NetworkPolicy before the pod, so it is isolated from birth.
+//! Order: the baseline NetworkPolicy first, on its own ([`apply_baseline`]), so the pods are isolated
+//! from birth and a failure anywhere else never leaves them without it; then Secrets and ConfigMap and
+//! the agent's RBAC before the StatefulSet, so the pod the StatefulSet controller creates finds
+//! everything it mounts, and the static Services.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -16,6 +17,8 @@ use crate::error::Error;
 use crate::events::{self, Events};
 use crate::raw::RawDittoServer;
 use crate::reconcile::Context;
+use crate::reconcile::observe::Observed;
+use crate::reconcile::secrets::{self, Existing};
 use crate::reconcile::values::Values;
 
 /// What the status needs from the applies.
@@ -36,24 +39,36 @@ async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, 
     Ok(applied)
 }
 
-/// Applies every child of `ds`; `live` is the StatefulSet observed before.
+/// The baseline NetworkPolicy, applied before anything else and whatever else fails.
+pub async fn apply_baseline(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer) -> Result<(), Error> {
+    apply_one(ctx, raw, &desired::network_policy::baseline_network_policy(ds)).await.map(drop)
+}
+
+/// Applies every other child of `ds` from what was `observed` and the `values` settled from it.
 pub async fn apply_children(
     ctx: &Context,
     raw: &RawDittoServer,
     ds: &DittoServer,
+    observed: &Observed,
     values: &Values,
-    live: Option<&StatefulSet>,
 ) -> Result<Applied, Error> {
     let cr = ds.name_any();
     let ns = ds.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-
+    let uid = ds.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+    let existing = |secret: &k8s_openapi::api::core::v1::Secret| {
+        observed.managed.get(&secret.name_any()).copied().unwrap_or(Existing::Absent)
+    };
+    let mut generated = Vec::new();
     if let Some(jwt) = &values.jwt {
-        apply_one(ctx, raw, &desired::secrets::jwt_secret(ds, jwt)).await?;
+        generated.push(desired::secrets::jwt_secret(ds, jwt.expose()));
     }
     if let Some(password) = &values.admin_password {
-        apply_one(ctx, raw, &desired::secrets::admin_bootstrap_secret(ds, password)).await?;
+        generated.push(desired::secrets::admin_bootstrap_secret(ds, password.expose()));
     }
-    apply_one(ctx, raw, &desired::secrets::operator_credentials_secret(ds, &values.operator_password)).await?;
+    generated.push(desired::secrets::operator_credentials_secret(ds, values.operator_password.expose()));
+    for secret in &generated {
+        secrets::ensure(ctx, raw, secret, existing(secret)).await?;
+    }
 
     let config_map = apply_one(ctx, raw, &desired::config::config_map(ds, &values.config)).await?;
 
@@ -71,14 +86,13 @@ pub async fn apply_children(
         // Garbage collection only follows the server's deletion: a Service of metrics turned off must go now.
         None => {
             let name = names::metrics_service(&cr);
-            if ctx.applier.delete_if_present::<Service>(&ns, &name).await? {
+            if ctx.applier.delete_if_present::<Service>(&ns, &name, uid).await? {
                 let note = format!("Deleted Service {name}: metrics are disabled");
                 ctx.events.normal(raw, events::DELETED, "Delete", note).await;
             }
         }
     }
-    apply_one(ctx, raw, &desired::network_policy::baseline_network_policy(ds)).await?;
-
+    let live = observed.statefulset.as_ref();
     let sts = desired::statefulset::statefulset(ds, &ctx.agent_image, &values.config_hash, live);
     warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &sts).await;
     let statefulset = apply_one(ctx, raw, &sts).await?;

@@ -1,24 +1,31 @@
 //! The reconcile pipeline: observe (IO) → settle values (the random source) → desired (pure) → apply (SSA)
 //! → status (written only on change).
+//!
+//! Closing never waits on opening: the baseline NetworkPolicy is applied first, and when any other child
+//! fails (a quota, a webhook, a name taken by someone else) the adapter step still runs in close-only
+//! mode, so an adapter that stopped is not left exposed behind an unrelated failure. A deleted server
+//! goes down in order ([`teardown`]). A reconcile in flight when the leader Lease is lost is cancelled
+//! at its next await, so a former leader stops writing at once instead of racing the new one.
 
 pub mod adapters;
 pub mod children;
 pub mod observe;
+pub mod secrets;
 pub mod status;
+pub mod teardown;
 pub mod values;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use dittofs_api::conditions::events as reasons;
-use dittofs_api::constants::GO_OPERATOR_FINALIZER;
+use dittofs_api::conditions::{self, events as reasons};
 
 use crate::apply::Applier;
 use crate::error::{Error, backoff};
@@ -43,6 +50,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Default agent image (`--agent-image`).
     pub agent_image: String,
+    /// Cancelled when this leadership term ends: in-flight reconciles stop writing.
+    term: CancellationToken,
     /// Consecutive transient failures per server (for the backoff).
     failures: Mutex<HashMap<ObjectRef<RawDittoServer>, u32>>,
 }
@@ -54,9 +63,16 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context for one leadership term.
-    pub fn new(client: Client, applier: Applier, events: Events, metrics: Metrics, agent_image: String) -> Self {
-        Self { client, applier, events, metrics, agent_image, failures: Mutex::default() }
+    /// A context for one leadership term, which ends when `term` is cancelled.
+    pub fn new(
+        client: Client,
+        applier: Applier,
+        events: Events,
+        metrics: Metrics,
+        agent_image: String,
+        term: CancellationToken,
+    ) -> Self {
+        Self { client, applier, events, metrics, agent_image, term, failures: Mutex::default() }
     }
 }
 
@@ -65,7 +81,8 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
     let started = Instant::now();
     let span =
         tracing::info_span!("reconcile", namespace = raw.namespace().unwrap_or_default(), name = %raw.name_any());
-    let result = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span).await;
+    let work = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span);
+    let result = cancellable(&ctx.term, work).await;
     let key = ObjectRef::from_obj(raw.as_ref());
     match &result {
         Ok(_) => {
@@ -79,13 +96,29 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
                 *ctx.failures.lock().expect("not poisoned").entry(key).or_default() += 1;
             }
             // Invalid specs and adapter failures have their own Warning Events already.
-            if !matches!(e, Error::InvalidSpec(_) | Error::Adapters { .. }) {
+            if !matches!(
+                e,
+                Error::InvalidSpec(_) | Error::Adapters { .. } | Error::NotOwned { .. } | Error::LeadershipLost
+            ) {
                 let note = format!("{} ({})", e, e.metric_label());
                 ctx.events.warning(&raw, reasons::RECONCILE_FAILED, "Reconcile", note).await;
             }
         }
     }
     result
+}
+
+/// Runs `work` until it ends or `term` is cancelled, whichever comes first: a former leader's reconcile
+/// stops at its next await instead of finishing its writes beside the new leader's.
+async fn cancellable<T>(
+    term: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        biased;
+        () = term.cancelled() => Err(Error::LeadershipLost),
+        result = work => result,
+    }
 }
 
 /// Invalid objects wait for a change; transient failures back off per server.
@@ -100,9 +133,7 @@ pub fn error_policy(raw: Arc<RawDittoServer>, error: &Error, ctx: Arc<Context>) 
 
 async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action, Error> {
     if raw.metadata.deletion_timestamp.is_some() {
-        // Children go with the garbage collector; only a Go operator's finalizer could hold the server.
-        remove_go_finalizer(ctx, raw).await?;
-        return Ok(Action::await_change());
+        return teardown::run(ctx, raw).await;
     }
     let ds = match raw.parse() {
         Ok(ds) => ds,
@@ -114,38 +145,84 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
     if ds.metadata.uid.is_none() {
         return Err(Error::MissingMetadata("uid"));
     }
+    teardown::ensure_finalizer(ctx, raw).await?;
+    let baseline = children::apply_baseline(ctx, raw, &ds).await;
 
-    let observed = observe::observe(&ctx.client, &ds).await?;
+    let observed = match observe::observe(&ctx.client, &ds).await {
+        Ok(observed) => observed,
+        Err(error) => return Err(blocked(ctx, raw, &ds, None, baseline, error).await),
+    };
     let values = values::settle(&ds, &observed);
-    let applied = children::apply_children(ctx, raw, &ds, &values, observed.statefulset.as_ref()).await?;
-    let adapters = adapters::reconcile(ctx, raw, &ds, &applied.statefulset).await;
+    let applied = match children::apply_children(ctx, raw, &ds, &observed, &values).await {
+        Ok(applied) => applied,
+        Err(error) => return Err(blocked(ctx, raw, &ds, observed.statefulset.as_ref(), baseline, error).await),
+    };
+    baseline?;
+    let adapters = adapters::reconcile(ctx, raw, &ds, Some(&applied.statefulset), adapters::Mode::Full).await;
     let statefulset = adapters.statefulset.as_ref().unwrap_or(&applied.statefulset);
     status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values, adapters.state).await?;
+    ctx.events.resolved(raw, reasons::CHILD_NOT_OWNED);
     if let Some(e) = adapters.error {
         return Err(e);
     }
-
-    if observed.missing.is_empty() {
-        Ok(Action::requeue(RESYNC))
-    } else {
+    if !observed.missing.is_empty() {
         tracing::warn!(missing = ?observed.missing, "referenced Secrets are missing; the pod cannot start until they exist");
-        Ok(Action::requeue(MISSING_SECRET_RETRY))
     }
+    Ok(Action::requeue(next_look(&ds, adapters.waiting_for_pods, !observed.missing.is_empty())))
 }
 
-/// Lets a server adopted from the Go operator be deleted: its finalizer would wait forever for that operator.
-async fn remove_go_finalizer(ctx: &Context, raw: &RawDittoServer) -> Result<(), Error> {
-    let finalizers = raw.finalizers();
-    if !finalizers.iter().any(|f| f == GO_OPERATOR_FINALIZER) {
-        return Ok(());
+/// The main children failed: close what no longer serves anyway, say why the server is stuck when a
+/// child's name is taken, and return the error to retry with (the baseline's first).
+async fn blocked(
+    ctx: &Context,
+    raw: &RawDittoServer,
+    ds: &dittofs_api::DittoServer,
+    live: Option<&k8s_openapi::api::apps::v1::StatefulSet>,
+    baseline: Result<(), Error>,
+    error: Error,
+) -> Error {
+    let closed = adapters::reconcile(ctx, raw, ds, live, adapters::Mode::CloseOnly).await;
+    if let Some(e) = closed.error {
+        tracing::warn!(error = %e, "closing adapter objects while other children fail");
     }
-    let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != GO_OPERATOR_FINALIZER).collect();
-    let ns = raw.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
-    // The resourceVersion makes this a compare-and-swap: a concurrent finalizer change is not lost.
-    let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": raw.resource_version()}});
-    api.patch(&raw.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::kube("remove the Go operator's finalizer", e))?;
-    Ok(())
+    if matches!(error, Error::NotOwned { .. }) {
+        let reason = conditions::reasons::CHILD_NOT_OWNED;
+        status::report_blocked(ctx, raw, reason, reasons::CHILD_NOT_OWNED, error.to_string()).await;
+    }
+    baseline.err().unwrap_or(error)
+}
+
+/// When to look again without a change: soon while pods terminate, in a while when referenced Secrets
+/// are missing (they are not watched), when the first fresh agent report would go stale, at the latest
+/// after [`RESYNC`].
+fn next_look(ds: &dittofs_api::DittoServer, waiting_for_pods: bool, missing_secrets: bool) -> Duration {
+    if waiting_for_pods {
+        return teardown::PODS_RETRY;
+    }
+    let mut next = if missing_secrets { MISSING_SECRET_RETRY } else { RESYNC };
+    let now = Timestamp::now();
+    if let Some(stale_at) = crate::desired::adapters::next_stale_at(ds, now) {
+        let until = now.duration_until(stale_at).unsigned_abs() + Duration::from_secs(1);
+        next = next.min(until);
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lost_term_cancels_the_reconcile_in_flight() {
+        let term = CancellationToken::new();
+        assert!(matches!(cancellable(&term, async { Ok::<_, Error>(7) }).await, Ok(7)));
+        let stuck = tokio::spawn({
+            let term = term.clone();
+            async move { cancellable(&term, std::future::pending::<Result<(), Error>>()).await }
+        });
+        term.cancel();
+        assert!(matches!(stuck.await.unwrap(), Err(Error::LeadershipLost)));
+        // Once the term is over, nothing new starts, even work that would finish at once.
+        assert!(matches!(cancellable(&term, async { Ok::<_, Error>(7) }).await, Err(Error::LeadershipLost)));
+    }
 }

@@ -1,5 +1,6 @@
 //! Observe (IO): the values the controller must keep (managed Secrets), the Secret data DittoFS consumes
-//! (for the config hash) and the live StatefulSet.
+//! (for the config hash) and the live StatefulSet. A managed Secret or the StatefulSet that exists but
+//! belongs to someone else stops the reconcile here ([`Error::NotOwned`]), before anything is written.
 
 use std::collections::BTreeMap;
 
@@ -8,21 +9,26 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
+use dittofs_api::secret::SecretString;
 use dittofs_api::{DittoServer, names};
 
+use crate::apply::check_owner;
 use crate::desired::secrets::{user_admin_ref, user_jwt_ref, value_of};
 use crate::desired::statefulset::POSTGRES_KEYS;
 use crate::error::Error;
+use crate::reconcile::secrets::Existing;
 
 /// What the apiserver holds that the desired objects depend on.
 #[derive(Default)]
 pub struct Observed {
     /// The managed JWT key, if the managed Secret exists with a value.
-    pub managed_jwt: Option<String>,
+    pub managed_jwt: Option<SecretString>,
     /// The managed admin password (or the Go operator's legacy one, adopted).
-    pub managed_admin_password: Option<String>,
+    pub managed_admin_password: Option<SecretString>,
     /// The operator account's password, if already generated.
-    pub operator_password: Option<String>,
+    pub operator_password: Option<SecretString>,
+    /// What exists of each managed Secret, by name (absent when not read: a user reference replaces it).
+    pub managed: BTreeMap<String, Existing>,
     /// The user-referenced Secret data DittoFS consumes, by `secret/key` (hashed into the pod template).
     pub referenced: BTreeMap<String, Vec<u8>>,
     /// `secret/key` references that could not be read (the pod cannot start until they exist).
@@ -31,14 +37,15 @@ pub struct Observed {
     pub statefulset: Option<StatefulSet>,
 }
 
-/// Secrets stay out of logs and panics: `Debug` shows which are set and which references were read, not values.
+/// Secrets stay out of logs and panics: `Debug` shows which are set and which references were read, not
+/// values (the managed ones are [`SecretString`]s; the referenced data is raw bytes, so it is left out).
 impl std::fmt::Debug for Observed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
         f.debug_struct("Observed")
-            .field("managed_jwt", &set(&self.managed_jwt))
-            .field("managed_admin_password", &set(&self.managed_admin_password))
-            .field("operator_password", &set(&self.operator_password))
+            .field("managed_jwt", &self.managed_jwt)
+            .field("managed_admin_password", &self.managed_admin_password)
+            .field("operator_password", &self.operator_password)
+            .field("managed", &self.managed)
             .field("referenced", &self.referenced.keys().collect::<Vec<_>>())
             .field("missing", &self.missing)
             .field("statefulset", &self.statefulset.is_some())
@@ -50,28 +57,50 @@ async fn get_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Err
     api.get_opt(name).await.map_err(|e| Error::kube(format!("get Secret {name}"), e))
 }
 
+/// Reads the value `key` of a Secret the controller manages, refused if the Secret belongs to someone
+/// else; records what exists of it.
+async fn get_managed(
+    api: &Api<Secret>,
+    name: &str,
+    key: &str,
+    uid: &str,
+    observed: &mut Observed,
+) -> Result<Option<SecretString>, Error> {
+    let secret = get_secret(api, name).await?;
+    check_owner("Secret", name, secret.as_ref().map(|s| &s.metadata), uid)?;
+    let value = value_of(secret.as_ref(), key);
+    let existing = match (&secret, &value) {
+        (None, _) => Existing::Absent,
+        (Some(_), Some(_)) => Existing::Complete,
+        (Some(_), None) => Existing::Incomplete,
+    };
+    observed.managed.insert(name.to_owned(), existing);
+    Ok(value.map(SecretString::new))
+}
+
 /// Reads everything in one pass (a handful of GETs, no list).
 pub async fn observe(client: &Client, ds: &DittoServer) -> Result<Observed, Error> {
     let ns = ds.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let cr = ds.name_any();
+    let uid = ds.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let mut observed = Observed::default();
 
     if user_jwt_ref(ds).is_none() {
-        let managed = get_secret(&secrets, &names::jwt_secret(&cr)).await?;
-        observed.managed_jwt = value_of(managed.as_ref(), names::JWT_SECRET_KEY);
+        observed.managed_jwt =
+            get_managed(&secrets, &names::jwt_secret(&cr), names::JWT_SECRET_KEY, uid, &mut observed).await?;
     }
     if user_admin_ref(ds).is_none() {
-        let managed = get_secret(&secrets, &names::admin_bootstrap_secret(&cr)).await?;
-        observed.managed_admin_password = value_of(managed.as_ref(), names::PASSWORD_KEY);
+        let name = names::admin_bootstrap_secret(&cr);
+        observed.managed_admin_password = get_managed(&secrets, &name, names::PASSWORD_KEY, uid, &mut observed).await?;
         if observed.managed_admin_password.is_none() {
             // Switching from the Go operator: keep the password its DittoFS was bootstrapped with.
             let legacy = get_secret(&secrets, &names::legacy_admin_secret(&cr)).await?;
-            observed.managed_admin_password = value_of(legacy.as_ref(), names::PASSWORD_KEY);
+            observed.managed_admin_password = value_of(legacy.as_ref(), names::PASSWORD_KEY).map(SecretString::new);
         }
     }
-    let credentials = get_secret(&secrets, &names::operator_credentials_secret(&cr)).await?;
-    observed.operator_password = value_of(credentials.as_ref(), names::PASSWORD_KEY);
+    let name = names::operator_credentials_secret(&cr);
+    observed.operator_password = get_managed(&secrets, &name, names::PASSWORD_KEY, uid, &mut observed).await?;
 
     let mut wanted: Vec<(String, String)> = Vec::new();
     if let Some(r) = user_jwt_ref(ds) {
@@ -98,7 +127,8 @@ pub async fn observe(client: &Client, ds: &DittoServer) -> Result<Observed, Erro
     }
 
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    observed.statefulset =
-        sts.get_opt(&names::statefulset(&cr)).await.map_err(|e| Error::kube(format!("get StatefulSet {cr}"), e))?;
+    let name = names::statefulset(&cr);
+    observed.statefulset = sts.get_opt(&name).await.map_err(|e| Error::kube(format!("get StatefulSet {name}"), e))?;
+    check_owner("StatefulSet", &name, observed.statefulset.as_ref().map(|s| &s.metadata), uid)?;
     Ok(observed)
 }

@@ -15,7 +15,7 @@ use dittofs_api::{DittoServer, names, unimplemented_fields};
 use crate::apply::apply_params;
 use crate::desired::adapters::AdaptersState;
 use crate::desired::status::{
-    ConfigMapState, Observed, StatefulSetState, desired_status, invalid_spec_status, needs_write,
+    ConfigMapState, INVALID_SPEC_REASON, Observed, StatefulSetState, blocked_status, desired_status, needs_write,
 };
 use crate::error::Error;
 use crate::events;
@@ -106,15 +106,21 @@ fn condition_message(status: Option<&DittoServerStatus>, type_: &str) -> Option<
 /// A stored spec that does not parse: Ready=False naming the field and a Warning, once per generation.
 /// Best-effort: the reconcile fails with the parse error whatever happens here.
 pub async fn report_invalid(ctx: &Context, raw: &RawDittoServer, invalid: &InvalidSpec) {
+    report_blocked(ctx, raw, INVALID_SPEC_REASON, events::INVALID_SPEC, invalid.to_string()).await;
+}
+
+/// A server that cannot be reconciled: Ready=False with `reason` and `message`, and a Warning Event with
+/// `event_reason` when that changes the stored status (so once per cause, not once per retry).
+/// Best-effort: the reconcile fails with its error whatever happens here.
+pub async fn report_blocked(ctx: &Context, raw: &RawDittoServer, reason: &str, event_reason: &str, message: String) {
     let current = raw.status.as_ref().and_then(|s| serde_json::from_value::<DittoServerStatus>(s.clone()).ok());
     let generation = raw.metadata.generation.unwrap_or_default();
-    let message = invalid.to_string();
-    let status = invalid_spec_status(current.as_ref(), generation, &message, Timestamp::now());
+    let status = blocked_status(current.as_ref(), generation, reason, &message, Timestamp::now());
     if !needs_write(current.as_ref(), &status) {
         return;
     }
-    ctx.events.warning(raw, events::INVALID_SPEC, "Validate", message).await;
-    // Not server-side apply: it needs the live object to match the schema, which this one does not.
+    ctx.events.warning(raw, event_reason, "Validate", message).await;
+    // Not server-side apply: it needs the live object to match the schema, which an invalid one does not.
     // A merge patch of the two fields touches nothing else (the agents' entries stay).
     let body = json!({"status": {"observedGeneration": status.observed_generation, "conditions": status.conditions}});
     let (Some(ns), name) = (raw.namespace(), raw.name_any()) else {
@@ -123,6 +129,6 @@ pub async fn report_invalid(ctx: &Context, raw: &RawDittoServer, invalid: &Inval
     let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
     match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
         Ok(_) => ctx.metrics.wrote("DittoServerStatus"),
-        Err(e) => tracing::warn!(error = %e, "could not report the invalid spec in the status"),
+        Err(e) => tracing::warn!(error = %e, "could not report in the status why the server is blocked"),
     }
 }

@@ -8,39 +8,28 @@
 use base64::Engine as _;
 
 use dittofs_api::DittoServer;
+use dittofs_api::secret::SecretString;
 
 use crate::desired;
 use crate::desired::secrets::{jwt_ref, user_admin_ref, user_jwt_ref};
 use crate::reconcile::observe::Observed;
 
-/// The values the reconcile settled on before applying (existing or freshly generated).
+/// The values the reconcile settled on before applying (existing or freshly generated). The secrets are
+/// [`SecretString`]s, so `Debug` shows whether each is set, never its value.
+#[derive(Debug)]
 pub struct Values {
     /// Managed JWT key (None with a user reference).
-    pub jwt: Option<String>,
+    pub jwt: Option<SecretString>,
     /// Managed admin password (None with a user reference).
-    pub admin_password: Option<String>,
+    pub admin_password: Option<SecretString>,
     /// The operator account's password.
-    pub operator_password: String,
+    pub operator_password: SecretString,
     /// The pod template's config hash.
     pub config_hash: String,
     /// The rendered config.
     pub config: String,
     /// Why DittoFS would refuse the JWT key the pod gets (too short), if it would.
     pub jwt_problem: Option<String>,
-}
-
-/// Secrets stay out of logs and panics: `Debug` shows whether each is set, never its value.
-impl std::fmt::Debug for Values {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
-        f.debug_struct("Values")
-            .field("jwt", &set(&self.jwt))
-            .field("admin_password", &set(&self.admin_password))
-            .field("operator_password", &"<redacted>")
-            .field("config_hash", &self.config_hash)
-            .field("jwt_problem", &self.jwt_problem)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Keeps every existing managed value and generates only what is missing; renders the config and its hash.
@@ -55,21 +44,22 @@ pub fn settle(ds: &DittoServer, observed: &Observed) -> Values {
     let mut consumed = observed.referenced.clone();
     if let Some(jwt) = &jwt {
         let r = jwt_ref(ds);
-        consumed.insert(format!("{}/{}", r.name, r.key), jwt.as_bytes().to_vec());
+        consumed.insert(format!("{}/{}", r.name, r.key), jwt.expose().as_bytes().to_vec());
     }
     let config_hash = desired::statefulset::config_hash(&config, &consumed);
-    let jwt_problem = desired::secrets::jwt_key_problem(ds, &observed.referenced, jwt.as_deref());
+    let jwt_problem =
+        desired::secrets::jwt_key_problem(ds, &observed.referenced, jwt.as_ref().map(SecretString::expose));
     Values { jwt, admin_password, operator_password, config_hash, config, jwt_problem }
 }
 
 /// A fresh JWT signing key: 32 random bytes, base64url without padding (43 characters), as the Go operator.
-pub fn generate_jwt_secret() -> String {
-    random_base64url::<32>()
+pub fn generate_jwt_secret() -> SecretString {
+    SecretString::new(random_base64url::<32>())
 }
 
 /// A fresh password: 18 random bytes, base64url (24 characters), as the Go operator.
-pub fn generate_password() -> String {
-    random_base64url::<18>()
+pub fn generate_password() -> SecretString {
+    SecretString::new(random_base64url::<18>())
 }
 
 fn random_base64url<const N: usize>() -> String {
@@ -108,8 +98,8 @@ mod tests {
 
     #[test]
     fn generated_values_have_the_go_lengths_and_differ() {
-        assert_eq!(generate_jwt_secret().len(), 43);
-        assert_eq!(generate_password().len(), 24);
+        assert_eq!(generate_jwt_secret().expose().len(), 43);
+        assert_eq!(generate_password().expose().len(), 24);
         assert_ne!(generate_password(), generate_password());
     }
 
@@ -117,9 +107,9 @@ mod tests {
     fn observed_values_are_kept_and_the_hash_is_stable() {
         let ds = server(json!({}));
         let a = settle(&ds, &observed_all());
-        assert_eq!(a.jwt.as_deref(), Some("jwt-1"));
-        assert_eq!(a.admin_password.as_deref(), Some("admin-1"));
-        assert_eq!(a.operator_password, "op-1");
+        assert_eq!(a.jwt.as_ref().map(SecretString::expose), Some("jwt-1"));
+        assert_eq!(a.admin_password.as_ref().map(SecretString::expose), Some("admin-1"));
+        assert_eq!(a.operator_password.expose(), "op-1");
         assert_eq!(a.config, desired::config::render(&ds.spec));
         assert_eq!(a.config_hash, settle(&ds, &observed_all()).config_hash);
     }
@@ -127,9 +117,9 @@ mod tests {
     #[test]
     fn missing_values_are_generated() {
         let v = settle(&server(json!({})), &Observed::default());
-        assert_eq!(v.jwt.map(|s| s.len()), Some(43));
-        assert_eq!(v.admin_password.map(|s| s.len()), Some(24));
-        assert_eq!(v.operator_password.len(), 24);
+        assert_eq!(v.jwt.map(|s| s.expose().len()), Some(43));
+        assert_eq!(v.admin_password.map(|s| s.expose().len()), Some(24));
+        assert_eq!(v.operator_password.expose().len(), 24);
     }
 
     #[test]
@@ -141,7 +131,7 @@ mod tests {
         let mut observed = observed_all();
         let before = settle(&ds, &observed);
         assert!(before.jwt.is_none() && before.admin_password.is_none());
-        assert_eq!(before.operator_password, "op-1");
+        assert_eq!(before.operator_password.expose(), "op-1");
         observed.referenced.insert("j/k".into(), b"rotated".to_vec());
         assert_ne!(settle(&ds, &observed).config_hash, before.config_hash, "a new user JWT key rolls the pod");
     }

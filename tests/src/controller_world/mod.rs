@@ -112,6 +112,7 @@ pub async fn wait_renewals(ns: &TempNamespace<'_>, count: usize) -> anyhow::Resu
 
 /// Starts a controller with `config`.
 pub fn start_with(client: kube::Client, config: Config) -> Running {
+    crate::agent_world::init_logs();
     let controller = Controller::new(client, config);
     let token = CancellationToken::new();
     let task = tokio::spawn({

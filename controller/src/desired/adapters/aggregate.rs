@@ -14,6 +14,13 @@
 //! so two long types can collide: the type that sorts first keeps the name). Refused entries are
 //! returned, to be named in the condition and an Event.
 //!
+//! Reports go stale: an entry whose last successful poll (or, never having polled, whose unreachability)
+//! is older than `adapterServices.reportMaxAgeSeconds` means nobody knows what DittoFS runs now. A healthy
+//! agent refreshes its poll time every third of that limit, so only a silent agent or a DittoFS
+//! unreachable for that long gets there. Then `onStaleReport` decides: Keep (default) freezes the objects
+//! as for an unreachable DittoFS — a broken sidecar must not become an outage of the file server, and a
+//! port whose adapter stopped has no listener behind it — or Close removes them (fail closed).
+//!
 //! A missing health reading (the agent leaves it out while DittoFS's 5 s health cache predates the last
 //! change, docs/dittofs-api.md#adapter-status-caching) lets `enabled` and `running` decide. Waiting for a
 //! reading instead would protect nothing — a hostile writer simply reports `healthy` — and would delay every
@@ -22,9 +29,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use dittofs_api::crd::AgentStatus;
+use dittofs_api::crd::{AgentStatus, StaleReportPolicy};
 use dittofs_api::{DittoServer, agent_env, names};
 
 /// An adapter to expose: DittoFS's type name, the sanitized name used in object names, its port.
@@ -90,6 +98,10 @@ pub enum Reports {
     None,
     /// An agent cannot reach DittoFS: keep every adapter object as it is.
     Unreachable { pod: String, reason: String, message: String },
+    /// The entry of `pod` has not been refreshed since `since`, longer than the limit allows: keep every
+    /// adapter object as it is (`onStaleReport: Keep`; with Close the reports are [`Reports::Known`] empty
+    /// and [`is_stale`] says why).
+    Stale { pod: String, since: Timestamp },
     /// Authoritative: exactly these adapters (sorted by sanitized type) should be exposed; `refused`
     /// (sorted, without repeats) were reported as serving but are not.
     Known { adapters: Vec<Exposed>, conflicts: Vec<PortConflict>, refused: Vec<Refused>, traceparents: Vec<String> },
@@ -157,15 +169,58 @@ struct Candidate<'a> {
     port: i32,
 }
 
-/// Reduces the agents' entries to one decision.
-pub fn aggregate(ds: &DittoServer) -> Reports {
-    if ds.spec.replicas <= 0 {
-        return Reports::nothing();
-    }
+/// The entries of the pods the spec allows, in ordinal order.
+fn live_agents(ds: &DittoServer) -> Vec<&AgentStatus> {
     let mut live: Vec<(u32, &AgentStatus)> =
         agents(ds).filter_map(|a| live_ordinal(ds, &a.pod_name).map(|o| (o, a))).collect();
     live.sort_by_key(|(ordinal, _)| *ordinal);
-    if let Some((_, a)) = live.iter().find(|(_, a)| a.reachability.as_ref().is_some_and(|r| !r.reachable)) {
+    live.into_iter().map(|(_, a)| a).collect()
+}
+
+/// Since when an entry's knowledge dates: its last successful poll, or, never having polled, the moment
+/// it found DittoFS unreachable. None for an agent that has just started (nothing to go stale).
+fn known_since(agent: &AgentStatus) -> Option<Timestamp> {
+    let unreachable_since =
+        || agent.reachability.as_ref().filter(|r| !r.reachable).and_then(|r| r.last_transition_time.as_ref());
+    agent.last_poll_time.as_ref().or_else(unreachable_since).map(|t| t.0)
+}
+
+fn max_age(ds: &DittoServer) -> SignedDuration {
+    SignedDuration::from_secs(i64::from(ds.spec.adapter_services.report_max_age_seconds.max(1)))
+}
+
+/// The first entry (pod, since) that is stale at `now`.
+pub fn is_stale(ds: &DittoServer, now: Timestamp) -> Option<(String, Timestamp)> {
+    if ds.spec.replicas <= 0 {
+        return None;
+    }
+    let limit = max_age(ds);
+    live_agents(ds).into_iter().find_map(|a| {
+        let since = known_since(a)?;
+        (now.duration_since(since) > limit).then(|| (a.pod_name.clone(), since))
+    })
+}
+
+/// When the first entry that is fresh at `now` goes stale (for a timely re-check).
+pub fn next_stale_at(ds: &DittoServer, now: Timestamp) -> Option<Timestamp> {
+    let limit = max_age(ds);
+    let deadlines = live_agents(ds).into_iter().filter_map(known_since).filter_map(|t| t.checked_add(limit).ok());
+    deadlines.filter(|d| *d >= now).min()
+}
+
+/// Reduces the agents' entries to one decision at `now`.
+pub fn aggregate(ds: &DittoServer, now: Timestamp) -> Reports {
+    if ds.spec.replicas <= 0 {
+        return Reports::nothing();
+    }
+    if let Some((pod, since)) = is_stale(ds, now) {
+        return match ds.spec.adapter_services.on_stale_report {
+            StaleReportPolicy::Keep => Reports::Stale { pod, since },
+            StaleReportPolicy::Close => Reports::nothing(),
+        };
+    }
+    let live = live_agents(ds);
+    if let Some(a) = live.iter().find(|a| a.reachability.as_ref().is_some_and(|r| !r.reachable)) {
         let r = a.reachability.as_ref().expect("checked above");
         return Reports::Unreachable {
             pod: a.pod_name.clone(),
@@ -175,8 +230,7 @@ pub fn aggregate(ds: &DittoServer) -> Reports {
     }
     // Only entries with a completed poll count; an agent that just started has not seen anything yet.
     let polled: Vec<&AgentStatus> = live
-        .iter()
-        .map(|(_, a)| *a)
+        .into_iter()
         .filter(|a| a.last_poll_time.is_some() && a.reachability.as_ref().is_some_and(|r| r.reachable))
         .collect();
     if polled.is_empty() {

@@ -41,22 +41,33 @@ fn applied_fields<'a>(meta: &'a ObjectMeta, manager: &str) -> Option<&'a Value> 
     })
 }
 
-/// The annotation keys the controller's field manager owns on `meta`.
-pub fn owned_annotations(meta: &ObjectMeta) -> BTreeSet<String> {
+/// The keys under `pointer` (e.g. `/f:metadata/f:annotations`) the controller's field manager owns on `meta`.
+fn owned_keys(meta: &ObjectMeta, pointer: &str) -> BTreeSet<String> {
     applied_fields(meta, CONTROLLER_FIELD_MANAGER)
-        .and_then(|f| f.pointer("/f:metadata/f:annotations"))
+        .and_then(|f| f.pointer(pointer))
         .and_then(Value::as_object)
         .map(|a| a.keys().filter_map(|k| k.strip_prefix("f:")).map(str::to_owned).collect())
         .unwrap_or_default()
 }
 
-/// Whether applying `desired` would change nothing in `live`.
+/// The annotation keys the controller's field manager owns on `meta`.
+pub fn owned_annotations(meta: &ObjectMeta) -> BTreeSet<String> {
+    owned_keys(meta, "/f:metadata/f:annotations")
+}
+
+/// Whether applying `desired` would change nothing in `live`: every desired field has its value, and the
+/// controller owns no annotation or top-level `spec` field the body leaves out (the apply would remove it,
+/// e.g. `loadBalancerSourceRanges` once `allowedSources` has no IP block left).
 pub fn up_to_date<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
     let (Ok(d), Ok(l)) = (serde_json::to_value(desired), serde_json::to_value(live)) else {
         return false;
     };
     let wanted: BTreeSet<&String> = desired.annotations().keys().collect();
-    is_subset(&d, &l) && owned_annotations(live.meta()).iter().all(|k| wanted.contains(k))
+    let spec = d.get("spec").and_then(Value::as_object);
+    let in_spec = |k: &String| spec.is_some_and(|s| s.get(k).is_some_and(|v| !v.is_null()));
+    is_subset(&d, &l)
+        && owned_annotations(live.meta()).iter().all(|k| wanted.contains(k))
+        && owned_keys(live.meta(), "/f:spec").iter().all(in_spec)
 }
 
 /// The value of the adapter-type label: how labelled objects are matched to desired ones.
@@ -204,6 +215,18 @@ mod tests {
         live.metadata.managed_fields.as_mut().unwrap()[0] =
             managed(CONTROLLER_FIELD_MANAGER, json!({"f:metadata": {"f:annotations": {"f:a": {}}}}));
         assert!(up_to_date(&desired, &live), "theirs belongs to someone else");
+    }
+
+    #[test]
+    fn an_owned_spec_field_the_body_dropped_is_a_difference() {
+        let desired = svc(json!({"metadata": {"name": "s"}, "spec": {"type": "LoadBalancer"}}));
+        let mut live = svc(json!({"metadata": {"name": "s"}, "spec": {"type": "LoadBalancer",
+            "externalTrafficPolicy": "Local", "loadBalancerSourceRanges": ["10.0.0.0/8"]}}));
+        let owned = |fields: Value| Some(vec![managed(CONTROLLER_FIELD_MANAGER, json!({"f:spec": fields}))]);
+        live.metadata.managed_fields = owned(json!({"f:type": {}, "f:loadBalancerSourceRanges": {}}));
+        assert!(!up_to_date(&desired, &live), "the ranges must go");
+        live.metadata.managed_fields = owned(json!({"f:type": {}}));
+        assert!(up_to_date(&desired, &live), "defaults and other managers' fields are not ours to drop");
     }
 
     #[test]

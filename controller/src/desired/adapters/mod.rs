@@ -6,7 +6,9 @@ pub mod aggregate;
 pub mod compare;
 pub mod objects;
 
-pub use aggregate::{Exposed, PortConflict, Refused, Reports, aggregate, stale_agents};
+pub use aggregate::{Exposed, PortConflict, Refused, Reports, aggregate, is_stale, next_stale_at, stale_agents};
+
+use jiff::Timestamp;
 
 use dittofs_api::DittoServer;
 use dittofs_api::conditions::{ADAPTERS_READY, reasons};
@@ -42,9 +44,33 @@ impl AdaptersState {
     }
 }
 
-/// The adapter part of the status for `reports`, after the controller acted on them with `problems`.
-pub fn state(ds: &DittoServer, reports: &Reports, problems: &Problems) -> AdaptersState {
+/// "the report of fs-0 dates from 2026-…, older than spec.adapterServices.reportMaxAgeSeconds (300)".
+pub fn stale_text(ds: &DittoServer, pod: &str, since: Timestamp) -> String {
+    format!(
+        "the report of {pod} dates from {since}, older than spec.adapterServices.reportMaxAgeSeconds ({})",
+        ds.spec.adapter_services.report_max_age_seconds
+    )
+}
+
+/// The adapter part of the status for `reports` (aggregated at `now`), after the controller acted on them
+/// with `problems`.
+pub fn state(ds: &DittoServer, reports: &Reports, problems: &Problems, now: Timestamp) -> AdaptersState {
+    if let (Some((pod, since)), Reports::Known { .. }) = (is_stale(ds, now), reports) {
+        // onStaleReport: Close.
+        let text = stale_text(ds, &pod, since);
+        let message = format!("{text}; adapter objects are removed until a fresh report (onStaleReport: Close)");
+        let closed = state(ds, &Reports::nothing(), problems, Timestamp::UNIX_EPOCH);
+        return AdaptersState { exposed: closed.exposed, ready: (Some(false), reasons::REPORT_STALE, message) };
+    }
     match reports {
+        Reports::Stale { pod, since } => AdaptersState {
+            exposed: None,
+            ready: (
+                None,
+                reasons::REPORT_STALE,
+                format!("{}; adapter objects are kept as they are (onStaleReport: Keep)", stale_text(ds, pod, *since)),
+            ),
+        },
         Reports::None => AdaptersState::unknown(
             "no agent has read the adapter list of DittoFS yet; adapter objects are left as they are",
         ),
@@ -120,6 +146,11 @@ mod tests {
     use super::*;
     use crate::desired::test_support::server;
     use serde_json::json;
+
+    /// The state with no agent entry, so no staleness: the clock does not matter.
+    fn state(ds: &DittoServer, reports: &Reports, problems: &Problems) -> AdaptersState {
+        super::state(ds, reports, problems, Timestamp::UNIX_EPOCH)
+    }
 
     fn known(adapters: Vec<Exposed>, conflicts: Vec<PortConflict>) -> Reports {
         Reports::Known { adapters, conflicts, refused: Vec::new(), traceparents: Vec::new() }

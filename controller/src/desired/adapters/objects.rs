@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use dittofs_api::crd::{AdapterSource, AdapterStatus};
+use dittofs_api::crd::{AdapterSource, AdapterStatus, ServiceType};
 use dittofs_api::labels::{adapter_network_policy_labels, adapter_service_labels, selector_labels};
 use dittofs_api::{DittoServer, names};
 
@@ -27,6 +27,12 @@ use super::compare::PortKey;
 use crate::desired::child_meta;
 
 /// `<cr>-adapter-<type>`: the adapter's port, of `spec.adapterServices.type`, with its annotations.
+///
+/// With `allowedSources` naming IP blocks, a NodePort or LoadBalancer Service keeps the client's address
+/// (`externalTrafficPolicy: Local`): the default `Cluster` policy masquerades traffic arriving at another
+/// node, so the NetworkPolicy would see a node's address and refuse an allowed client or, with a block
+/// covering the nodes, let in anyone. A LoadBalancer also gets the blocks as `loadBalancerSourceRanges`, so
+/// the cloud balancer drops other clients before they reach a node (the policy still applies `except`).
 pub fn service(ds: &DittoServer, adapter: &Exposed) -> Service {
     let cr = ds.name_any();
     let mut metadata = child_meta(
@@ -38,10 +44,16 @@ pub fn service(ds: &DittoServer, adapter: &Exposed) -> Service {
     if !spec.annotations.is_empty() {
         metadata.annotations = Some(spec.annotations.clone());
     }
+    let blocks: Vec<String> =
+        spec.allowed_sources.iter().filter_map(|s| s.ip_block.as_ref()).map(|b| b.cidr.clone()).collect();
+    let external = spec.r#type != ServiceType::ClusterIp;
     Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(spec.r#type.as_str().into()),
+            external_traffic_policy: (external && !blocks.is_empty()).then(|| "Local".to_owned()),
+            load_balancer_source_ranges: (spec.r#type == ServiceType::LoadBalancer && !blocks.is_empty())
+                .then_some(blocks),
             selector: Some(selector_labels(&cr)),
             ports: Some(vec![ServicePort {
                 name: Some(names::adapter_port_name(&adapter.sanitized)),
@@ -163,6 +175,23 @@ mod tests {
         let svc = service(&ds, &nfs());
         assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("NodePort"));
         assert_eq!(svc.metadata.annotations.unwrap()["a"], "1");
+    }
+
+    #[test]
+    fn ip_blocks_keep_the_client_address_and_limit_the_balancer() {
+        let blocks = json!([{"ipBlock": {"cidr": "10.1.0.0/16", "except": ["10.1.2.0/24"]}}, {"podSelector": {}}]);
+        let lb = service(&server(json!({"adapterServices": {"allowedSources": blocks}})), &nfs()).spec.unwrap();
+        assert_eq!(lb.external_traffic_policy.as_deref(), Some("Local"));
+        assert_eq!(lb.load_balancer_source_ranges.as_deref(), Some(&["10.1.0.0/16".to_string()][..]));
+        let np = json!({"adapterServices": {"type": "NodePort", "allowedSources": blocks}});
+        let np = service(&server(np), &nfs()).spec.unwrap();
+        assert_eq!(np.external_traffic_policy.as_deref(), Some("Local"));
+        assert!(np.load_balancer_source_ranges.is_none());
+        let cluster = json!({"adapterServices": {"type": "ClusterIP", "allowedSources": blocks}});
+        assert!(service(&server(cluster), &nfs()).spec.unwrap().external_traffic_policy.is_none());
+        let selectors_only = json!({"adapterServices": {"allowedSources": [{"podSelector": {}}]}});
+        let any = service(&server(selectors_only), &nfs()).spec.unwrap();
+        assert!(any.external_traffic_policy.is_none() && any.load_balancer_source_ranges.is_none());
     }
 
     #[test]

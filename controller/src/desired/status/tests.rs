@@ -110,12 +110,15 @@ fn unimplemented_fields_are_named() {
 fn an_invalid_spec_flips_ready_only() {
     let ds = server(json!({}));
     let valid = desired_status(&ds, &observed(1), t(0));
-    let s = invalid_spec_status(Some(&valid), 4, "spec.replicas: invalid type", t(10));
+    let s = blocked_status(Some(&valid), 4, INVALID_SPEC_REASON, "spec.replicas: invalid type", t(10));
     let ready = cond(&s, c::READY);
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", INVALID_SPEC_REASON));
     assert_eq!(s.observed_generation, Some(4));
     assert_eq!(s.conditions.len(), valid.conditions.len());
-    assert!(!needs_write(Some(&s), &invalid_spec_status(Some(&s), 4, "spec.replicas: invalid type", t(20))));
+    assert!(!needs_write(
+        Some(&s),
+        &blocked_status(Some(&s), 4, INVALID_SPEC_REASON, "spec.replicas: invalid type", t(20))
+    ));
 }
 
 #[test]
@@ -132,7 +135,7 @@ fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
     let nfs = Exposed { kind: "nfs".into(), sanitized: "nfs".into(), port: 12049 };
     let reports = Reports::Known { adapters: vec![nfs], conflicts: vec![], refused: vec![], traceparents: vec![] };
     let mut obs = observed(1);
-    obs.adapters = state(&ds, &reports, &Problems::default());
+    obs.adapters = state(&ds, &reports, &Problems::default(), t(0));
     let s = desired_status(&ds, &obs, t(0));
     assert_eq!(s.adapters_summary.as_deref(), Some("nfs:12049"));
     assert_eq!(s.adapters[0].service_name.as_deref(), Some("fs-adapter-nfs"));
@@ -150,6 +153,7 @@ fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
         &ds,
         &Reports::Known { adapters: vec![], conflicts: vec![], refused: vec![], traceparents: vec![] },
         &Problems::default(),
+        t(0),
     );
     let empty = desired_status(&ds, &obs, t(9));
     assert!(empty.adapters.is_empty() && empty.adapters_summary.is_none());

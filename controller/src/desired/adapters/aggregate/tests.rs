@@ -33,6 +33,15 @@ fn agent(pod: &str, reachable: bool, adapters: Vec<AgentAdapterStatus>) -> Agent
     }
 }
 
+/// Aggregated at the moment the test entries polled (the Unix epoch): every entry is fresh.
+fn aggregate(ds: &DittoServer) -> Reports {
+    super::aggregate(ds, Timestamp::UNIX_EPOCH)
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap()
+}
+
 fn with_agents(replicas: i32, agents: Vec<AgentStatus>) -> DittoServer {
     let mut ds = server(json!({ "replicas": replicas }));
     ds.status = Some(DittoServerStatus { agents, ..Default::default() });
@@ -214,4 +223,36 @@ fn types_with_one_object_name_keep_the_first_in_order_and_refuse_the_other() {
         assert_eq!(exposed, [(first.clone(), 9000)], "whatever the order of the report");
         assert_eq!(refused, [format!("{second}:9000 (object name {name} already taken by type {first})")]);
     }
+}
+
+#[test]
+fn a_report_older_than_the_limit_is_stale_and_the_policy_decides() {
+    let mut ds =
+        with_agents(2, vec![agent("fs-0", true, vec![adapter("nfs", 12049, true)]), agent("fs-1", true, vec![])]);
+    ds.status.as_mut().unwrap().agents[1].last_poll_time = Some(Time(at(200)));
+    let limit = 300;
+    assert!(matches!(super::aggregate(&ds, at(limit)), Reports::Known { .. }), "exactly at the limit: fresh");
+    assert_eq!(next_stale_at(&ds, at(10)), Some(at(limit)), "fs-0 goes stale first");
+    let stale = super::aggregate(&ds, at(limit + 1));
+    assert_eq!(stale, Reports::Stale { pod: "fs-0".into(), since: at(0) });
+    assert_eq!(is_stale(&ds, at(limit + 1)), Some(("fs-0".into(), at(0))));
+    ds.spec.adapter_services.on_stale_report = StaleReportPolicy::Close;
+    assert_eq!(super::aggregate(&ds, at(limit + 1)), Reports::nothing(), "Close: nothing exposed");
+    ds.spec.adapter_services.report_max_age_seconds = 3600;
+    assert!(matches!(super::aggregate(&ds, at(limit + 1)), Reports::Known { adapters, .. } if adapters.len() == 1));
+}
+
+#[test]
+fn unreachable_for_longer_than_the_limit_is_stale_and_a_new_agent_is_not() {
+    let mut down = agent("fs-0", false, vec![]);
+    down.last_poll_time = None;
+    down.reachability.as_mut().unwrap().last_transition_time = Some(Time(at(0)));
+    let ds = with_agents(1, vec![down.clone()]);
+    assert!(matches!(super::aggregate(&ds, at(100)), Reports::Unreachable { .. }));
+    assert!(matches!(super::aggregate(&ds, at(301)), Reports::Stale { .. }));
+    let mut starting = down;
+    starting.reachability = None;
+    let ds = with_agents(1, vec![starting]);
+    assert_eq!(super::aggregate(&ds, at(100_000)), Reports::None, "nothing known yet: nothing to go stale");
+    assert_eq!(next_stale_at(&ds, at(0)), None);
 }
