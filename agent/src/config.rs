@@ -1,17 +1,64 @@
 //! The agent's configuration: what the controller's pod template puts in the environment
 //! ([`dittofs_api::agent_env`]), plus timings that tests shorten.
+//!
+//! The bootstrap admin password is not in the environment in a pod: `DITTOFS_ADMIN_PASSWORD_FILE` names
+//! a file of a Secret volume mounted into the agent container only, read when the admin is needed
+//! ([`AdminPassword::read`]). `DITTOFS_ADMIN_PASSWORD` (the value itself) remains for running the agent
+//! outside Kubernetes; the file wins when both are set.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use dittofs_api::{agent_env, constants};
 
-use crate::{dittofs::Limits, error::AgentError, secret::SecretString};
+use crate::{
+    dittofs::Limits,
+    error::{AdminPasswordError, AgentError},
+    secret::SecretString,
+};
 
 /// Where the admin password came from, so a refused login can say which Secret to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretKeyRef {
     pub name: String,
     pub key: String,
+}
+
+/// The bootstrap admin password, or where to read it. `Debug` is safe: a value is a [`SecretString`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminPassword {
+    /// A file (in a pod: the Secret volume), read at every use, so a rotated Secret — which the kubelet
+    /// updates in the volume — is picked up by the next attempt after DittoFS refused the old one.
+    File(PathBuf),
+    /// The value itself (`DITTOFS_ADMIN_PASSWORD` outside Kubernetes, or a test).
+    Value(SecretString),
+}
+
+impl AdminPassword {
+    /// The password, byte for byte as the kubelet wrote the Secret value (no trimming: a password may end
+    /// in a space or a newline). A missing file reads as empty: the volume is optional, and an empty
+    /// password is reported as missing by the caller when the admin is actually needed.
+    pub fn read(&self) -> Result<SecretString, AdminPasswordError> {
+        let path = match self {
+            AdminPassword::Value(value) => return Ok(value.clone()),
+            AdminPassword::File(path) => path,
+        };
+        // A blocking read is fine here: a few bytes of tmpfs, and only when the admin is needed (rare).
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SecretString::default()),
+            // io::Error's text carries the OS reason, never the file's content.
+            Err(e) => return Err(AdminPasswordError::Unreadable { path: display(path), detail: e.to_string() }),
+        };
+        String::from_utf8(bytes).map(SecretString::new).map_err(|_| AdminPasswordError::NotText { path: display(path) })
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
 }
 
 /// Everything the agent needs to run. `Debug` is safe: the password is a [`SecretString`].
@@ -27,8 +74,8 @@ pub struct AgentConfig {
     pub dittofs_url: String,
     /// Bootstrap admin user (DittoFS hard-codes `admin`).
     pub admin_username: String,
-    /// Bootstrap admin password; used only to create or reset the `k8s-operator` account.
-    pub admin_password: SecretString,
+    /// Bootstrap admin password (or its file); used only to create, reset or repair the `k8s-operator` account.
+    pub admin_password: AdminPassword,
     /// The Secret and key the admin password comes from (named in the refused-login message).
     pub admin_secret: Option<SecretKeyRef>,
     /// Address of `/livez`, `/readyz` and `/metrics`; `None` serves nothing (in-process tests).
@@ -48,7 +95,8 @@ pub struct Timings {
     pub poll_timeout: Duration,
     /// Timeout of login and refresh (bcrypt makes a login take a moment).
     pub auth_timeout: Duration,
-    /// Timeout of user creation and password reset (DittoFS's own write timeout is 10 s, its handler timeout 30 s).
+    /// Timeout of user creation, password reset and role change (DittoFS's own write timeout is 10 s, its
+    /// handler timeout 30 s).
     pub mutation_timeout: Duration,
     /// Fraction of the access-token lifetime after which it is refreshed.
     pub refresh_fraction: f64,
@@ -110,7 +158,7 @@ impl AgentConfig {
             server_name: server_name.into(),
             dittofs_url: dittofs_url.into(),
             admin_username: constants::DEFAULT_ADMIN_USERNAME.to_owned(),
-            admin_password,
+            admin_password: AdminPassword::Value(admin_password),
             admin_secret: None,
             admin_addr: None,
             timings: Timings::default(),
@@ -148,8 +196,11 @@ impl AgentConfig {
             dittofs_url,
             admin_username: get(agent_env::ADMIN_USERNAME)
                 .unwrap_or_else(|| constants::DEFAULT_ADMIN_USERNAME.to_owned()),
-            // Raw value: a password may legitimately start or end with spaces.
-            admin_password: SecretString::new(raw(agent_env::ADMIN_PASSWORD).unwrap_or_default()),
+            admin_password: match get(agent_env::ADMIN_PASSWORD_FILE) {
+                Some(path) => AdminPassword::File(path.into()),
+                // Raw value: a password may legitimately start or end with spaces.
+                None => AdminPassword::Value(SecretString::new(raw(agent_env::ADMIN_PASSWORD).unwrap_or_default())),
+            },
             admin_secret,
             admin_addr,
             timings: Timings::default(),
@@ -180,11 +231,16 @@ impl AgentConfig {
         dittofs_api::names::operator_credentials_secret(&self.server_name)
     }
 
-    /// "Secret ns/name key k" for messages, or a description of the env var when the Secret is unknown.
+    /// Where the admin password comes from, for messages: the file and the Secret behind it ("file
+    /// /var/run/secrets/dittofs/admin/password (Secret ns/name key k)"), or the env var; never the value.
     pub fn admin_password_source(&self) -> String {
-        match &self.admin_secret {
-            Some(s) => format!("Secret {}/{} key {:?}", self.namespace, s.name, s.key),
-            None => format!("environment variable {}", agent_env::ADMIN_PASSWORD),
+        let secret =
+            self.admin_secret.as_ref().map(|s| format!("Secret {}/{} key {:?}", self.namespace, s.name, s.key));
+        match (&self.admin_password, secret) {
+            (AdminPassword::File(path), Some(secret)) => format!("file {} ({secret})", path.display()),
+            (AdminPassword::File(path), None) => format!("file {}", path.display()),
+            (AdminPassword::Value(_), Some(secret)) => secret,
+            (AdminPassword::Value(_), None) => format!("environment variable {}", agent_env::ADMIN_PASSWORD),
         }
     }
 }
@@ -232,5 +288,78 @@ mod tests {
         let mut off = base.to_vec();
         off.push(("AGENT_ADMIN_ADDR", "off"));
         assert_eq!(AgentConfig::from_lookup(env(&off)).unwrap().admin_addr, None);
+    }
+
+    /// A directory of this test process, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("dittofs-agent-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("POD_NAME", "fs-0"),
+        ("POD_NAMESPACE", "ns"),
+        ("DITTOSERVER_NAME", "fs"),
+        ("DITTOFS_ADMIN_SECRET_NAME", "fs-admin-bootstrap-credentials"),
+    ];
+
+    #[test]
+    fn the_admin_password_file_wins_over_the_env_var_and_is_read_byte_exact_at_every_use() {
+        let dir = TempDir::new("admin-file");
+        let file = dir.0.join("password");
+        let path = file.to_str().unwrap();
+        let mut vars = BASE.to_vec();
+        vars.extend([("DITTOFS_ADMIN_PASSWORD_FILE", path), ("DITTOFS_ADMIN_PASSWORD", "from-the-env")]);
+        let c = AgentConfig::from_lookup(env(&vars)).unwrap();
+        assert_eq!(c.admin_password, AdminPassword::File(file.clone()), "the file wins");
+        let source = c.admin_password_source();
+        assert_eq!(source, format!("file {path} (Secret ns/fs-admin-bootstrap-credentials key \"password\")"));
+
+        // Not mounted (an optional volume without its Secret): empty, which provisioning reports as missing.
+        assert!(c.admin_password.read().unwrap().is_empty());
+        // As the kubelet writes it: no trimming of spaces or of a trailing newline.
+        std::fs::write(&file, " s3cret pass\n").unwrap();
+        assert_eq!(c.admin_password.read().unwrap().expose(), " s3cret pass\n");
+        // A rotated Secret (the kubelet swaps the file) is seen at the next read.
+        std::fs::write(&file, "rotated").unwrap();
+        assert_eq!(c.admin_password.read().unwrap().expose(), "rotated");
+
+        std::fs::write(&file, [0xff, 0xfe, b'x']).unwrap();
+        let err = c.admin_password.read().unwrap_err();
+        assert_eq!(err, AdminPasswordError::NotText { path: path.to_owned() });
+        // Unreadable (here: a directory): the message names the file and no value.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let text = c.admin_password.read().unwrap_err().to_string();
+        assert!(text.contains(path) && !text.contains("rotated"), "{text}");
+    }
+
+    #[test]
+    fn the_env_var_is_the_admin_password_outside_kubernetes() {
+        let mut vars = BASE[..3].to_vec();
+        vars.push(("DITTOFS_ADMIN_PASSWORD", " spaced "));
+        let c = AgentConfig::from_lookup(env(&vars)).unwrap();
+        assert_eq!(c.admin_password.read().unwrap().expose(), " spaced ", "raw, like the file");
+        assert_eq!(c.admin_password_source(), "environment variable DITTOFS_ADMIN_PASSWORD");
+        assert!(!format!("{c:?}").contains("spaced"), "Debug never shows the value");
+        // An empty file path is no path.
+        vars.push(("DITTOFS_ADMIN_PASSWORD_FILE", ""));
+        let c = AgentConfig::from_lookup(env(&vars)).unwrap();
+        assert_eq!(c.admin_password, AdminPassword::Value(" spaced ".into()));
+        let only_file = [("DITTOFS_ADMIN_PASSWORD_FILE", "/run/admin/password")];
+        let c = AgentConfig::from_lookup(env(&[&BASE[..3], &only_file].concat())).unwrap();
+        assert_eq!(c.admin_password_source(), "file /run/admin/password");
     }
 }

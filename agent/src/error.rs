@@ -27,6 +27,15 @@ impl AgentError {
     }
 }
 
+/// The admin password file exists but cannot be used. Names the file, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminPasswordError {
+    #[error("cannot read the admin password file {path}: {detail}")]
+    Unreadable { path: String, detail: String },
+    #[error("the admin password file {path} is not UTF-8 text")]
+    NotText { path: String },
+}
+
 /// Why the agent holds no usable DittoFS token.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
@@ -46,9 +55,15 @@ pub enum AuthError {
     /// The credentials Secret is missing or has no password (the controller creates it).
     #[error("credentials Secret {secret}: {detail}")]
     CredentialsSecret { secret: String, detail: String },
-    /// No admin password in the environment, and the operator account needs (re)provisioning.
-    #[error("the operator account must be provisioned but {0} is empty")]
+    /// No admin password (its file is missing or empty), and the operator account needs the admin.
+    #[error("the operator account must be provisioned or repaired but {0} is empty or missing")]
     NoAdminPassword(String),
+    /// The admin password file exists but cannot be read.
+    #[error("{0}")]
+    AdminPassword(#[from] AdminPasswordError),
+    /// DittoFS still gives `k8s-operator` another role than `operator` right after the admin set it.
+    #[error("DittoFS reports role {role:?} for user {user:?} right after its role was set to operator")]
+    WrongRole { user: String, role: String },
     /// The last attempt failed and the next is not due yet.
     #[error("waiting {0:?} before the next authentication attempt after: {1}")]
     BackingOff(std::time::Duration, Box<AuthError>),
@@ -62,6 +77,8 @@ impl AuthError {
             AuthError::OperatorRefused { .. } => "operator_refused",
             AuthError::CredentialsSecret { .. } => "credentials_secret",
             AuthError::NoAdminPassword(_) => "no_admin_password",
+            AuthError::AdminPassword(_) => "admin_password_unreadable",
+            AuthError::WrongRole { .. } => "wrong_role",
             AuthError::BackingOff(_, e) => e.label(),
         }
     }
@@ -84,6 +101,8 @@ impl AuthError {
             AuthError::OperatorRefused { .. } => "Unauthorized",
             AuthError::CredentialsSecret { .. } => "CredentialsSecretUnusable",
             AuthError::NoAdminPassword(_) => "AdminPasswordMissing",
+            AuthError::AdminPassword(_) => "AdminPasswordUnreadable",
+            AuthError::WrongRole { .. } => "WrongRole",
         }
     }
 
@@ -138,6 +157,8 @@ pub const POLL_FAILURE_LABELS: &[&str] = &[
     "operator_refused",
     "credentials_secret",
     "no_admin_password",
+    "admin_password_unreadable",
+    "wrong_role",
 ];
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! dittofs-agent: the sidecar in every DittoFS pod. It is the only component that talks to DittoFS: on
-//! loopback, with a least-privilege `operator` account it provisions itself, it watches the adapters and
-//! writes what it sees into its own entry of the DittoServer's `status.agents`.
+//! loopback, with a least-privilege `operator` account it provisions itself (and sets back to `operator`
+//! when someone changed its role), it watches the adapters and writes what it sees into its own entry of
+//! the DittoServer's `status.agents`. The bootstrap admin password reaches it as a file of a Secret volume
+//! mounted into its container only, read when the admin is needed.
 //!
 //! [`run`] is the whole agent; `main` only reads the environment, sets up telemetry and calls it, and
 //! tests call it in-process with a ServiceAccount-token client, exactly as the container runs.
@@ -20,7 +22,8 @@ pub mod dittofs;
 pub mod error;
 pub mod metrics;
 pub mod poller;
-pub mod secret;
+/// Passwords and tokens never shown in `Debug` (shared with the controller).
+pub use dittofs_api::secret;
 pub mod status;
 pub mod text;
 
@@ -35,7 +38,7 @@ use kube::{
 };
 use prometheus_client::registry::Registry;
 
-pub use config::{AgentConfig, SecretKeyRef, Timings};
+pub use config::{AdminPassword, AgentConfig, SecretKeyRef, Timings};
 pub use error::AgentError;
 pub use metrics::Metrics;
 pub use secret::SecretString;
@@ -43,7 +46,8 @@ pub use secret::SecretString;
 pub use tokio_util::sync::CancellationToken;
 
 /// Runs the agent until `shutdown` is cancelled. `kube` must act as the pod's ServiceAccount: it needs
-/// get/list/watch on its DittoServer, patch on its status, and get/patch on the credentials Secret.
+/// get/list/watch on its DittoServer, patch on its status, and get/patch on the credentials Secret —
+/// nothing else (no `update`: the token pair is written with a merge patch; no Events: it creates none).
 pub async fn run(config: AgentConfig, kube: kube::Client, shutdown: CancellationToken) -> Result<(), AgentError> {
     run_with_metrics(config, kube, shutdown, Arc::new(Metrics::new())).await
 }
@@ -74,6 +78,7 @@ pub async fn run_with_metrics(
         server = config.server_name,
         namespace = config.namespace,
         dittofs = config.dittofs_url,
+        admin_password = config.admin_password_source(),
         "agent starting"
     );
 

@@ -162,7 +162,7 @@ impl Metrics {
         r.register("secret_writes", "Writes of the token pair into the credentials Secret", self.secret_writes.clone());
         r.register(
             "auth_steps",
-            "Authentication steps (reuse, login, refresh, provision) by result",
+            "Authentication steps (reuse, login, refresh, admin_login, provision, role_repair) by result",
             self.auth.clone(),
         );
     }

@@ -6,7 +6,7 @@
 //! deleted. `lastPollTime` and `traceparent` alone never cause a write (else every poll would write);
 //! they are refreshed whenever a write happens for another reason.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use dittofs_api::{
     DittoServer,
@@ -42,6 +42,8 @@ pub struct Observed<'a> {
     pub auth: Option<&'a AuthView>,
     pub generation: Option<i64>,
     pub last_poll: Option<Timestamp>,
+    /// When that poll ended, on the loop's clock (for the heartbeat; wall-clock seconds are too coarse).
+    pub polled_at: Option<tokio::time::Instant>,
     pub traceparent: Option<String>,
 }
 
@@ -95,6 +97,8 @@ pub struct Writer<S = KubeStatus> {
     pod: String,
     metrics: Arc<Metrics>,
     last: Option<AgentStatus>,
+    /// When `last` was written (tokio time, so paused-time tests see it move).
+    written_at: Option<tokio::time::Instant>,
 }
 
 /// Kubernetes times have second precision: truncating keeps "what we wrote" equal to "what we read back".
@@ -115,7 +119,7 @@ impl Writer {
 
 impl<S: StatusApi> Writer<S> {
     pub fn with_api(api: S, pod: &str, metrics: Arc<Metrics>) -> Writer<S> {
-        Writer { api, pod: pod.to_owned(), metrics, last: None }
+        Writer { api, pod: pod.to_owned(), metrics, last: None, written_at: None }
     }
 
     /// The entry for `obs` (see [`build_entry`]).
@@ -123,22 +127,32 @@ impl<S: StatusApi> Writer<S> {
         build_entry(&self.pod, self.last.as_ref(), obs, now)
     }
 
-    /// Writes the entry if it differs from the last one written; returns whether it wrote.
-    pub async fn write_if_changed(&mut self, obs: &Observed<'_>) -> Result<bool, kube::Error> {
+    /// Writes the entry if it differs from the last one written, or if it only has a newer poll time and
+    /// the last write is `heartbeat` old (the controller's proof that this agent is alive); returns
+    /// whether it wrote.
+    pub async fn write_if_changed(&mut self, obs: &Observed<'_>, heartbeat: Duration) -> Result<bool, kube::Error> {
         let entry = self.build(obs, Timestamp::now());
-        if self.last.as_ref().map(significant) == Some(significant(&entry)) {
+        let same = self.last.as_ref().map(significant) == Some(significant(&entry));
+        let newer_poll = obs.polled_at.is_some_and(|p| self.written_at.is_none_or(|w| p > w));
+        let beat_due = self.written_at.is_none_or(|at| at.elapsed() >= heartbeat);
+        if same && !(newer_poll && beat_due) {
             self.metrics.status_write(WriteResult::Skipped);
             return Ok(false);
         }
         match self.api.apply(&entry).await {
             Ok(()) => {
                 self.metrics.status_write(WriteResult::Done);
-                tracing::info!(
-                    adapters = %summary(&entry.adapters),
-                    reachable = entry.reachability.as_ref().map(|r| r.reachable),
-                    "status entry written"
-                );
+                if same {
+                    tracing::debug!("status entry's poll time refreshed (heartbeat)");
+                } else {
+                    tracing::info!(
+                        adapters = %summary(&entry.adapters),
+                        reachable = entry.reachability.as_ref().map(|r| r.reachable),
+                        "status entry written"
+                    );
+                }
                 self.last = Some(entry);
+                self.written_at = Some(tokio::time::Instant::now());
                 Ok(true)
             }
             Err(e) => {

@@ -8,8 +8,19 @@ pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
 pub const DITTOSERVER_NAME: &str = "DITTOSERVER_NAME";
 /// DittoFS control-plane URL on loopback, e.g. `http://127.0.0.1:8080`.
 pub const DITTOFS_URL: &str = "DITTOFS_URL";
-/// Bootstrap admin password (secretKeyRef); used only to provision the operator account.
+/// Path of the file holding the bootstrap admin password: in a pod, the Secret volume the controller mounts
+/// into the agent container only ([`ADMIN_PASSWORD_DIR`]). Used only to provision the operator account and
+/// to repair its role; read each time it is needed, so a Secret the kubelet updated in the volume is used.
+pub const ADMIN_PASSWORD_FILE: &str = "DITTOFS_ADMIN_PASSWORD_FILE";
+/// The bootstrap admin password itself, for running the agent outside Kubernetes. The controller never
+/// sets it: an env var is inherited by child processes, readable in `/proc/<pid>/environ` and fixed for
+/// the container's life, while a Secret file is updated in place. [`ADMIN_PASSWORD_FILE`] wins when both
+/// are set.
 pub const ADMIN_PASSWORD: &str = "DITTOFS_ADMIN_PASSWORD";
+/// Where the controller mounts the admin-password Secret volume in the agent container.
+pub const ADMIN_PASSWORD_DIR: &str = "/var/run/secrets/dittofs/admin";
+/// The one file of that volume (the Secret key is projected to this name).
+pub const ADMIN_PASSWORD_FILE_NAME: &str = "password";
 /// Bootstrap admin username (DittoFS hard-codes `admin`; kept for the Go operator's `identity.admin.username`).
 pub const ADMIN_USERNAME: &str = "DITTOFS_ADMIN_USERNAME";
 /// Name of the Secret the admin password comes from, so a refused login can name it.

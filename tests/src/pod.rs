@@ -1,7 +1,14 @@
 //! A DittoServer's pod and the controller run as local processes, exactly as their containers would run
 //! (there is no kubelet): DittoFS from the controller's rendered `config.yaml`, the agent with the env of its
-//! container in the controller's StatefulSet (field and Secret references resolved) and a kubeconfig holding
-//! only a TokenRequest token of the pod's ServiceAccount — what the projected token gives it in a pod.
+//! container in the controller's StatefulSet (field and Secret references resolved), its Secret volume
+//! mounts written out as files, and a kubeconfig holding only a TokenRequest token of the pod's
+//! ServiceAccount — what the projected token gives it in a pod.
+//!
+//! The one deviation from a kubelet: a process cannot have a volume mounted at `/var/run/secrets/…`, so
+//! each Secret volume the agent container mounts is written into a directory under the pod's directory,
+//! and every env value that starts with a mount path is rewritten to start with that directory instead
+//! (e.g. `DITTOFS_ADMIN_PASSWORD_FILE`). The files are written once, at start: unlike a kubelet, the
+//! harness does not follow later changes of the Secret.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,7 +19,7 @@ use std::{
 use anyhow::Context as _;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
-    core::v1::{ConfigMap, Container, Secret},
+    core::v1::{ConfigMap, Container, PodSpec, Secret},
 };
 use kube::Api;
 use serde_json::json;
@@ -150,6 +157,16 @@ impl Pod {
 
         let pod_name = format!("{server}-0");
         let mut env = resolve_env(&client, namespace, &pod_name, &agent).await?;
+        let mounts =
+            write_secret_mounts(&client, namespace, &pod_spec, &agent, &dir.join(format!("{pod_name}-volumes")))
+                .await?;
+        for (_, value) in &mut env {
+            let under =
+                |from: &str| value.strip_prefix(from).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if let Some((from, to)) = mounts.iter().find(|(from, _)| under(from)) {
+                *value = format!("{}{}", to.display(), &value[from.len()..]);
+            }
+        }
         let admin_port = free_port()?;
         env.retain(|(k, _)| k != dittofs_api::agent_env::DITTOFS_URL && k != dittofs_api::agent_env::ADMIN_ADDR);
         env.push((dittofs_api::agent_env::DITTOFS_URL.into(), fs.url()));
@@ -195,6 +212,51 @@ async fn resolve_env(
             (None, None) => String::new(),
         };
         out.push((var.name.clone(), value));
+    }
+    Ok(out)
+}
+
+/// Writes each Secret volume `container` mounts into its own directory under `root`, as the kubelet would
+/// project it (the items asked for, or every key, with their modes); returns (mount path, directory) pairs.
+/// A missing optional Secret (or key) gives what the kubelet gives: an empty directory (or no file).
+async fn write_secret_mounts(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &PodSpec,
+    container: &Container,
+    root: &Path,
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut out = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name);
+        let Some(source) = volume.and_then(|v| v.secret.as_ref()) else { continue };
+        let name = source.secret_name.clone().context("Secret volume without secretName")?;
+        let optional = source.optional == Some(true);
+        let data = match secrets.get_opt(&name).await? {
+            Some(secret) => secret.data.unwrap_or_default(),
+            None if optional => Default::default(),
+            None => anyhow::bail!("Secret {name} of volume {} does not exist", mount.name),
+        };
+        let dir = root.join(&mount.name);
+        std::fs::create_dir_all(&dir)?;
+        let items: Vec<(String, String, Option<i32>)> = match &source.items {
+            Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone(), i.mode)).collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone(), None)).collect(),
+        };
+        for (key, path, mode) in items {
+            let Some(value) = data.get(&key) else {
+                anyhow::ensure!(optional, "key {key} missing in Secret {name} of volume {}", mount.name);
+                continue;
+            };
+            let file = dir.join(&path);
+            std::fs::write(&file, &value.0)?;
+            let mode = mode.or(source.default_mode).unwrap_or(0o644);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(u32::try_from(mode)?))?;
+        }
+        out.push((mount.mount_path.trim_end_matches('/').to_owned(), dir));
     }
     Ok(out)
 }

@@ -1,18 +1,22 @@
 //! The agent's DittoFS account and tokens: provisioning with the bootstrap admin password, role separation
 //! of the `operator` token, the token pair mirrored into the credentials Secret and reused after a
-//! restart, refresh before expiry with short token lifetimes, and an actionable refused admin password.
+//! restart, refresh before expiry with short token lifetimes, an actionable refused admin password read
+//! again from its file once the Secret is fixed, and an account promoted or demoted behind the agent's
+//! back set back to `operator`.
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+use base64::Engine as _;
 use dittofs_agent::{
-    Metrics, SecretString,
+    AdminPassword, Metrics,
     dittofs::Endpoint,
     metrics::{PollKind, WriteResult},
 };
 use dittofs_api::names;
 use dittofs_tests::{
     agent_world::{Rig, SERVER},
-    dittofs::Options,
+    dittofs::{ADMIN_PASSWORD, DittoFs, Options},
     kube_env::{ControlPlane, wait_until},
 };
 use serde_json::json;
@@ -156,8 +160,12 @@ async fn a_refused_admin_password_names_the_secret_and_backs_off() -> anyhow::Re
     ControlPlane::shared()
         .with_temp_ns("agent-badadmin", async |ns| {
             let mut rig = Rig::new(ns, Options::default(), "2s").await?;
+            // As in a pod: a file of the Secret volume, here holding a stale password.
+            let volume = tempfile::tempdir()?;
+            let file = volume.path().join("password");
+            std::fs::write(&file, "not-the-admin-password")?;
             let mut config = rig.config();
-            config.admin_password = SecretString::new("not-the-admin-password");
+            config.admin_password = AdminPassword::File(file.clone());
             // The harness's own admin logins (moving the adapters to free ports) are not the agent's.
             let logins_before = rig.fs.info_requests_logged_to(LOGIN_PATH) as u64;
             let metrics = rig.start_agent(config);
@@ -173,6 +181,7 @@ async fn a_refused_admin_password_names_the_secret_and_backs_off() -> anyhow::Re
             assert_eq!(auth.reason, "AuthenticationFailed");
             let secret = names::admin_bootstrap_secret(SERVER);
             assert!(message.contains(&secret) && message.contains("\"password\""), "{message}");
+            assert!(message.contains(&file.display().to_string()), "the file is named: {message}");
             assert!(!message.contains("not-the-admin-password"), "the password is never shown");
             let entry = rig.entry().await?.unwrap();
             let reach = entry.reachability.unwrap();
@@ -200,11 +209,75 @@ async fn a_refused_admin_password_names_the_secret_and_backs_off() -> anyhow::Re
             .await?;
             assert_eq!(logins, 2 * attempts(&metrics), "two logins per attempt, no other");
 
-            // The fix: the right password (here: a new agent with it) heals.
-            rig.stop_agent().await?;
-            rig.start_agent(rig.config());
-            let entry = rig.wait_in_sync(Duration::from_secs(20)).await?;
+            // The fix: the right password in the Secret, which the kubelet writes into the file. The same agent
+            // reads it at its next attempt (at most one back-off, 8–16 s, away) and heals without a restart.
+            std::fs::write(&file, ADMIN_PASSWORD)?;
+            let entry = rig.wait_in_sync(Duration::from_secs(40)).await?;
             assert!(entry.auth.unwrap().authenticated);
+            assert_eq!(metrics.auth_steps("provision", "created"), 1);
+            Ok(())
+        })
+        .await
+}
+
+/// The role of an account as DittoFS has it (read as admin).
+async fn role_of(fs: &DittoFs, user: &str) -> anyhow::Result<String> {
+    let admin = fs.admin().await?;
+    let user = admin.get(&format!("/api/v1/users/{user}")).await?.expect_status(200)?.json()?;
+    Ok(user["role"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The `role` claim of a JWT (the token the agent mirrored into its Secret).
+fn role_claim(jwt: &str) -> anyhow::Result<String> {
+    let payload = jwt.split('.').nth(1).context("not a JWT")?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    Ok(claims["role"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn an_account_promoted_or_demoted_behind_the_agents_back_is_set_back_to_operator() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-role", async |ns| {
+            // Short tokens: DittoFS shows a role change only in the next login or refresh answer.
+            let options = Options { access_ttl: Some(format!("{}s", ACCESS_TTL.as_secs())), ..Default::default() };
+            let (rig, _) = Rig::in_sync(ns, options, "2s").await?;
+            let user = names::OPERATOR_USERNAME;
+            assert_eq!(role_of(&rig.fs, user).await?, "operator");
+            let mut smb_enabled = true;
+            for (n, role) in [(1, "admin"), (2, "user")] {
+                let admin = rig.fs.admin().await?;
+                admin.put(&format!("/api/v1/users/{user}"), &json!({ "role": role })).await?.expect_status(200)?;
+                assert_eq!(role_of(&rig.fs, user).await?, role, "changed behind the agent's back");
+
+                // At the next refresh (80 % of 6 s) the agent sees it and sets it back.
+                let what = format!("the account, made {role}, to be operator again");
+                wait_until(&what, 4 * ACCESS_TTL, async || {
+                    rig.assert_agent_running();
+                    let now = role_of(&rig.fs, user).await?;
+                    anyhow::ensure!(now == "operator", "role {now}");
+                    Ok(())
+                })
+                .await?;
+                rig.wait_count("role repairs", n, ACCESS_TTL, |m| m.auth_steps("role_repair", "ok")).await?;
+
+                // It still reports the adapters: a change in DittoFS reaches its entry.
+                smb_enabled = !smb_enabled;
+                rig.put_adapter("smb", json!({ "enabled": smb_enabled })).await?;
+                let entry = rig.wait_in_sync(Duration::from_secs(15)).await?;
+                let auth = entry.auth.context("no auth")?;
+                let message = auth.message.unwrap_or_default();
+                assert!(auth.authenticated, "{message}");
+                assert!(message.contains(&format!("its role was \"{role}\"")), "the repair is reported: {message}");
+                // The token it holds (mirrored into its Secret) is an operator's, never the changed role's.
+                let access = rig.secret_key(names::ACCESS_TOKEN_KEY).await?.context("no access token")?;
+                assert_eq!(role_claim(&access)?, "operator");
+            }
+            let metrics = rig.metrics();
+            assert_eq!(metrics.failed_full_polls(), 0, "no poll failed: the old token worked until the repair");
+            assert_eq!(metrics.auth_steps("role_repair", "ok"), 2);
+            assert_eq!(metrics.requests(Endpoint::UpdateUser, "ok"), 2, "one role change per repair");
             Ok(())
         })
         .await

@@ -1,7 +1,8 @@
 //! The agent's discovery against DittoFS (emulator, or the real server with `DITTOFS_BIN`) and a real
 //! apiserver, the agent acting with its own ServiceAccount bound to the controller's per-instance Role:
 //! toggles reach the status within ~1.5 s through the fast path, port edits within one polling interval,
-//! a changed `pollingInterval` applies without restart, and idle polls make no status write.
+//! a changed `pollingInterval` applies without restart, idle polls make no status write, and a quiet agent
+//! still refreshes its poll time every third of `reportMaxAgeSeconds` (the controller's freshness limit).
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use dittofs_tests::{
     dittofs::Options,
     kube_env::ControlPlane,
 };
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 fn fast_polls(m: &Metrics) -> u64 {
@@ -183,6 +185,34 @@ async fn idle_polls_make_no_status_write_and_one_info_line_each() -> anyhow::Res
             assert_eq!(rv_before, rv_after, "the DittoServer was not written at all");
             assert_eq!(logged, counted, "the agent counts exactly the requests DittoFS logs at INFO");
             assert_eq!(logged, lists, "one INFO line per list, none for the fast path ({fast} polls)");
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn a_quiet_agent_still_refreshes_its_poll_time_for_the_controller() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-heartbeat", async |ns| {
+            let (rig, first) = Rig::in_sync(ns, Options::default(), "10m").await?;
+            // The controller distrusts reports older than 30 s: the agent polls and rewrites every 10 s,
+            // whatever the 10-minute polling interval says, although DittoFS changes nothing.
+            let patch = json!({"spec": {"adapterServices": {"reportMaxAgeSeconds": 30}}});
+            rig.servers.patch(SERVER, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let since = first.last_poll_time.clone().expect("polled").0;
+            let flags = |e: &dittofs_api::crd::AgentStatus| -> Vec<(String, i32, bool, bool)> {
+                e.adapters.iter().map(|a| (a.r#type.clone(), a.port, a.enabled, a.running)).collect()
+            };
+            for beat in 1..=2i64 {
+                rig.wait_entry("a newer poll time", Duration::from_secs(30), |e| {
+                    let polled = e.last_poll_time.as_ref().expect("polled").0;
+                    anyhow::ensure!(polled.as_second() >= since.as_second() + 9 * beat, "last poll {polled}");
+                    anyhow::ensure!(flags(e) == flags(&first), "the adapters changed");
+                    Ok(())
+                })
+                .await?;
+            }
             Ok(())
         })
         .await

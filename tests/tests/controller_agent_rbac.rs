@@ -1,11 +1,13 @@
 //! The agent's ServiceAccount token, exactly as a pod gets it: it can read and watch its own DittoServer,
-//! patch that server's status (and the controller acts on the report), use its credentials Secret — and
-//! nothing else.
+//! patch that server's status (and the controller acts on the report), read and patch its credentials
+//! Secret — and nothing else: no full update of that Secret, no Events.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use dittofs_api::constants::agent_field_manager;
@@ -43,7 +45,7 @@ async fn the_agent_token_reaches_its_own_server_only() -> anyhow::Result<()> {
         }
         let client = cp.service_account_client(ns.name(), "a-agent").await?;
         let servers: Api<DittoServer> = Api::namespaced(client.clone(), ns.name());
-        let secrets: Api<Secret> = Api::namespaced(client, ns.name());
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns.name());
         let manager = PatchParams::apply(&agent_field_manager("a-0"));
 
         // Allowed: status of its own server (the RBAC authorizer may need a moment for the new binding).
@@ -60,9 +62,9 @@ async fn the_agent_token_reaches_its_own_server_only() -> anyhow::Result<()> {
         servers.get("a").await?;
         let own = ListParams::default().fields("metadata.name=a");
         assert_eq!(servers.list(&own).await?.items.len(), 1);
-        // Allowed: its credentials Secret, read and updated.
+        // Allowed: its credentials Secret, read and patched (the agent's own keys, as a merge patch).
         let creds = secrets.get("a-operator-credentials").await?;
-        assert!(creds.data.unwrap().contains_key("password"));
+        assert!(creds.data.as_ref().unwrap().contains_key("password"));
         secrets
             .patch(
                 "a-operator-credentials",
@@ -93,6 +95,42 @@ async fn the_agent_token_reaches_its_own_server_only() -> anyhow::Result<()> {
         expect_forbidden("the admin bootstrap password", secrets.get("a-admin-bootstrap-credentials").await);
         expect_forbidden("list Secrets", secrets.list(&ListParams::default()).await);
         expect_forbidden("delete its credentials", secrets.delete("a-operator-credentials", &Default::default()).await);
+        // Not even a full update of its own Secret: a replace could drop the controller's keys.
+        let fresh = secrets.get("a-operator-credentials").await?;
+        expect_forbidden(
+            "update its credentials",
+            secrets.replace("a-operator-credentials", &PostParams::default(), &fresh).await,
+        );
+        // No Events, in either API group: the agent reports through its status entry only.
+        let about = ObjectReference {
+            api_version: Some("dittofs.dittofs.com/v1alpha1".into()),
+            kind: Some("DittoServer".into()),
+            name: Some("a".into()),
+            namespace: Some(ns.name().into()),
+            ..Default::default()
+        };
+        let event = Event {
+            metadata: ObjectMeta { generate_name: Some("a-agent-".into()), ..Default::default() },
+            event_time: Some(MicroTime(jiff::Timestamp::now())),
+            reporting_controller: Some("dittofs.com/agent".into()),
+            reporting_instance: Some("a-0".into()),
+            action: Some("Poll".into()),
+            reason: Some("Test".into()),
+            type_: Some("Normal".into()),
+            regarding: Some(about.clone()),
+            ..Default::default()
+        };
+        let events: Api<Event> = Api::namespaced(client.clone(), ns.name());
+        expect_forbidden("create an events.k8s.io Event", events.create(&PostParams::default(), &event).await);
+        let core_event = CoreEvent {
+            metadata: ObjectMeta { generate_name: Some("a-agent-".into()), ..Default::default() },
+            involved_object: about,
+            reason: Some("Test".into()),
+            type_: Some("Normal".into()),
+            ..Default::default()
+        };
+        let core_events: Api<CoreEvent> = Api::namespaced(client, ns.name());
+        expect_forbidden("create a core Event", core_events.create(&PostParams::default(), &core_event).await);
 
         // A failed login reported by the agent turns Authenticated False.
         servers.patch_status("a", &manager, &Patch::Apply(agent_report("a-0", false))).await?;

@@ -337,8 +337,9 @@ async fn user_secret_references_replace_the_managed_secrets() -> anyhow::Result<
         assert!(secrets.get_opt("fs-jwt-secret").await?.is_none());
         assert!(secrets.get_opt("fs-admin-bootstrap-credentials").await?.is_none());
         assert!(secrets.get_opt("fs-operator-credentials").await?.is_some());
-        let containers = sts.spec.unwrap().template.spec.unwrap().containers;
-        let refs: BTreeMap<String, (String, String)> = containers
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        let refs: BTreeMap<String, (String, String)> = pod
+            .containers
             .iter()
             .flat_map(|c| c.env.clone().unwrap_or_default())
             .filter_map(|e| {
@@ -348,7 +349,12 @@ async fn user_secret_references_replace_the_managed_secrets() -> anyhow::Result<
             .collect();
         assert_eq!(refs["DITTOFS_CONTROLPLANE_SECRET"], ("mine".to_owned(), "jwt".to_owned()));
         assert_eq!(refs["DITTOFS_ADMIN_INITIAL_PASSWORD"], ("mine".to_owned(), "pw".to_owned()));
-        assert_eq!(refs["DITTOFS_ADMIN_PASSWORD"], ("mine".to_owned(), "pw".to_owned()));
+        // The agent gets it as a file of a Secret volume, not as an env var.
+        assert!(!refs.contains_key("DITTOFS_ADMIN_PASSWORD"), "{refs:?}");
+        let volume = pod.volumes.unwrap_or_default().into_iter().find(|v| v.name == "admin-password");
+        let admin = volume.and_then(|v| v.secret).expect("the admin-password Secret volume");
+        assert_eq!(admin.secret_name.as_deref(), Some("mine"));
+        assert_eq!(admin.items.unwrap_or_default()[0].key, "pw");
         // The user's Secret is only read, never owned.
         assert!(secrets.get("mine").await?.metadata.owner_references.is_none());
         running.stop().await

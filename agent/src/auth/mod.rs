@@ -1,8 +1,14 @@
 //! The agent's DittoFS account and its token lifecycle.
 //!
-//! - Account: with the bootstrap admin password (env), ensure user `k8s-operator` with role `operator` and
-//!   the password from the credentials Secret — create it, or on 409 reset its password. The admin token
-//!   is used for those two calls only and then dropped (docs/dittofs-api.md#users-and-the-admin-bootstrap).
+//! - Account: with the bootstrap admin password (a Secret file, read at each use), ensure user
+//!   `k8s-operator` with role `operator` and the password from the credentials Secret — create it, or on
+//!   409 set its role and reset its password. The admin token is used for those calls only and then dropped
+//!   (docs/dittofs-api.md#users-and-the-admin-bootstrap).
+//! - Role: every login and refresh answer carries the user as DittoFS has it now. When its role is not
+//!   `operator` (someone promoted or demoted the account), the pair is dropped unused, the admin sets the
+//!   role back and the agent logs in again — a warning, `auth_steps{step="role_repair"}`, and a note in
+//!   the status entry's `auth.message`. A 403 on the adapter list ([`Auth::token_forbidden`]) leads there
+//!   through a fresh login, since a token's role changes only when a new one is issued.
 //! - Tokens: log in as `k8s-operator`; refresh at [`Timings::refresh_fraction`] of the access token's
 //!   lifetime (docs/dittofs-api.md#authentication-and-tokens). Renewal escalates refresh → login →
 //!   provision → login, so a DittoFS whose database was reset heals without a restart. Every new pair is
@@ -25,7 +31,7 @@ pub(crate) use self::tokens::Clock;
 use self::tokens::{Claims, Tokens, claims, remaining, ts};
 use crate::{
     backoff::Backoff,
-    config::{AgentConfig, Timings},
+    config::{AdminPassword, AgentConfig, Timings},
     credentials::{Mirror, SecretStore, Store},
     dittofs::{ApiError, Client, DittoFs, OPERATOR_ROLE},
     error::AuthError,
@@ -55,7 +61,7 @@ pub struct Auth<C = Client, S = Store> {
     client: C,
     store: S,
     admin_username: String,
-    admin_password: SecretString,
+    admin_password: AdminPassword,
     admin_source: String,
     timings: Timings,
     metrics: Arc<Metrics>,
@@ -65,6 +71,10 @@ pub struct Auth<C = Client, S = Store> {
     backoff: Backoff,
     retry_at: Option<(Instant, AuthError)>,
     view: Option<AuthView>,
+    /// The current token came from the fresh login a 403 asked for: another 403 is not a role problem.
+    forbidden_checked: bool,
+    /// The last role repair: the role found and when, for the status entry.
+    repaired: Option<(String, jiff::Timestamp)>,
 }
 
 impl<C: DittoFs, S: SecretStore> Auth<C, S> {
@@ -83,6 +93,8 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             backoff: Backoff::new(config.timings.auth_backoff_min, config.timings.auth_backoff_max),
             retry_at: None,
             view: None,
+            forbidden_checked: false,
+            repaired: None,
         }
     }
 
@@ -119,8 +131,12 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
         let (Some(a), Some(r)) = (claims(&access), claims(&refresh)) else {
             return false;
         };
+        // Also the role: a pair issued while the account had another one is not resumed (a new login
+        // shows the role and repairs it).
         let ours = |c: &Claims, kind: &str| {
-            c.sub.as_deref() == Some(OPERATOR_USERNAME) && c.token_type.as_deref().is_none_or(|t| t == kind)
+            c.sub.as_deref() == Some(OPERATOR_USERNAME)
+                && c.token_type.as_deref().is_none_or(|t| t == kind)
+                && c.role.as_deref().is_none_or(|r| r == OPERATOR_ROLE)
         };
         if !ours(&a, "access") || !ours(&r, "refresh") {
             return false;
@@ -145,7 +161,7 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
     /// A request with the current token succeeded: whatever failed before, the agent is authenticated.
     pub fn confirm(&mut self) {
         if !self.view.as_ref().is_some_and(|v| v.authenticated) {
-            self.view = Some(succeeded());
+            self.view = Some(self.succeeded());
         }
     }
 
@@ -165,6 +181,20 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
     pub async fn token_rejected(&mut self) -> Result<SecretString, AuthError> {
         self.renew().await?;
         self.current()
+    }
+
+    /// DittoFS answered 403 to the current access token (`Insufficient permissions`: the account lost its
+    /// role). The token's role is fixed at issue, so only a new one shows the account's role: drop it and
+    /// log in, which repairs the role if it is wrong. `None` when the current token already is such a
+    /// fresh one — the 403 is then not about the role, and one login per poll would not change it.
+    pub async fn token_forbidden(&mut self) -> Result<Option<SecretString>, AuthError> {
+        if self.forbidden_checked {
+            return Ok(None);
+        }
+        self.tokens = None;
+        self.renew().await?;
+        self.forbidden_checked = true;
+        self.current().map(Some)
     }
 
     /// How long until the access token should be refreshed; `None` without a token.
@@ -232,7 +262,8 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             Ok(()) => {
                 self.backoff.reset();
                 self.retry_at = None;
-                self.view = Some(succeeded());
+                self.forbidden_checked = false;
+                self.view = Some(self.succeeded());
                 self.mirror_pending = true;
                 self.flush_mirror().await;
             }
@@ -252,12 +283,13 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
         }
         result
     }
-}
 
-fn succeeded() -> AuthView {
-    AuthView {
-        authenticated: true,
-        reason: "AuthenticationSucceeded",
-        message: format!("logged in to DittoFS as {OPERATOR_USERNAME:?} (role {OPERATOR_ROLE})"),
+    fn succeeded(&self) -> AuthView {
+        let mut message = format!("logged in to DittoFS as {OPERATOR_USERNAME:?} (role {OPERATOR_ROLE})");
+        if let Some((role, at)) = &self.repaired {
+            // Kept while the agent runs: whoever changed the role should be able to find out it was undone.
+            message.push_str(&format!("; its role was {role:?} and was set back to {OPERATOR_ROLE} at {at:.0}"));
+        }
+        AuthView { authenticated: true, reason: "AuthenticationSucceeded", message }
     }
 }

@@ -1,17 +1,18 @@
 //! Auth against the fake DittoFS on paused tokio time: provisioning, the 80 % refresh schedule, the
-//! escalation refresh → login → provision, and the back-off after failures that retrying cannot fix.
+//! escalation refresh → login → provision, the back-off after failures that retrying cannot fix, the
+//! admin password read from its file at each use, and the repair of a promoted or demoted account.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use dittofs_api::names::OPERATOR_USERNAME;
 use tokio::time::{Instant, advance};
 
 use super::{Auth, Clock};
 use crate::{
-    config::AgentConfig,
+    config::{AdminPassword, AgentConfig},
     credentials::fake::FakeStore,
     dittofs::{
-        ApiError, Endpoint, OPERATOR_ROLE,
+        ApiError, DittoFs as _, Endpoint, OPERATOR_ROLE,
         fake::{ADMIN, ADMIN_PASSWORD, FakeDittoFs, URL},
     },
     error::AuthError,
@@ -29,7 +30,16 @@ fn config(admin_password: &str) -> AgentConfig {
 }
 
 fn auth(fs: &FakeDittoFs, store: &FakeStore, admin_password: &str) -> Auth<FakeDittoFs, FakeStore> {
-    Auth::new(&config(admin_password), fs.clone(), store.clone(), Arc::new(Metrics::new())).with_clock(Clock::tokio())
+    auth_with(&config(admin_password), fs, store, Arc::new(Metrics::new()))
+}
+
+fn auth_with(
+    config: &AgentConfig,
+    fs: &FakeDittoFs,
+    store: &FakeStore,
+    metrics: Arc<Metrics>,
+) -> Auth<FakeDittoFs, FakeStore> {
+    Auth::new(config, fs.clone(), store.clone(), metrics).with_clock(Clock::tokio())
 }
 
 /// A DittoFS where `k8s-operator` already exists with the Secret's password.
@@ -135,15 +145,21 @@ async fn an_account_lost_with_the_database_is_provisioned_again() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_changed_operator_password_is_reset_by_the_admin() {
+async fn a_changed_operator_password_is_reset_by_the_admin_after_its_role() {
     let fs = FakeDittoFs::new();
-    fs.state().users.insert(OPERATOR_USERNAME.into(), ("someone-else-set-this".into(), OPERATOR_ROLE.into()));
+    // Someone also made it an admin: DittoFS would mark the password it resets as must-change.
+    fs.state().users.insert(OPERATOR_USERNAME.into(), ("someone-else-set-this".into(), "admin".into()));
     let store = FakeStore::with_password(OPERATOR_PASSWORD);
     let mut auth = auth(&fs, &store, ADMIN_PASSWORD);
-    auth.token().await.expect("password reset, then logged in");
+    let token = auth.token().await.expect("password reset, then logged in");
     assert_eq!(fs.count(Endpoint::CreateUser), 1, "409: the user exists");
     assert_eq!(fs.calls(Endpoint::ResetPassword)[0].user.as_deref(), Some(ADMIN));
     assert_eq!(fs.state().users[OPERATOR_USERNAME].0, OPERATOR_PASSWORD);
+    let order: Vec<_> = fs.state().calls.iter().map(|c| c.endpoint).collect();
+    let at = |e: Endpoint| order.iter().position(|x| *x == e).unwrap();
+    assert!(at(Endpoint::UpdateUser) < at(Endpoint::ResetPassword), "the role is set before the password: {order:?}");
+    assert_eq!(fs.calls(Endpoint::UpdateUser)[0].user.as_deref(), Some(ADMIN));
+    assert_eq!(fs.token_role(&token).as_deref(), Some(OPERATOR_ROLE));
 }
 
 #[tokio::test(start_paused = true)]
@@ -211,4 +227,165 @@ async fn provisioning_without_an_admin_password_or_secret_is_reported() {
     let missing = FakeStore::default();
     let err = auth(&fs, &missing, ADMIN_PASSWORD).token().await.unwrap_err();
     assert_eq!(err.reachability_reason(), "CredentialsSecretUnusable", "{err}");
+}
+
+/// A directory of this test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("dittofs-agent-auth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_admin_password_file_is_read_again_after_a_refusal() {
+    let dir = TempDir::new("rotation");
+    let file = dir.0.join("password");
+    let mut config = config("");
+    config.admin_password = AdminPassword::File(file.clone());
+    let fs = FakeDittoFs::new();
+    let store = FakeStore::with_password(OPERATOR_PASSWORD);
+    let mut auth = auth_with(&config, &fs, &store, Arc::new(Metrics::new()));
+
+    // Not mounted yet: missing, and the message names the file.
+    let err = auth.token().await.unwrap_err();
+    assert!(matches!(err, AuthError::NoAdminPassword(_)) && err.to_string().contains(file.to_str().unwrap()), "{err}");
+    advance(auth.backoff_until().unwrap() - Instant::now()).await;
+
+    // A stale password: refused, and the message names the file, never the value.
+    std::fs::write(&file, "the-old-admin-password").unwrap();
+    let err = auth.token().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, AuthError::AdminRefused { .. }), "{err}");
+    assert!(text.contains(file.to_str().unwrap()) && !text.contains("the-old-admin-password"), "{text}");
+
+    // The kubelet updates the file with the rotated Secret: the next attempt reads it, byte for byte.
+    std::fs::write(&file, ADMIN_PASSWORD).unwrap();
+    advance(auth.backoff_until().unwrap() - Instant::now()).await;
+    auth.token().await.expect("provisioned with the new password");
+    let admin_logins = logins(&fs).iter().filter(|u| *u == ADMIN).count();
+    assert_eq!(admin_logins, 2, "one refused, one with the rotated password");
+    assert_eq!(fs.count(Endpoint::CreateUser), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promoted_account_is_set_back_to_operator_at_the_next_refresh() {
+    let fs = provisioned();
+    let store = FakeStore::with_password(OPERATOR_PASSWORD);
+    let metrics = Arc::new(Metrics::new());
+    let mut auth = auth_with(&config(ADMIN_PASSWORD), &fs, &store, metrics.clone());
+    let first = auth.token().await.unwrap();
+    fs.set_role_of(OPERATOR_USERNAME, "admin");
+    // DittoFS keeps honouring the token issued before: nothing to notice until a new one is issued.
+    fs.list_adapters(&first).await.expect("the old token still lists");
+    assert_eq!(auth.token().await.unwrap(), first);
+
+    advance(auth.refresh_in().unwrap()).await;
+    auth.refresh_now().await.expect("refreshed, repaired, logged in again");
+    assert_eq!(fs.role_of(OPERATOR_USERNAME).as_deref(), Some(OPERATOR_ROLE), "set back");
+    let update = &fs.calls(Endpoint::UpdateUser)[0];
+    assert_eq!(update.user.as_deref(), Some(ADMIN), "by the admin");
+    assert_eq!(logins(&fs), [OPERATOR_USERNAME, ADMIN, OPERATOR_USERNAME]);
+    let token = auth.token().await.unwrap();
+    assert_eq!(fs.token_role(&token).as_deref(), Some(OPERATOR_ROLE), "the admin-role pair was never adopted");
+    let mirrored = store.contents().stored.as_ref().and_then(|s| s.access_token.clone()).unwrap();
+    assert_eq!(fs.token_role(&mirrored).as_deref(), Some(OPERATOR_ROLE), "nor mirrored");
+    assert_eq!(metrics.auth_steps("role_repair", "ok"), 1);
+    let view = auth.view().unwrap();
+    assert!(view.authenticated && view.message.contains("its role was \"admin\""), "{view:?}");
+
+    // Repaired once: the next refresh sees operator and changes nothing.
+    advance(auth.refresh_in().unwrap()).await;
+    auth.refresh_now().await.unwrap();
+    assert_eq!(fs.count(Endpoint::UpdateUser), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_on_the_list_logs_in_afresh_and_repairs_a_demoted_account_once() {
+    let fs = provisioned();
+    let store = FakeStore::with_password(OPERATOR_PASSWORD);
+    let metrics = Arc::new(Metrics::new());
+    let mut auth = auth_with(&config(ADMIN_PASSWORD), &fs, &store, metrics.clone());
+    auth.token().await.unwrap();
+    fs.set_role_of(OPERATOR_USERNAME, "user");
+    // A token issued to the demoted account is refused the list with DittoFS's 403.
+    let demoted = fs.login(OPERATOR_USERNAME, &OPERATOR_PASSWORD.into()).await.unwrap();
+    let refused = fs.list_adapters(&demoted.access).await.unwrap_err();
+    assert_eq!(refused, ApiError::Forbidden("Insufficient permissions".into()));
+
+    let token = auth.token_forbidden().await.unwrap().expect("a fresh token");
+    assert_eq!(fs.role_of(OPERATOR_USERNAME).as_deref(), Some(OPERATOR_ROLE));
+    fs.list_adapters(&token).await.expect("the repaired account lists");
+    assert_eq!(metrics.auth_steps("role_repair", "ok"), 1);
+    // The fresh login showed "user", the admin set the role, the agent logged in again.
+    assert_eq!(logins(&fs)[2..], [OPERATOR_USERNAME, ADMIN, OPERATOR_USERNAME]);
+
+    // Another 403 with this fresh token is not about the role: no login per poll.
+    let calls = fs.state().calls.len();
+    assert_eq!(auth.token_forbidden().await.unwrap(), None);
+    assert_eq!(fs.state().calls.len(), calls, "nothing sent");
+    // A later renewal makes the next 403 worth a fresh login again.
+    advance(auth.refresh_in().unwrap()).await;
+    auth.refresh_now().await.unwrap();
+    assert!(auth.token_forbidden().await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_role_repair_that_fails_or_does_not_stick_backs_off_and_never_adopts_the_pair() {
+    let fs = provisioned();
+    fs.set_role_of(OPERATOR_USERNAME, "admin");
+    let store = FakeStore::with_password(OPERATOR_PASSWORD);
+    let mut refused = auth(&fs, &store, "not-the-admin-password");
+    let err = refused.token().await.unwrap_err();
+    assert!(matches!(err, AuthError::AdminRefused { .. }), "{err}");
+    assert!(refused.backoff_until().is_some());
+    assert!(store.contents().stored.as_ref().unwrap().access_token.is_none(), "the admin-role pair is not kept");
+
+    let fs = provisioned();
+    fs.set_role_of(OPERATOR_USERNAME, "admin");
+    fs.state().ignore_role_updates = true;
+    let mut stuck = auth(&fs, &store, ADMIN_PASSWORD);
+    let err = stuck.token().await.unwrap_err();
+    assert!(matches!(&err, AuthError::WrongRole { role, .. } if role == "admin"), "{err}");
+    assert_eq!(err.reachability_reason(), "WrongRole");
+    let until = stuck.backoff_until().expect("no loop of repairs");
+    assert_eq!(fs.count(Endpoint::UpdateUser), 1);
+    advance((until - Instant::now()) / 2).await;
+    assert!(stuck.token().await.is_err());
+    assert_eq!(fs.count(Endpoint::UpdateUser), 1, "nothing sent while backing off");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_pair_is_reused_only_if_it_was_issued_to_the_operator_role() {
+    use base64::Engine as _;
+    // Valid at the tokio clock's wall time (1 800 000 000), as DittoFS would sign them.
+    let jwt = |role: &str, kind: &str, exp: i64| {
+        let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let claims = serde_json::json!({
+            "sub": OPERATOR_USERNAME, "role": role, "token_type": kind, "iat": 1_800_000_000, "exp": exp,
+        });
+        SecretString::new(format!("{}.{}.sig", enc(br#"{"alg":"HS256"}"#), enc(claims.to_string().as_bytes())))
+    };
+    for (role, reused) in [("operator", true), ("admin", false), ("user", false)] {
+        let store = FakeStore::with_password(OPERATOR_PASSWORD);
+        if let Some(stored) = store.contents().stored.as_mut() {
+            stored.access_token = Some(jwt(role, "access", 1_800_000_900));
+            stored.refresh_token = Some(jwt(role, "refresh", 1_800_600_000));
+            stored.server_url = Some(URL.to_owned());
+        }
+        let fs = FakeDittoFs::new();
+        let mut auth = auth(&fs, &store, ADMIN_PASSWORD);
+        assert_eq!(auth.restore().await, reused, "a pair of role {role}");
+        assert!(fs.state().calls.is_empty(), "restoring asks DittoFS nothing");
+    }
 }

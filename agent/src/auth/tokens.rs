@@ -7,7 +7,11 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use crate::{dittofs::TokenPair, secret::SecretString};
+use crate::{
+    dittofs::TokenPair,
+    secret::SecretString,
+    text::{clean, truncate_chars},
+};
 
 /// An access token closer than this to its expiry is not used any more.
 pub(super) const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
@@ -63,12 +67,27 @@ pub(super) struct Claims {
     pub sub: Option<String>,
     #[serde(default)]
     pub token_type: Option<String>,
+    /// What DittoFS authorizes the token as (`admin`, `operator`, `user`).
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 pub(super) fn claims(token: &SecretString) -> Option<Claims> {
     let payload = token.expose().split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The role the pair was issued for: `user.role` of the answer, else the access token's `role` claim;
+/// `None` when neither says. Shaped for messages (it is DittoFS's text, not ours).
+pub(super) fn role_of(pair: &TokenPair) -> Option<String> {
+    let role = pair
+        .user
+        .as_ref()
+        .map(|u| u.role.clone())
+        .filter(|r| !r.is_empty())
+        .or_else(|| claims(&pair.access).and_then(|c| c.role))?;
+    Some(truncate_chars(&clean(&role), 32))
 }
 
 pub(super) fn ts(secs: Option<i64>) -> Option<Timestamp> {
@@ -128,6 +147,7 @@ mod tests {
             refresh: jwt(serde_json::json!({"iat": 1_000_000, "exp": 1_604_800})),
             expires_in: 900,
             expires_at: None,
+            user: None,
         };
         let t = Tokens::from_pair(pair, now);
         assert_eq!(t.refresh_at(0.8), Timestamp::from_second(1_000_720).unwrap());
@@ -137,9 +157,33 @@ mod tests {
     }
 
     #[test]
+    fn the_role_comes_from_the_answer_else_from_the_token() {
+        let pair = |user_role: Option<&str>, claim: serde_json::Value| TokenPair {
+            access: jwt(claim),
+            refresh: "r".into(),
+            expires_in: 900,
+            expires_at: None,
+            user: user_role.map(|r| crate::dittofs::LoginUser { username: "k8s-operator".into(), role: r.into() }),
+        };
+        let admin_claim = serde_json::json!({"sub": "k8s-operator", "role": "admin"});
+        assert_eq!(role_of(&pair(Some("user"), admin_claim.clone())).as_deref(), Some("user"), "the answer wins");
+        assert_eq!(role_of(&pair(None, admin_claim.clone())).as_deref(), Some("admin"));
+        assert_eq!(role_of(&pair(Some(""), admin_claim)).as_deref(), Some("admin"));
+        assert_eq!(role_of(&pair(None, serde_json::json!({"sub": "k8s-operator"}))), None, "unknown: not judged");
+        let odd = role_of(&pair(Some("root\n\u{7}x"), serde_json::json!({}))).unwrap();
+        assert_eq!(odd, "root x", "DittoFS's text is cleaned before it reaches a message");
+    }
+
+    #[test]
     fn opaque_tokens_fall_back_to_expires_in() {
         let now = Timestamp::from_second(1_000_000).unwrap();
-        let pair = TokenPair { access: "opaque".into(), refresh: "opaque2".into(), expires_in: 20, expires_at: None };
+        let pair = TokenPair {
+            access: "opaque".into(),
+            refresh: "opaque2".into(),
+            expires_in: 20,
+            expires_at: None,
+            user: None,
+        };
         let t = Tokens::from_pair(pair, now);
         assert_eq!(t.expires_at, Timestamp::from_second(1_000_020).unwrap());
         assert_eq!(t.refresh_at(0.8), Timestamp::from_second(1_000_016).unwrap());

@@ -132,6 +132,13 @@ impl DittoFs for Client {
         expect(answer, 204).map(drop)
     }
 
+    async fn set_role(&self, admin: &SecretString, username: &str, role: &str) -> Result<(), ApiError> {
+        let req =
+            self.request(Method::PUT, &format!("/api/v1/users/{username}"), Some(admin)).json(&json!({ "role": role }));
+        let answer = self.send(Endpoint::UpdateUser, req, self.limits.mutation_timeout, SMALL_BODY).await?;
+        expect(answer, 200).map(drop)
+    }
+
     async fn list_adapters(&self, token: &SecretString) -> Result<Vec<ApiAdapter>, ApiError> {
         let req = self.request(Method::GET, "/api/v1/adapters", Some(token));
         let (timeout, limit) = (self.limits.poll_timeout, self.limits.max_body_bytes);

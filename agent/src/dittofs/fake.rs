@@ -1,5 +1,8 @@
 //! A DittoFS for unit tests: users, tokens that expire on tokio's clock, the adapter list and `/health/ready`,
 //! plus scripted failures; it records every call so tests can check what the agent asked and when.
+//!
+//! Roles behave as in DittoFS: a token carries the role its user had when it was issued (login and refresh
+//! re-read the user and report it in the answer), and authorization reads the token's role, not the database.
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
@@ -9,7 +12,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{ApiAdapter, ApiError, DittoFs, Endpoint, TokenPair};
+use super::{ApiAdapter, ApiError, DittoFs, Endpoint, LoginUser, TokenPair};
 use crate::secret::SecretString;
 
 pub(crate) const ADMIN: &str = "admin";
@@ -33,13 +36,15 @@ pub(crate) struct State {
     pub lifetime: Duration,
     /// No answer at all (connection refused) to every call.
     pub down: bool,
+    /// `PUT /users/{name}` answers 200 but changes nothing (a role that does not stick).
+    pub ignore_role_updates: bool,
     /// The next call to each endpoint listed fails with its error (in order).
     pub failures: VecDeque<(Endpoint, ApiError)>,
     pub ready: BTreeSet<String>,
     pub adapters: Vec<ApiAdapter>,
     pub calls: Vec<Call>,
-    /// access token → (user, expiry); refresh token → user.
-    access: BTreeMap<String, (String, Instant)>,
+    /// access token → (user, expiry, role when issued); refresh token → user.
+    access: BTreeMap<String, (String, Instant, String)>,
     refresh: BTreeMap<String, String>,
     issued: u64,
 }
@@ -55,6 +60,7 @@ impl FakeDittoFs {
             users: BTreeMap::from([(ADMIN.to_owned(), (ADMIN_PASSWORD.to_owned(), "admin".to_owned()))]),
             lifetime: Duration::from_secs(100),
             down: false,
+            ignore_role_updates: false,
             failures: VecDeque::new(),
             ready: BTreeSet::new(),
             adapters: Vec::new(),
@@ -107,7 +113,21 @@ impl FakeDittoFs {
     }
 
     fn user_of(&self, token: &SecretString) -> Option<String> {
-        self.state().access.get(token.expose()).map(|(user, _)| user.clone())
+        self.state().access.get(token.expose()).map(|(user, _, _)| user.clone())
+    }
+
+    /// Changes a user's role behind the agent's back (as an admin would with `PUT /api/v1/users/{name}`).
+    pub(crate) fn set_role_of(&self, username: &str, role: &str) {
+        self.state().users.get_mut(username).expect("user exists").1 = role.to_owned();
+    }
+
+    pub(crate) fn role_of(&self, username: &str) -> Option<String> {
+        self.state().users.get(username).map(|(_, role)| role.clone())
+    }
+
+    /// The role an access token was issued with.
+    pub(crate) fn token_role(&self, token: &SecretString) -> Option<String> {
+        self.state().access.get(token.expose()).map(|(_, _, role)| role.clone())
     }
 }
 
@@ -115,31 +135,28 @@ impl State {
     fn issue(&mut self, user: &str) -> TokenPair {
         self.issued += 1;
         let (access, refresh) = (format!("access-{}", self.issued), format!("refresh-{}", self.issued));
-        self.access.insert(access.clone(), (user.to_owned(), Instant::now() + self.lifetime));
+        let role = self.users.get(user).map(|(_, role)| role.clone()).unwrap_or_default();
+        self.access.insert(access.clone(), (user.to_owned(), Instant::now() + self.lifetime, role.clone()));
         self.refresh.insert(refresh.clone(), user.to_owned());
         TokenPair {
             access: access.into(),
             refresh: refresh.into(),
             expires_in: i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX),
             expires_at: None,
+            user: Some(LoginUser { username: user.to_owned(), role }),
         }
     }
 
-    /// The user a valid, unexpired access token belongs to, if that user still exists.
+    /// The role a valid, unexpired access token was issued with, if its user still exists.
     fn bearer(&self, token: &SecretString) -> Result<String, ApiError> {
         match self.access.get(token.expose()) {
-            Some((user, expiry)) if Instant::now() < *expiry && self.users.contains_key(user) => Ok(user.clone()),
+            Some((user, expiry, role)) if Instant::now() < *expiry && self.users.contains_key(user) => Ok(role.clone()),
             _ => Err(ApiError::Unauthorized("Invalid or expired token".into())),
         }
     }
 
     fn admin(&self, token: &SecretString) -> Result<(), ApiError> {
-        let user = self.bearer(token)?;
-        if self.users.get(&user).is_some_and(|(_, role)| role == "admin") {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("admin role required".into()))
-        }
+        if self.bearer(token)? == "admin" { Ok(()) } else { Err(ApiError::Forbidden("Admin access required".into())) }
     }
 }
 
@@ -202,9 +219,26 @@ impl DittoFs for FakeDittoFs {
         }
     }
 
+    async fn set_role(&self, admin: &SecretString, username: &str, role: &str) -> Result<(), ApiError> {
+        let mut s = self.enter(Endpoint::UpdateUser, self.user_of(admin))?;
+        s.admin(admin)?;
+        let ignore = s.ignore_role_updates;
+        match s.users.get_mut(username) {
+            Some((_, r)) => {
+                if !ignore {
+                    *r = role.to_owned();
+                }
+                Ok(())
+            }
+            None => Err(ApiError::NotFound("User not found".into())),
+        }
+    }
+
     async fn list_adapters(&self, token: &SecretString) -> Result<Vec<ApiAdapter>, ApiError> {
         let s = self.enter(Endpoint::ListAdapters, self.user_of(token))?;
-        s.bearer(token)?;
-        Ok(s.adapters.clone())
+        match s.bearer(token)?.as_str() {
+            "admin" | "operator" => Ok(s.adapters.clone()),
+            _ => Err(ApiError::Forbidden("Insufficient permissions".into())),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The DittoFS control-plane API as the agent uses it: a leaf that knows nothing of the agent.
 //!
-//! [`DittoFs`] is what the agent needs from DittoFS (login, refresh, the two provisioning calls, the adapter
-//! list, `/health/ready`); [`Client`] implements it over reqwest, with its own [`ApiError`], the [`Limits`]
+//! [`DittoFs`] is what the agent needs from DittoFS (login, refresh, the three provisioning calls, the
+//! adapter list, `/health/ready`); [`Client`] implements it over reqwest, with its own [`ApiError`], the [`Limits`]
 //! it is given, and an [`Observer`] told about every request (the agent's metrics implement it).
 
 mod client;
@@ -14,7 +14,7 @@ use std::{collections::BTreeSet, future::Future, time::Duration};
 
 pub use client::Client;
 pub use error::{ApiError, ClientError};
-pub use types::{ApiAdapter, ApiHealth, TokenPair};
+pub use types::{ApiAdapter, ApiHealth, LoginUser, TokenPair};
 
 use crate::secret::SecretString;
 
@@ -26,6 +26,7 @@ pub enum Endpoint {
     Refresh,
     CreateUser,
     ResetPassword,
+    UpdateUser,
     ListAdapters,
 }
 
@@ -37,6 +38,7 @@ impl Endpoint {
             Endpoint::Refresh => "refresh",
             Endpoint::CreateUser => "create_user",
             Endpoint::ResetPassword => "reset_password",
+            Endpoint::UpdateUser => "update_user",
             Endpoint::ListAdapters => "list_adapters",
         }
     }
@@ -62,7 +64,7 @@ pub struct Limits {
     pub poll_timeout: Duration,
     /// Timeout of login and refresh.
     pub auth_timeout: Duration,
-    /// Timeout of user creation and password reset.
+    /// Timeout of user creation, password reset and role change.
     pub mutation_timeout: Duration,
     /// Largest adapter-list body read (the other answers are small and capped at 64 KiB).
     pub max_body_bytes: usize,
@@ -107,6 +109,15 @@ pub trait DittoFs: Send + Sync {
         admin: &SecretString,
         username: &str,
         password: &SecretString,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// `PUT /api/v1/users/{username}` (admin) with only `role`: the other fields are left as they are.
+    /// DittoFS applies it to tokens issued from then on (login, refresh), never to tokens already out.
+    fn set_role(
+        &self,
+        admin: &SecretString,
+        username: &str,
+        role: &str,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
     /// `GET /api/v1/adapters` (admin or operator). A JSON `null` or any non-array is malformed, never "empty".

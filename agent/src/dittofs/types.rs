@@ -25,6 +25,19 @@ pub struct TokenPair {
     /// Access-token expiry (Go `time.Time`, RFC 3339 with the server's offset).
     #[serde(default, deserialize_with = "lenient_time")]
     pub expires_at: Option<Timestamp>,
+    /// The user as DittoFS's database has it now (login and refresh both re-read it): its role is what
+    /// the new tokens carry, so it is where a promoted or demoted account shows.
+    #[serde(default)]
+    pub user: Option<LoginUser>,
+}
+
+/// The part of `LoginResponse.user` (`UserResponse`) the agent reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LoginUser {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub role: String,
 }
 
 /// One element of `GET /api/v1/adapters` (`AdapterResponse`).
@@ -114,6 +127,11 @@ mod tests {
             "expires_at":"2026-01-01T10:15:00.123456789Z","user":{"username":"k8s-operator"}}"#;
         let pair: TokenPair = serde_json::from_str(login).unwrap();
         assert_eq!(pair.expires_in, 20);
+        assert_eq!(pair.user, Some(LoginUser { username: "k8s-operator".into(), role: String::new() }));
+        let recorded = r#"{"access_token":"a","refresh_token":"r","expires_in":20,
+            "user":{"id":"u","username":"k8s-operator","role":"operator","enabled":true}}"#;
         assert!(!format!("{pair:?}").contains("\"a\""));
+        let pair: TokenPair = serde_json::from_str(recorded).unwrap();
+        assert_eq!(pair.user.map(|u| u.role).as_deref(), Some("operator"));
     }
 }

@@ -8,6 +8,9 @@
 //!   health report is stale (see [`crate::discovery`]), sooner after failures (1 s doubling up to the
 //!   interval). A failed poll keeps the reported adapters and marks the entry unreachable with the reason;
 //!   a successful empty list is authoritative.
+//! - Heartbeat: a full poll at least every third of `spec.adapterServices.reportMaxAgeSeconds`, and the
+//!   entry rewritten with its new `lastPollTime` at that pace even when nothing changed, so the controller
+//!   can tell a live agent from a silent one (it does not reconcile on these writes alone).
 //! - After DittoFS was unreachable, the next poll first refreshes the token: the refresh re-reads the
 //!   user, so a DittoFS that came back with a fresh database is re-provisioned at once.
 //!
@@ -46,6 +49,11 @@ pub type ObjectEvents = Pin<Box<dyn Stream<Item = Result<watcher::Event<DittoSer
 /// watch may deliver an older version of the object first).
 const HEAL_DELAY: Duration = Duration::from_secs(2);
 
+/// A third of the report's freshness limit: a healthy agent refreshes its entry three times within it.
+fn heartbeat_of(spec: &dittofs_api::crd::AdapterServicesSpec) -> Duration {
+    Duration::from_secs(u64::try_from(spec.report_max_age_seconds.max(30)).unwrap_or(300) / 3)
+}
+
 /// The loop's state. See the module docs.
 pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     client: C,
@@ -60,8 +68,13 @@ pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     adapters: Option<Vec<AgentAdapterStatus>>,
     reach: Option<ReachView>,
     last_poll: Option<Timestamp>,
+    /// The same moment on the loop's clock.
+    polled_at: Option<Instant>,
     generation: Option<i64>,
     interval: Duration,
+    /// A third of `spec.adapterServices.reportMaxAgeSeconds`: the longest gap between two polls, and
+    /// between two writes of the entry while polls succeed (so the controller can tell a silent agent).
+    heartbeat: Duration,
     ready_types: Option<BTreeSet<String>>,
     ready_failing: bool,
     /// Running types of the last successful list, and the fast-path set a mismatch poll was done for.
@@ -117,8 +130,10 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             adapters: None,
             reach: None,
             last_poll: None,
+            polled_at: None,
             generation: None,
             interval: Duration::from_secs(30),
+            heartbeat: heartbeat_of(&dittofs_api::crd::AdapterServicesSpec::default()),
             ready_types: None,
             ready_failing: false,
             listed_running: None,
@@ -239,6 +254,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
 
     fn on_object(&mut self, obj: DittoServer) {
         self.object_seen = true;
+        self.heartbeat = heartbeat_of(&obj.spec.adapter_services);
         let interval = obj.spec.polling_interval();
         if interval != self.interval {
             tracing::info!(?interval, "polling interval");

@@ -98,8 +98,9 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                 self.adapters = Some(report.adapters);
                 self.set_reach(ReachView { reachable: true, reason: "Reachable", message: None });
                 self.last_poll = Some(Timestamp::now());
+                self.polled_at = Some(Instant::now());
                 self.auth_confirmed();
-                let mut next = started + self.interval;
+                let mut next = started + self.interval.min(self.heartbeat);
                 if let Some(recheck) = discovery::recheck_after(&list, Timestamp::now()) {
                     next = next.min(Instant::now() + recheck);
                 }
@@ -130,7 +131,8 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
         self.write_status(traceparent).instrument(span).await;
     }
 
-    /// Token, list; on 401 renew the token once and list again. A refresh first if DittoFS was away.
+    /// Token, list; on 401 renew the token once and list again; on 403 log in afresh (which shows and
+    /// repairs the account's role) once and list again. A refresh first if DittoFS was away.
     async fn list(&mut self) -> Result<Vec<ApiAdapter>, PollError> {
         if std::mem::take(&mut self.revalidate) && self.auth.refresh_in().is_some() {
             // Errors surface through token() below if the account really is unusable.
@@ -141,6 +143,13 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             Err(ApiError::Unauthorized(detail)) => {
                 tracing::info!(detail, "DittoFS refused the access token; renewing it");
                 let token = self.auth.token_rejected().await?;
+                Ok(self.client.list_adapters(&token).await?)
+            }
+            Err(ApiError::Forbidden(detail)) => {
+                let Some(token) = self.auth.token_forbidden().await? else {
+                    return Err(ApiError::Forbidden(detail).into());
+                };
+                tracing::info!(detail, "DittoFS refused the adapter list; listing again after a fresh login");
                 Ok(self.client.list_adapters(&token).await?)
             }
             other => Ok(other?),
@@ -184,12 +193,13 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             auth: self.auth.view(),
             generation: self.generation,
             last_poll: self.last_poll,
+            polled_at: self.polled_at,
             traceparent,
         };
         if obs.reachability.is_none() && obs.auth.is_none() && obs.adapters.is_none() {
             return; // Nothing known yet.
         }
-        match self.writer.write_if_changed(&obs).await {
+        match self.writer.write_if_changed(&obs, self.heartbeat).await {
             Ok(_) => {
                 self.write_due = None;
                 self.write_backoff.reset();

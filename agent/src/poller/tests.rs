@@ -185,6 +185,24 @@ async fn the_fast_path_samples_every_period_and_a_change_triggers_a_full_poll() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_healthy_agent_refreshes_its_entry_every_third_of_the_freshness_limit() {
+    let fs = dittofs(&["nfs"]);
+    // Polls every 10 minutes, but the controller distrusts a report after 60 s: polls every 20 s instead.
+    let rig = Rig::start(&fs, "10m");
+    let mut obj = server("10m");
+    obj.spec.adapter_services.report_max_age_seconds = 60;
+    rig.objects.unbounded_send(Ok(watcher::Event::Apply(obj))).unwrap();
+    sleep(Duration::from_secs(125)).await;
+    let polls = rig.times(Endpoint::ListAdapters);
+    assert!(gaps(&polls).iter().all(|g| *g <= Duration::from_secs(20)), "a poll at least every 20 s: {polls:?}");
+    let writes: Vec<Duration> = rig.status.attempts.lock().unwrap().iter().map(|t| *t - rig.started).collect();
+    assert!(writes.len() >= 6, "the entry is rewritten although nothing changed: {writes:?}");
+    assert!(gaps(&writes).iter().all(|g| *g <= Duration::from_secs(20)), "{writes:?}");
+    let entries = rig.entries();
+    assert!(entries.windows(2).all(|w| types(&w[0]) == types(&w[1])), "only the poll time moves");
+}
+
+#[tokio::test(start_paused = true)]
 async fn full_polls_follow_the_polling_interval_and_its_changes() {
     let fs = dittofs(&["nfs"]);
     let rig = Rig::start(&fs, "10s");
@@ -301,6 +319,37 @@ async fn a_rejected_token_is_renewed_and_the_list_retried_in_the_same_poll() {
     assert_eq!(rig.metrics.polls(PollKind::Full, "ok"), 2);
     assert_eq!(rig.metrics.failed_full_polls(), 0);
     assert!(rig.entries().iter().all(|e| e.reachability.as_ref().is_some_and(|r| r.reachable)));
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forbidden_list_of_a_demoted_account_is_repaired_and_listed_in_the_same_poll() {
+    let fs = dittofs(&["nfs"]);
+    let rig = Rig::start(&fs, "10s");
+    sleep(Duration::from_secs(1)).await;
+    // Demoted behind the agent's back, and DittoFS refuses the list (as it does a `user` token).
+    fs.set_role_of(OPERATOR_USERNAME, "user");
+    fs.fail_next(Endpoint::ListAdapters, ApiError::Forbidden("Insufficient permissions".into()));
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(rig.times(Endpoint::ListAdapters), secs(&[0, 10, 10]), "listed again at once");
+    assert_eq!(rig.times(Endpoint::UpdateUser), secs(&[10]));
+    assert_eq!(fs.role_of(OPERATOR_USERNAME).as_deref(), Some(OPERATOR_ROLE));
+    assert_eq!(rig.metrics.failed_full_polls(), 0);
+    let auth = rig.last().auth.unwrap();
+    assert!(auth.authenticated && auth.message.unwrap().contains("\"user\""), "the repair is in the entry");
+
+    // More 403s to the token that fresh login gave are not a role problem: the polls fail (and retry on
+    // their schedule) without a login each.
+    for _ in 0..2 {
+        fs.fail_next(Endpoint::ListAdapters, ApiError::Forbidden("something else".into()));
+    }
+    let logins = fs.count(Endpoint::Login);
+    // The poll due at 20 s, its retry 1 s later, the next 2 s later.
+    sleep(Duration::from_secs(13)).await;
+    assert_eq!(fs.count(Endpoint::Login), logins, "no login per refusal");
+    assert_eq!(rig.metrics.polls(PollKind::Full, "forbidden"), 2);
+    let reasons: Vec<_> = rig.entries().iter().filter_map(|e| e.reachability.clone()).map(|r| r.reason).collect();
+    assert_eq!(reasons[reasons.len() - 2..], ["Forbidden", "Reachable"], "{reasons:?}");
     rig.stop().await;
 }
 

@@ -1,8 +1,10 @@
-//! The agent's ServiceAccount, Role and RoleBinding: least privilege, every rule but Events pinned by `resourceNames`.
+//! The agent's ServiceAccount, Role and RoleBinding: least privilege, every rule pinned by `resourceNames`.
 //!
-//! The agent may read and watch its own `DittoServer`, patch that server's status, read and update the
-//! operator-credentials Secret (where it stores the token pair), and create Events. Nothing else: not
-//! another server, not another Secret, not the admin password (which reaches it as an env var).
+//! The agent may read and watch its own `DittoServer`, patch that server's status, and read and patch the
+//! operator-credentials Secret (where it stores the token pair, with a merge patch of its own keys).
+//! Nothing else: not `update` of that Secret (a full replace could drop the controller's keys), no Events
+//! (the agent creates none; what it sees goes into its status entry), not another server, not another
+//! Secret, not the admin password (which reaches it as a file of a Secret volume the kubelet mounts).
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -44,9 +46,7 @@ pub fn agent_rbac(ds: &DittoServer) -> (ServiceAccount, Role, RoleBinding) {
         rules: Some(vec![
             rule(crd::GROUP, crd::PLURAL, only(cr.clone()), &["get", "list", "watch"]),
             rule(crd::GROUP, &format!("{}/status", crd::PLURAL), only(cr.clone()), &["get", "patch"]),
-            rule("", "secrets", only(names::operator_credentials_secret(&cr)), &["get", "update", "patch"]),
-            // Creating cannot be pinned to a name; patch lets the Event recorder count repeats.
-            rule("events.k8s.io", "events", None, &["create", "patch"]),
+            rule("", "secrets", only(names::operator_credentials_secret(&cr)), &["get", "patch"]),
         ]),
     };
 
@@ -79,8 +79,8 @@ mod tests {
         assert_eq!(sa.metadata.name.as_deref(), Some("fs-agent"));
         assert_eq!(sa.automount_service_account_token, Some(false));
         let rules = role.rules.unwrap();
-        assert_eq!(rules.len(), 4);
-        for rule in &rules[..3] {
+        assert_eq!(rules.len(), 3);
+        for rule in &rules {
             let names = rule.resource_names.as_ref().expect("pinned");
             assert_eq!(names.len(), 1);
         }
@@ -88,7 +88,12 @@ mod tests {
         assert_eq!(rules[1].resources.as_ref().unwrap()[0], "dittoservers/status");
         assert_eq!(rules[1].verbs, ["get", "patch"]);
         assert_eq!(rules[2].resource_names.as_ref().unwrap()[0], "fs-operator-credentials");
-        assert!(!rules.iter().any(|r| r.verbs.iter().any(|v| v == "delete" || v == "*")));
+        assert_eq!(rules[2].verbs, ["get", "patch"], "a merge patch of its keys; never a full update");
+        assert!(
+            !rules.iter().any(|r| r.verbs.iter().any(|v| ["delete", "update", "create", "*"].contains(&v.as_str())))
+        );
+        let events = |r: &PolicyRule| r.resources.iter().flatten().any(|res| res == "events");
+        assert!(!rules.iter().any(events), "the agent creates no Events");
         let subject = &binding.subjects.unwrap()[0];
         assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), ("fs-agent", Some("ns")));
         assert_eq!(binding.role_ref.name, "fs-agent");

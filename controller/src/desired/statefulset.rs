@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapProjection, ConfigMapVolumeSource, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+    ConfigMapProjection, ConfigMapVolumeSource, DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
     ProjectedVolumeSource, SecretVolumeSource, ServiceAccountTokenProjection, Volume, VolumeProjection,
     VolumeResourceRequirements,
 };
@@ -40,6 +40,8 @@ const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
 
 const AGENT_TOKEN_VOLUME: &str = "agent-token";
 const CONFIG_VOLUME: &str = "config";
+/// DittoFS's os.TempDir(): the root filesystem is read-only.
+const TMP_VOLUME: &str = "tmp";
 const TLS_VOLUME: &str = "tls-cert";
 const TLS_CLIENT_CA_VOLUME: &str = "tls-client-ca";
 const METRICS_TOKEN_VOLUME: &str = "metrics-token";
@@ -199,6 +201,12 @@ fn volumes(ds: &DittoServer) -> Vec<Volume> {
             ..Default::default()
         },
         agent_token_volume(),
+        containers::admin_password_volume(ds),
+        Volume {
+            name: TMP_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("1Gi".into())), ..Default::default() }),
+            ..Default::default()
+        },
     ];
     if let Some(cert) = cert_secret(spec) {
         volumes.push(secret_volume(TLS_VOLUME, cert, None));

@@ -2,14 +2,17 @@
 //!
 //! DittoFS gets its secrets only as env vars from Secrets and never a Kubernetes credential; the agent
 //! runs read-only as `nonroot` and reaches DittoFS over loopback, with the projected token of
-//! [`super::agent_token_volume`] as its only Kubernetes identity.
+//! [`super::agent_token_volume`] as its only Kubernetes identity and the bootstrap admin password as a
+//! file of [`admin_password_volume`], mounted into the agent only: no container's env holds it, so it
+//! is not inherited by child processes nor fixed for the container's life (the kubelet updates the file
+//! when the Secret changes).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
-    LifecycleHandler, ObjectFieldSelector, PodSecurityContext, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, TCPSocketAction, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
+    LifecycleHandler, ObjectFieldSelector, PodSecurityContext, Probe, ResourceRequirements, SELinuxOptions,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -20,13 +23,45 @@ use dittofs_api::{DittoServer, agent_env, names};
 
 use super::{
     AGENT_ADMIN_PORT_NAME, AGENT_TOKEN_VOLUME, CONFIG_VOLUME, METRICS_TOKEN_VOLUME, NONROOT_ID, POSTGRES_KEYS,
-    SA_TOKEN_DIR, TLS_CLIENT_CA_VOLUME, TLS_VOLUME,
+    SA_TOKEN_DIR, TLS_CLIENT_CA_VOLUME, TLS_VOLUME, TMP_VOLUME,
 };
 use crate::desired::config::{
     CONFIG_DIR, CONFIG_PATH, METRICS_TOKEN_DIR, TLS_CLIENT_CA_DIR, TLS_DIR, cert_secret, client_ca_secret, metrics,
     uses_postgres,
 };
 use crate::desired::secrets::{admin_password_ref, admin_username, jwt_ref, user_admin_ref};
+
+/// The Secret volume with the bootstrap admin password, mounted into the agent container only.
+pub(super) const ADMIN_PASSWORD_VOLUME: &str = "admin-password";
+
+/// Only the admin password key of its Secret, as the file [`agent_env::ADMIN_PASSWORD_FILE_NAME`].
+///
+/// Mode 0440: the kubelet makes a Secret volume's files root-owned, with the pod's `fsGroup` as their
+/// group when one is set (the default pod security context sets 65532, and every container gets the
+/// fsGroup as a supplementary group) — so the agent, `nonroot` 65532, reads it through its group. A user
+/// pod security context without `fsGroup` leaves the files `root:root`: then 0444, the least that lets a
+/// non-root user read it (only the agent container mounts the volume, so "others" is the agent).
+pub(super) fn admin_password_volume(ds: &DittoServer) -> Volume {
+    let admin = admin_password_ref(ds);
+    let mode = if pod_security_context(ds).fs_group.is_some() { 0o440 } else { 0o444 };
+    let item = KeyToPath { key: admin.key, path: agent_env::ADMIN_PASSWORD_FILE_NAME.into(), mode: None };
+    Volume {
+        name: ADMIN_PASSWORD_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(admin.name),
+            items: Some(vec![item]),
+            default_mode: Some(mode),
+            // The managed bootstrap Secret is the controller's own: optional, so a pod never blocks on it
+            // (the agent reports a missing file when it needs the admin).
+            optional: user_admin_ref(ds).is_none().then_some(true),
+        }),
+        ..Default::default()
+    }
+}
+
+fn admin_password_file() -> String {
+    format!("{}/{}", agent_env::ADMIN_PASSWORD_DIR, agent_env::ADMIN_PASSWORD_FILE_NAME)
+}
 
 fn secret_env(name: &str, r: &SecretKeyRef, optional: bool) -> EnvVar {
     EnvVar {
@@ -131,11 +166,47 @@ fn server_security_context(ds: &DittoServer) -> SecurityContext {
     // Also forbidden by the profile: an unmasked /proc and an unconfined AppArmor profile.
     sc.proc_mount = sc.proc_mount.filter(|m| m != "Unmasked");
     sc.app_armor_profile = sc.app_armor_profile.filter(|p| p.type_ != "Unconfined");
+    sc.se_linux_options = sc.se_linux_options.filter(allowed_selinux);
+    // DittoFS writes only to its volumes and os.TempDir() (an emptyDir at /tmp here): a read-only root
+    // filesystem by default; a user may still turn it off.
+    sc.read_only_root_filesystem.get_or_insert(true);
+    // The image's user (65532), numeric, so the kubelet can verify runAsNonRoot with any image — unless the
+    // pod's security context chooses the user.
+    let pod = ds.spec.pod_security_context.as_ref();
+    if sc.run_as_user.is_none() && pod.is_none_or(|p| p.run_as_user.is_none()) {
+        sc.run_as_user = Some(NONROOT_ID);
+    }
+    if sc.run_as_group.is_none() && pod.is_none_or(|p| p.run_as_group.is_none()) {
+        sc.run_as_group = Some(NONROOT_ID);
+    }
     sc
 }
 
+/// SELinux options the restricted profile allows: a container type of the runtime, no user or role.
+fn allowed_selinux(o: &SELinuxOptions) -> bool {
+    let types = ["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+    o.type_.as_deref().is_none_or(|t| types.contains(&t))
+        && o.user.as_deref().is_none_or(str::is_empty)
+        && o.role.as_deref().is_none_or(str::is_empty)
+}
+
+/// The sysctls the restricted profile calls safe.
+const SAFE_SYSCTLS: [&str; 10] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+];
+
 /// The user's pod security context (fsGroup 65532 when unset), without what the restricted profile
-/// forbids (root, runAsNonRoot false, Unconfined seccomp), as for [`server_security_context`].
+/// forbids (root, runAsNonRoot false, Unconfined seccomp, other SELinux options, unsafe sysctls), as for
+/// [`server_security_context`].
 pub(super) fn pod_security_context(ds: &DittoServer) -> PodSecurityContext {
     let Some(mut psc) = ds.spec.pod_security_context.clone() else {
         return PodSecurityContext { fs_group: Some(NONROOT_ID), ..Default::default() };
@@ -146,6 +217,10 @@ pub(super) fn pod_security_context(ds: &DittoServer) -> PodSecurityContext {
     }
     if psc.seccomp_profile.is_some() {
         restrict_seccomp(&mut psc.seccomp_profile);
+    }
+    psc.se_linux_options = psc.se_linux_options.filter(allowed_selinux);
+    if let Some(sysctls) = psc.sysctls.as_mut() {
+        sysctls.retain(|s| SAFE_SYSCTLS.contains(&s.name.as_str()));
     }
     psc
 }
@@ -187,6 +262,7 @@ pub(super) fn server_container(ds: &DittoServer) -> Container {
         mount(names::CONTROL_PLANE_VOLUME, "/data/controlplane", false),
         mount(names::METADATA_VOLUME, "/data/store/metadata", false),
         mount(CONFIG_VOLUME, CONFIG_DIR, true),
+        mount(TMP_VOLUME, "/tmp", false),
     ];
     if spec.storage.content_size.is_some() {
         mounts.push(mount(names::CONTENT_VOLUME, "/data/store/block", false));
@@ -234,7 +310,7 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str) -> Container {
         field_env(agent_env::POD_NAMESPACE, "metadata.namespace"),
         plain_env(agent_env::DITTOSERVER_NAME, cr),
         plain_env(agent_env::DITTOFS_URL, format!("{scheme}://127.0.0.1:{}", ds.spec.control_plane.port)),
-        secret_env(agent_env::ADMIN_PASSWORD, &admin, user_admin_ref(ds).is_none()),
+        plain_env(agent_env::ADMIN_PASSWORD_FILE, admin_password_file()),
         plain_env(agent_env::ADMIN_USERNAME, admin_username(ds)),
         plain_env(agent_env::ADMIN_SECRET_NAME, admin.name.clone()),
         plain_env(agent_env::ADMIN_SECRET_KEY, admin.key.clone()),
@@ -272,12 +348,20 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str) -> Container {
         }),
         liveness_probe: Some(http_probe("/livez", admin_port, false, (5, 10, 3, 3))),
         readiness_probe: Some(http_probe("/readyz", admin_port, false, (2, 5, 3, 3))),
-        volume_mounts: Some(vec![VolumeMount {
-            name: AGENT_TOKEN_VOLUME.into(),
-            mount_path: SA_TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: AGENT_TOKEN_VOLUME.into(),
+                mount_path: SA_TOKEN_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: ADMIN_PASSWORD_VOLUME.into(),
+                mount_path: agent_env::ADMIN_PASSWORD_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
         ..Default::default()
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::desired::test_support::server;
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
@@ -91,6 +91,45 @@ fn user_security_context_gets_defaults_back_filled() {
 }
 
 #[test]
+fn dittofs_runs_on_a_read_only_root_as_the_images_numeric_user_with_tmp_writable() {
+    let pod = pod(&build(json!({})));
+    let sc = container(&pod, "dittofs").security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!((sc.run_as_user, sc.run_as_group), (Some(65532), Some(65532)));
+    let tmp = container(&pod, "dittofs").volume_mounts.iter().flatten().find(|m| m.mount_path == "/tmp").cloned();
+    let tmp = tmp.expect("/tmp mounted");
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == tmp.name).expect("its volume");
+    assert!(volume.empty_dir.is_some() && tmp.read_only.is_none());
+    // The user decides: a pod-wide user wins over the image's, and the root filesystem may be made writable.
+    let theirs = pod_spec_of(
+        json!({"podSecurityContext": {"runAsUser": 1000}, "securityContext": {"readOnlyRootFilesystem": false}}),
+    );
+    let sc = container(&theirs, "dittofs").security_context.clone().unwrap();
+    assert_eq!((sc.run_as_user, sc.read_only_root_filesystem), (None, Some(false)));
+}
+
+#[test]
+fn selinux_options_and_sysctls_the_profile_forbids_are_dropped() {
+    let pod = pod_spec_of(json!({
+        "securityContext": {"seLinuxOptions": {"type": "spc_t"}},
+        "podSecurityContext": {"seLinuxOptions": {"user": "system_u", "type": "container_t"},
+            "sysctls": [{"name": "kernel.msgmax", "value": "1"}, {"name": "net.ipv4.tcp_syncookies", "value": "1"}]}
+    }));
+    assert!(container(&pod, "dittofs").security_context.as_ref().unwrap().se_linux_options.is_none());
+    let psc = pod.security_context.unwrap();
+    assert!(psc.se_linux_options.is_none());
+    let names: Vec<_> = psc.sysctls.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["net.ipv4.tcp_syncookies"]);
+    let allowed =
+        pod_spec_of(json!({"securityContext": {"seLinuxOptions": {"type": "container_t", "level": "s0:c1"}}}));
+    assert!(container(&allowed, "dittofs").security_context.as_ref().unwrap().se_linux_options.is_some());
+}
+
+fn pod_spec_of(extra: serde_json::Value) -> PodSpec {
+    pod(&build(extra))
+}
+
+#[test]
 fn a_privileged_security_context_that_bypassed_the_schema_is_never_run() {
     let sts = build(json!({
         "securityContext": {
@@ -146,8 +185,9 @@ fn the_agent_container() {
     assert_eq!(env["DITTOSERVER_NAME"].value.as_deref(), Some("fs"));
     let pod_name = env["POD_NAME"].value_from.clone().unwrap().field_ref.unwrap();
     assert_eq!(pod_name.field_path, "metadata.name");
-    let password = env["DITTOFS_ADMIN_PASSWORD"].value_from.clone().unwrap().secret_key_ref.unwrap();
-    assert_eq!(password.name, "fs-admin-bootstrap-credentials");
+    let file = env["DITTOFS_ADMIN_PASSWORD_FILE"].value.as_deref();
+    assert_eq!(file, Some("/var/run/secrets/dittofs/admin/password"));
+    assert_eq!(env["DITTOFS_ADMIN_SECRET_NAME"].value.as_deref(), Some("fs-admin-bootstrap-credentials"));
     let sc = agent.security_context.as_ref().unwrap();
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.run_as_non_root, Some(true));
@@ -160,8 +200,57 @@ fn the_agent_container() {
     let agent = container(&pod2, "agent");
     assert_eq!(agent.image.as_deref(), Some("mine:2"));
     assert_eq!(agent.image_pull_policy.as_deref(), Some("Never"));
-    let password = agent.env.as_ref().unwrap()[4].value_from.clone().unwrap().secret_key_ref.unwrap();
-    assert_eq!((password.name.as_str(), password.key.as_str(), password.optional), ("a", "p", None));
+    let secret = admin_password_volume(&pod2).secret.unwrap();
+    assert_eq!((secret.secret_name.as_deref(), secret.optional), (Some("a"), None), "the user's Secret is required");
+    let item = &secret.items.unwrap()[0];
+    assert_eq!((item.key.as_str(), item.path.as_str()), ("p", "password"));
+}
+
+fn admin_password_volume(pod: &PodSpec) -> Volume {
+    pod.volumes.iter().flatten().find(|v| v.name == "admin-password").cloned().expect("admin-password volume")
+}
+
+#[test]
+fn the_admin_password_reaches_the_agent_only_as_a_read_only_file() {
+    let spec = pod(&build(json!({})));
+    // No env of any container carries it but DittoFS's own bootstrap variable (DittoFS reads no file).
+    for c in &spec.containers {
+        for var in c.env.iter().flatten() {
+            let from_secret = var.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref());
+            if from_secret.is_some_and(|r| r.name == "fs-admin-bootstrap-credentials") {
+                assert_eq!((c.name.as_str(), var.name.as_str()), ("dittofs", "DITTOFS_ADMIN_INITIAL_PASSWORD"));
+            }
+            assert_ne!(var.name, "DITTOFS_ADMIN_PASSWORD", "container {}", c.name);
+        }
+    }
+    let agent = container(&spec, "agent");
+    assert!(agent.env.iter().flatten().all(|v| v.value_from.as_ref().is_none_or(|f| f.secret_key_ref.is_none())));
+
+    // One key of the managed Secret (optional, as the env var was), group-readable through the fsGroup.
+    let secret = admin_password_volume(&spec).secret.unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("fs-admin-bootstrap-credentials"));
+    let items = secret.items.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("password", "password"));
+    assert_eq!((secret.default_mode, secret.optional), (Some(0o440), Some(true)));
+    assert_eq!(spec.security_context.as_ref().unwrap().fs_group, Some(65532));
+
+    // Mounted read-only into the agent only, where its env says the file is.
+    let mounts = |c: &Container| -> Vec<VolumeMount> {
+        c.volume_mounts.iter().flatten().filter(|m| m.name == "admin-password").cloned().collect()
+    };
+    assert!(mounts(container(&spec, "dittofs")).is_empty());
+    let mount = &mounts(agent)[0];
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/var/run/secrets/dittofs/admin", Some(true)));
+    let file = agent.env.iter().flatten().find(|v| v.name == "DITTOFS_ADMIN_PASSWORD_FILE").unwrap();
+    assert_eq!(file.value.as_deref(), Some(&*format!("{}/{}", mount.mount_path, items[0].path)));
+
+    // A pod security context without fsGroup leaves the file root:root: world-readable, or the agent
+    // (nonroot) could not read it. With the user's own fsGroup, group-readable again.
+    let no_group = pod(&build(json!({"podSecurityContext": {"runAsNonRoot": true}})));
+    assert_eq!(admin_password_volume(&no_group).secret.unwrap().default_mode, Some(0o444));
+    let group = pod(&build(json!({"podSecurityContext": {"fsGroup": 2000}})));
+    assert_eq!(admin_password_volume(&group).secret.unwrap().default_mode, Some(0o440));
 }
 
 #[test]
