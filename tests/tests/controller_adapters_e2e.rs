@@ -16,7 +16,7 @@ use dittofs_tests::agent_world::RunningAgent;
 use dittofs_tests::controller_world::adapters::*;
 use dittofs_tests::controller_world::*;
 use dittofs_tests::dittofs::{ADMIN_PASSWORD, DittoFs, Options};
-use dittofs_tests::kube_env::{ControlPlane, TempNamespace};
+use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
 use dittofs_tests::objects::*;
 
 const CR: &str = "fs";
@@ -100,8 +100,14 @@ async fn toggles_in_dittofs_reach_services_policies_and_ports_within_about_a_sec
                 wait_view(ns, CR, &expected(CR, &[("nfs", new_port), ("smb", smb)], true), Duration::from_secs(10))
                     .await?;
             eprintln!("NFS port edit → Kubernetes: {moved:?}");
-            let st = world.servers.get(CR).await?.status.unwrap();
-            assert_eq!(st.adapters_summary, Some(format!("nfs:{new_port},smb:{smb}")));
+            // The status follows the objects (written after them, in the same reconcile).
+            let summary = Some(format!("nfs:{new_port},smb:{smb}"));
+            wait_until("the ADAPTERS column", Duration::from_secs(5), async || {
+                let st = world.servers.get(CR).await?.status.unwrap_or_default();
+                anyhow::ensure!(st.adapters_summary == summary, "{:?}", st.adapters_summary);
+                Ok(())
+            })
+            .await?;
             world.stop().await
         })
         .await
