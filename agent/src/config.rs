@@ -290,23 +290,6 @@ mod tests {
         assert_eq!(AgentConfig::from_lookup(env(&off)).unwrap().admin_addr, None);
     }
 
-    /// A directory of this test process, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("dittofs-agent-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     const BASE: [(&str, &str); 4] = [
         ("POD_NAME", "fs-0"),
@@ -317,8 +300,8 @@ mod tests {
 
     #[test]
     fn the_admin_password_file_wins_over_the_env_var_and_is_read_byte_exact_at_every_use() {
-        let dir = TempDir::new("admin-file");
-        let file = dir.0.join("password");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
         let path = file.to_str().unwrap();
         let mut vars = BASE.to_vec();
         vars.extend([("DITTOFS_ADMIN_PASSWORD_FILE", path), ("DITTOFS_ADMIN_PASSWORD", "from-the-env")]);

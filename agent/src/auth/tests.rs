@@ -2,7 +2,7 @@
 //! escalation refresh → login → provision, the back-off after failures that retrying cannot fix, the
 //! admin password read from its file at each use, and the repair of a promoted or demoted account.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use dittofs_api::names::OPERATOR_USERNAME;
 use tokio::time::{Instant, advance};
@@ -229,28 +229,11 @@ async fn provisioning_without_an_admin_password_or_secret_is_reported() {
     assert_eq!(err.reachability_reason(), "CredentialsSecretUnusable", "{err}");
 }
 
-/// A directory of this test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("dittofs-agent-auth-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn the_admin_password_file_is_read_again_after_a_refusal() {
-    let dir = TempDir::new("rotation");
-    let file = dir.0.join("password");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
     let mut config = config("");
     config.admin_password = AdminPassword::File(file.clone());
     let fs = FakeDittoFs::new();
