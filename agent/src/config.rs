@@ -290,7 +290,6 @@ mod tests {
         assert_eq!(AgentConfig::from_lookup(env(&off)).unwrap().admin_addr, None);
     }
 
-
     const BASE: [(&str, &str); 4] = [
         ("POD_NAME", "fs-0"),
         ("POD_NAMESPACE", "ns"),

@@ -229,7 +229,6 @@ async fn provisioning_without_an_admin_password_or_secret_is_reported() {
     assert_eq!(err.reachability_reason(), "CredentialsSecretUnusable", "{err}");
 }
 
-
 #[tokio::test(start_paused = true)]
 async fn the_admin_password_file_is_read_again_after_a_refusal() {
     let dir = tempfile::tempdir().unwrap();
