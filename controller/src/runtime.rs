@@ -12,9 +12,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::PredicateConfig;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{Controller as KubeController, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
@@ -22,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use dittofs_api::constants::CONTROLLER_NAME;
-use dittofs_api::labels::MANAGED_BY_LABEL;
+use dittofs_api::labels::{INSTANCE_LABEL, MANAGED_BY_LABEL};
 use dittofs_telemetry::Health;
 
 use crate::apply::Applier;
@@ -129,6 +131,8 @@ impl Controller {
             term.clone(),
         ));
 
+        // Children map to their server by owner reference *and* by instance label: a child someone
+        // orphaned (or took over) must still wake its server, which then reports it as not owned.
         // Not filtered by generation: the agents' status reports must trigger reconciles too; only their
         // heartbeats (a new lastPollTime and nothing else) do not.
         let (store, writer) = reflector::store();
@@ -138,13 +142,13 @@ impl Controller {
             .applied_objects()
             .predicate_filter(trigger_hash, PredicateConfig::default());
         let controller = KubeController::for_stream(servers, store.clone())
-            .owns_stream(self.children::<StatefulSet>(writers.statefulsets))
-            .owns_stream(self.children::<Service>(writers.services))
-            .owns_stream(self.children::<ConfigMap>(writers.config_maps))
-            .owns_stream(self.children::<NetworkPolicy>(writers.network_policies))
-            .owns_stream(self.children::<ServiceAccount>(writers.service_accounts))
-            .owns_stream(self.children::<Role>(writers.roles))
-            .owns_stream(self.children::<RoleBinding>(writers.role_bindings))
+            .watches_stream(self.children::<StatefulSet>(writers.statefulsets), servers_of)
+            .watches_stream(self.children::<Service>(writers.services), servers_of)
+            .watches_stream(self.children::<ConfigMap>(writers.config_maps), servers_of)
+            .watches_stream(self.children::<NetworkPolicy>(writers.network_policies), servers_of)
+            .watches_stream(self.children::<ServiceAccount>(writers.service_accounts), servers_of)
+            .watches_stream(self.children::<Role>(writers.roles), servers_of)
+            .watches_stream(self.children::<RoleBinding>(writers.role_bindings), servers_of)
             .graceful_shutdown_on(term.clone().cancelled_owned());
 
         let health = self.health.clone();
@@ -195,5 +199,55 @@ impl Controller {
     {
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
         watcher(self.api::<PartialObjectMeta<K>>(), config).default_backoff().reflect(writer).touched_objects()
+    }
+}
+
+/// The servers a child event concerns: its controller owner of our kind, and the server its instance
+/// label names (the same one, unless someone changed the object).
+fn servers_of<K: Resource>(child: PartialObjectMeta<K>) -> Vec<ObjectRef<RawDittoServer>> {
+    let meta = child.meta();
+    let Some(ns) = meta.namespace.as_deref() else { return Vec::new() };
+    let (kind, api_version) = (RawDittoServer::kind(&()), RawDittoServer::api_version(&()));
+    let ours = |o: &&OwnerReference| o.controller == Some(true) && o.kind == kind && o.api_version == api_version;
+    let by_owner = meta.owner_references.iter().flatten().filter(ours).map(|o| o.name.as_str());
+    let by_label = meta.labels.as_ref().and_then(|l| l.get(INSTANCE_LABEL)).map(String::as_str);
+    let mut names: Vec<&str> = by_owner.chain(by_label).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(|name| ObjectRef::new(name).within(ns)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn child(owner: Option<(&str, &str)>, instance: Option<&str>) -> PartialObjectMeta<Service> {
+        let owner_references = owner.map(|(kind, name)| {
+            vec![OwnerReference {
+                api_version: "dittofs.dittofs.com/v1alpha1".into(),
+                kind: kind.into(),
+                name: name.into(),
+                controller: Some(true),
+                ..Default::default()
+            }]
+        });
+        let labels = instance.map(|i| [(INSTANCE_LABEL.to_owned(), i.to_owned())].into());
+        let metadata = ObjectMeta { namespace: Some("ns".into()), owner_references, labels, ..Default::default() };
+        PartialObjectMeta { metadata, ..Default::default() }
+    }
+
+    fn names(refs: Vec<ObjectRef<RawDittoServer>>) -> Vec<String> {
+        refs.into_iter().map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name)).collect()
+    }
+
+    #[test]
+    fn a_child_wakes_its_owner_and_the_server_its_label_names() {
+        assert_eq!(names(servers_of(child(Some(("DittoServer", "fs")), Some("fs")))), ["ns/fs"]);
+        // Orphaned (or taken over): the label still wakes the server, which then sees it is not its own.
+        assert_eq!(names(servers_of(child(None, Some("fs")))), ["ns/fs"]);
+        assert_eq!(names(servers_of(child(Some(("DittoServer", "a")), Some("b")))), ["ns/a", "ns/b"]);
+        // Another kind's controller reference is not a server.
+        assert!(servers_of(child(Some(("Deployment", "fs")), None)).is_empty());
     }
 }
