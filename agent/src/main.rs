@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             };
         let result = async {
             let config = dittofs_agent::AgentConfig::from_env()?;
-            let kube = kube::Client::try_default().await?;
+            let kube = dittofs_telemetry::kube_client::kube_client().await?;
             dittofs_agent::run(config, kube, dittofs_telemetry::shutdown_on_signal()).await
         };
         match result.await {

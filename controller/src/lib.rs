@@ -68,7 +68,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     };
     let _guard = dittofs_telemetry::init("dittofs-controller", format)?;
     let shutdown = dittofs_telemetry::shutdown_on_signal();
-    let client = kube::Client::try_default().await?;
+    let client = dittofs_telemetry::kube_client::kube_client().await?;
     let controller = Controller::new(client, cli.config());
 
     let mut registry = Registry::default();

@@ -1,7 +1,9 @@
 //! Telemetry set up once for both binaries: logs (JSON or plain), OpenTelemetry traces through the standard
-//! `OTEL_*` env vars, the admin server (`/livez`, `/readyz`, Prometheus `/metrics`) and SIGTERM handling.
+//! `OTEL_*` env vars, the admin server (`/livez`, `/readyz`, Prometheus `/metrics`), SIGTERM handling, and the
+//! Kubernetes client with response deadlines ([`kube_client`]).
 
 mod admin;
+pub mod kube_client;
 mod logging;
 pub mod trace;
 

@@ -343,7 +343,13 @@ impl ControlPlane {
         let mut config = kube::Config::new(url);
         config.root_cert = Some(vec![self.ca_der.clone()]);
         config.auth_info = serde_json::from_value(user).expect("valid kubeconfig user fields");
-        kube::Client::try_from(config).expect("kube client from generated credentials (inside a Tokio runtime?)")
+        // The binaries' deadlines, so in-process controllers and agents behave as the real ones, and a
+        // hung request never stalls a test or the fault suite's checker.
+        let deadlines = dittofs_telemetry::kube_client::DeadlineLayer::default();
+        kube::client::ClientBuilder::try_from(config)
+            .expect("kube client from generated credentials (inside a Tokio runtime?)")
+            .with_layer(&deadlines)
+            .build()
     }
 
     /// A kubeconfig file (admin, all data inline) for `kubectl --kubeconfig` or any tool.
