@@ -9,7 +9,7 @@ export CARGO_INCREMENTAL ?= 0
 # modules into ~/.cache/dittofs-operator/testenv/<version>/bin and reused by every clone on this machine.
 TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 
-.PHONY: help testenv build lint unit test demo bench crd clean-testenv
+.PHONY: help testenv build lint unit test demo bench faults crd clean-testenv
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,14 @@ demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them wor
 bench: testenv ## Release binaries end to end: toggle→Kubernetes latency (median/p90), idle RSS/CPU/log cost
 	$(CARGO) build --release --locked --bins
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" target/release/dittofs-bench | tee target/bench-report.md
+
+# Where cargo puts release binaries (it honours CARGO_TARGET_DIR; the report stays in ./target).
+RELEASE_DIR = $(or $(CARGO_TARGET_DIR),target)/release
+
+faults: testenv ## Fault suite on release binaries: every fault kind repeated, invariants checked (FAULTS_ROUNDS scales)
+	$(CARGO) build --release --locked --bins
+	@mkdir -p target
+	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(RELEASE_DIR)/dittofs-faults | tee target/faults-report.md
 
 crd: ## Regenerate deploy/crds/dittoservers.yaml from the Rust types
 	UPDATE_CRD=1 $(CARGO) test --locked -p dittofs-api --test crd_drift

@@ -6,6 +6,7 @@ pub mod controller_world;
 pub mod demo;
 pub mod dittofs;
 pub mod dittofs_client;
+pub mod faults;
 pub mod kube_env;
 pub mod objects;
 pub mod pod;

@@ -135,6 +135,10 @@ pub struct Pod {
     pub agent: Proc,
     /// The agent's admin server (`/livez`, `/readyz`, `/metrics`).
     pub agent_admin: String,
+    /// The agent's environment as started (without `PATH` and `KUBECONFIG`), to start it again.
+    pub agent_env: Vec<(String, String)>,
+    /// The kubeconfig with the agent's ServiceAccount token.
+    pub agent_kubeconfig: PathBuf,
 }
 
 impl Pod {
@@ -177,9 +181,10 @@ impl Pod {
         token_kubeconfig(cp, &token, namespace, &kubeconfig)?;
         let mut cmd = Command::new(workspace_bin("dittofs-agent")?);
         cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("KUBECONFIG", &kubeconfig);
-        cmd.envs(env);
+        cmd.envs(env.iter().cloned());
         let agent = Proc::spawn("dittofs-agent", cmd, dir.join(format!("{pod_name}-agent.log")))?;
-        Ok(Pod { name: pod_name, fs, agent, agent_admin: format!("http://127.0.0.1:{admin_port}") })
+        let agent_admin = format!("http://127.0.0.1:{admin_port}");
+        Ok(Pod { name: pod_name, fs, agent, agent_admin, agent_env: env, agent_kubeconfig: kubeconfig })
     }
 }
 

@@ -56,6 +56,10 @@ pub struct ControlPlane {
     started_in: Duration,
     controller_manager: bool,
     servers: Vec<Server>,
+    /// The command line of each server, in the order of `servers`, so [`Self::restart`] can start it again.
+    args: Vec<Vec<String>>,
+    /// Restarts so far, numbering the log file of each new incarnation.
+    restarts: usize,
     watchdog: Watchdog,
     /// Kept last so it is removed after the servers are gone.
     dir: tempfile::TempDir,
@@ -110,6 +114,8 @@ impl ControlPlane {
             started_in: Duration::ZERO,
             controller_manager: opts.controller_manager,
             servers: Vec::new(),
+            args: Vec::new(),
+            restarts: 0,
             watchdog,
             dir,
         };
@@ -240,7 +246,51 @@ impl ControlPlane {
         let log = self.dir.path().join(format!("{name}.log"));
         let server = Server::spawn(name, &self.bin_dir.join(name), args, log, &mut self.watchdog)?;
         self.servers.push(server);
+        self.args.push(args.to_vec());
         Ok(())
+    }
+
+    fn index_of(&self, name: &str) -> anyhow::Result<usize> {
+        self.servers.iter().position(|s| s.name == name).with_context(|| format!("no server {name} runs here"))
+    }
+
+    /// Kills one server (`etcd`, `kube-apiserver` or `kube-controller-manager`) as a crash would: SIGKILL, no
+    /// graceful step. It stays down until [`Self::start_again`]; its data (etcd's data dir) stays.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.index_of(name)?;
+        self.servers[i].stop();
+        Ok(())
+    }
+
+    /// Starts a server [`Self::kill`]ed before with its original command line (same ports, same data),
+    /// logging into `<name>-restart<n>.log`. Returns once the process runs; [`Self::wait_ready`] waits
+    /// until it serves.
+    pub fn start_again(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.index_of(name)?;
+        anyhow::ensure!(self.servers[i].exit_status().is_some(), "{name} still runs");
+        self.restarts += 1;
+        let log = self.dir.path().join(format!("{name}-restart{}.log", self.restarts));
+        let bin = self.bin_dir.join(self.servers[i].name);
+        self.servers[i] = Server::spawn(self.servers[i].name, &bin, &self.args[i], log, &mut self.watchdog)?;
+        Ok(())
+    }
+
+    /// Waits until the apiserver's `/readyz` passes — which includes its etcd check, so after a restart of
+    /// either it proves both serve. Fails at once if a server has exited.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let client = self.client();
+        let readyz = kube::core::Request::new("").get("readyz", &Default::default())?;
+        self.wait_serving("kube-apiserver /readyz", timeout, async || {
+            client.request_text(readyz.clone()).await.map(drop).map_err(Into::into)
+        })
+        .await
+    }
+
+    /// [`Self::kill`], [`Self::start_again`], [`Self::wait_ready`].
+    pub async fn restart(&mut self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.kill(name)?;
+        self.start_again(name)?;
+        self.wait_ready(timeout).await
     }
 
     /// [`wait_until`], but gives up at once if any server has exited.
