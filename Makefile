@@ -5,8 +5,9 @@ CARGO ?= cargo
 # Incremental artifacts would double the disk used by the many test binaries; CI builds from scratch anyway.
 export CARGO_INCREMENTAL ?= 0
 
-# Real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), built once from Go
-# modules into ~/.cache/dittofs-operator/testenv/<version>/bin and reused by every clone on this machine.
+# Real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), and helm for the chart
+# tests, built once from Go modules into ~/.cache/dittofs-operator/testenv/<version>/bin and reused by every
+# clone on this machine.
 TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 
 .PHONY: help testenv build lint unit test demo bench faults crd clean-testenv
@@ -14,8 +15,9 @@ TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-testenv: ## Build (first time, ~10 min on 2 cores) or reuse the Kubernetes test binaries
+testenv: ## Build (first time, ~10 min + ~5 min for helm on 2 cores) or reuse the Kubernetes test binaries and helm
 	@scripts/testenv/build.sh >/dev/null
+	@t0=$$SECONDS; scripts/testenv/helm.sh >/dev/null; echo "testenv: helm ready in $$((SECONDS - t0)) s" >&2
 
 build: ## Build every binary of the workspace
 	$(CARGO) build --workspace --bins --locked
@@ -49,8 +51,9 @@ faults: testenv ## Fault suite on release binaries: every fault kind repeated, i
 	@mkdir -p target
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(RELEASE_DIR)/dittofs-faults | tee target/faults-report.md
 
-crd: ## Regenerate deploy/crds/dittoservers.yaml from the Rust types
+crd: ## Regenerate deploy/crds/dittoservers.yaml from the Rust types (and the Helm chart's copy of it)
 	UPDATE_CRD=1 $(CARGO) test --locked -p dittofs-api --test crd_drift
+	cp deploy/crds/dittoservers.yaml deploy/helm/dittofs-operator/files/dittoservers.yaml
 
 clean-testenv: ## Remove the cached Kubernetes binaries of this version
 	rm -rf "$(dir $(TESTENV_BIN))"

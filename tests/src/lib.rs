@@ -4,6 +4,7 @@ pub mod agent_world;
 pub mod bench;
 pub mod controller_world;
 pub mod demo;
+pub mod deploy;
 pub mod dittofs;
 pub mod dittofs_client;
 pub mod faults;
