@@ -188,6 +188,10 @@ impl World {
             let mut agent_env: Vec<(OsString, OsString)> =
                 pod.agent_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect();
             agent_env.push(("PATH".into(), std::env::var_os("PATH").unwrap_or_default()));
+            // `$FAULTS_AGENT_LOG` (a RUST_LOG filter) for an investigation; the container's own otherwise.
+            if let Some(filter) = std::env::var_os("FAULTS_AGENT_LOG") {
+                agent_env.push(("RUST_LOG".into(), filter));
+            }
             let mut run = PodRun { pod, agent_env, agent_starts: 0 };
             run.pod.agent.stop();
             self.start_agent_of(&mut run)?;

