@@ -89,15 +89,20 @@ impl Running {
         Ok(text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0))
     }
 
-    /// No reconcile was refused by RBAC and some succeeded; then SIGTERM, and a clean exit.
+    /// No request was refused by RBAC and some reconciles succeeded; then SIGTERM, and a clean exit.
+    ///
+    /// RBAC refusals are read from the log ("… is forbidden: User … cannot …"), not from the `forbidden`
+    /// reconcile counter: on the shared control plane a cluster-wide controller also meets other tests'
+    /// servers, whose namespaces may be terminating, a 403 of admission rather than of RBAC.
     async fn finish(mut self) -> anyhow::Result<()> {
-        let forbidden = self.counter("dittofs_controller_reconciles_total{result=\"forbidden\"}").await?;
         let ok = self.counter("dittofs_controller_reconciles_total{result=\"ok\"}").await?;
         let status = self.proc.terminate(Duration::from_secs(15));
-        if forbidden != 0.0 || status.as_ref().map_or(true, |s| !s.success()) {
+        let log = self.proc.log_text();
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("is forbidden: User")).collect();
+        if !refused.is_empty() || status.as_ref().map_or(true, |s| !s.success()) {
             eprintln!("{}", self.proc.log_tail(60));
         }
-        assert_eq!(forbidden, 0.0, "the chart's RBAC refused a reconcile");
+        assert!(refused.is_empty(), "the chart's RBAC refused requests: {refused:?}");
         assert!(ok > 0.0, "no reconcile succeeded");
         assert!(status?.success(), "the controller did not stop cleanly on SIGTERM");
         Ok(())
