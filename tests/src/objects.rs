@@ -209,3 +209,16 @@ pub async fn apply_deploy_file(client: &kube::Client, file: &str) -> anyhow::Res
     }
     Ok(applied)
 }
+
+/// Waits until `name` is gone from `api` (deleted and, with finalizers, released).
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!("{} {name} to be gone", K::kind(&()));
+    wait_until(&what, timeout, async || {
+        anyhow::ensure!(api.get_opt(name).await?.is_none(), "still there");
+        Ok(())
+    })
+    .await
+}

@@ -71,18 +71,10 @@ async fn deploy_manifests_are_accepted_and_their_rbac_is_enough() -> anyhow::Res
             .patch("fs", &PatchParams::default(), &Patch::Merge(json!({"spec": {"metrics": {"enabled": false}}})))
             .await?;
         let services: Api<k8s_openapi::api::core::v1::Service> = ns.api();
-        wait_until("fs-metrics to be deleted", Duration::from_secs(15), async || {
-            anyhow::ensure!(services.get_opt("fs-metrics").await?.is_none(), "still there");
-            Ok(())
-        })
-        .await?;
+        wait_gone(&services, "fs-metrics", Duration::from_secs(15)).await?;
         // The way down (Services, StatefulSet, waiting for the pods, finalizers) needs nothing more.
         servers.delete("fs", &Default::default()).await?;
-        wait_until("fs to be deleted", Duration::from_secs(60), async || {
-            anyhow::ensure!(servers.get_opt("fs").await?.is_none(), "still there");
-            Ok(())
-        })
-        .await?;
+        wait_gone(&servers, "fs", Duration::from_secs(60)).await?;
         // Least privilege: the controller reads Secrets by name only, it cannot list or watch them.
         let sa_client = service_account_client(cp, "dittofs-system", "dittofs-controller", Reads::All).await?;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(sa_client);

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use dittofs_tests::deploy::{find, helm_bin, helm_home_env, kustomize, repo_root};
 use dittofs_tests::kube_env::{ControlPlane, ControlPlaneOptions, wait_until};
+use dittofs_tests::objects::wait_gone;
 
 /// Each test starts a control plane of its own; one at a time on a small machine.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -244,11 +245,7 @@ async fn the_documented_helm_install_and_uninstall_work_and_keep_the_crd() -> an
     );
 
     run(&cp, uninstall)?;
-    wait_until("the Deployment to be gone", Duration::from_secs(30), async || {
-        anyhow::ensure!(deployments.get_opt("dittofs-operator").await?.is_none(), "still there");
-        Ok(())
-    })
-    .await?;
+    wait_gone(&deployments, "dittofs-operator", Duration::from_secs(30)).await?;
     let crd = Api::<CustomResourceDefinition>::all(cp.client()).get_opt(CRD).await?;
     assert!(crd.is_some_and(|c| c.metadata.deletion_timestamp.is_none()), "helm uninstall must keep the CRD");
     Ok(())

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use dittofs_api::{DittoServer, conditions};
 use dittofs_tests::deploy::{apply_docs, find, helm_template};
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
-use dittofs_tests::objects::{Reads, create_server, install_crd, server, service_account_client, wait_for_condition};
+use dittofs_tests::objects::{
+    Reads, create_server, install_crd, server, service_account_client, wait_for_condition, wait_gone,
+};
 use dittofs_tests::pod::{Proc, token_kubeconfig};
 use dittofs_tests::{free_port, workspace_bin};
 
@@ -124,17 +126,9 @@ async fn server_round_trip(ns: &TempNamespace<'_>, agent_image: &str) -> anyhow:
         .patch("fs", &PatchParams::default(), &Patch::Merge(json!({"spec": {"metrics": {"enabled": false}}})))
         .await?;
     let services: Api<Service> = ns.api();
-    wait_until("fs-metrics to be deleted", Duration::from_secs(15), async || {
-        anyhow::ensure!(services.get_opt("fs-metrics").await?.is_none(), "still there");
-        Ok(())
-    })
-    .await?;
+    wait_gone(&services, "fs-metrics", Duration::from_secs(15)).await?;
     servers.delete("fs", &Default::default()).await?;
-    wait_until("fs to be deleted", Duration::from_secs(60), async || {
-        anyhow::ensure!(servers.get_opt("fs").await?.is_none(), "still there");
-        Ok(())
-    })
-    .await
+    wait_gone(&servers, "fs", Duration::from_secs(60)).await
 }
 
 /// The Lease `namespace/name` is held by `holder`.
