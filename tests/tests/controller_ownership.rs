@@ -28,16 +28,18 @@ fn spec() -> Value {
     json!({"storage": {"metadataSize": "1Gi"}})
 }
 
+/// Ready's message if it is False with `reason`.
+async fn blocked(servers: &Api<DittoServer>, cr: &str, reason: &str) -> anyhow::Result<String> {
+    let ds = servers.get(cr).await?;
+    let conds = ds.status.map(|s| s.conditions).unwrap_or_default();
+    let ready = conds.iter().find(|c| c.type_ == conditions::READY);
+    anyhow::ensure!(ready.is_some_and(|c| c.status == "False" && c.reason == reason), "{ready:?}");
+    Ok(ready.map(|c| c.message.clone()).unwrap_or_default())
+}
+
 /// Waits until Ready is False with `reason`; returns its message.
 async fn wait_ready_false(servers: &Api<DittoServer>, cr: &str, reason: &str) -> anyhow::Result<String> {
-    wait_until(&format!("{cr}: Ready=False/{reason}"), WAIT, async || {
-        let ds = servers.get(cr).await?;
-        let conds = ds.status.map(|s| s.conditions).unwrap_or_default();
-        let ready = conds.iter().find(|c| c.type_ == conditions::READY);
-        anyhow::ensure!(ready.is_some_and(|c| c.status == "False" && c.reason == reason), "{ready:?}");
-        Ok(ready.map(|c| c.message.clone()).unwrap_or_default())
-    })
-    .await
+    wait_until(&format!("{cr}: Ready=False/{reason}"), WAIT, async || blocked(servers, cr, reason).await).await
 }
 
 async fn warning_notes(ns: &TempNamespace<'_>, cr: &str, reason: &str) -> anyhow::Result<Vec<String>> {
@@ -105,10 +107,17 @@ async fn a_failing_child_never_keeps_a_stopped_adapter_exposed() -> anyhow::Resu
             wait_view(ns, "fs", &expected("fs", &[("nfs", 12049)], true), WAIT).await?;
 
             // The agent Role stops being the server's (someone took it over): every reconcile now fails there.
+            // A reconcile already under way may re-apply the Role (owner references included) just after
+            // the patch: orphan it again until it stays orphaned.
             let roles: Api<Role> = ns.api();
             let orphan = json!({"metadata": {"ownerReferences": null}});
-            roles.patch("fs-agent", &PatchParams::default(), &Patch::Merge(&orphan)).await?;
-            wait_ready_false(&servers, "fs", conditions::reasons::CHILD_NOT_OWNED).await?;
+            wait_until("fs: the agent Role orphaned and Ready=False/ChildNotOwned", RETRY, async || {
+                if !roles.get("fs-agent").await?.owner_references().is_empty() {
+                    roles.patch("fs-agent", &PatchParams::default(), &Patch::Merge(&orphan)).await?;
+                }
+                blocked(&servers, "fs", conditions::reasons::CHILD_NOT_OWNED).await
+            })
+            .await?;
 
             // NFS stops: its Service, policy and container port still go.
             report(&servers, "fs", "fs-0", vec![stopped("nfs", 12049)]).await?;
