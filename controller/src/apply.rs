@@ -107,8 +107,8 @@ impl Applier {
         let key = (kind.clone(), namespace.clone(), name.clone());
         // Right after a (re)start the first reconciles can run before the child watches listed:
         // wait for that list, or every existing child would look created.
-        if K::store(&self.stores).wait_until_ready().await.is_err() {
-            tracing::debug!(%kind, "child cache writer gone; created/updated counts may be off");
+        if !K::cache(&self.stores).synced.wait().await {
+            tracing::debug!(%kind, "child watch ended before its list; created/updated counts may be off");
         }
         let cached = self.stores.resource_version::<K>(&namespace, &name);
         let remembered = self.last.lock().expect("not poisoned").get(&key).cloned();
@@ -150,7 +150,7 @@ impl Applier {
     /// request). True if deleted. An object of that name owned by anyone else is refused.
     pub async fn delete_if_present<K: Child>(&self, namespace: &str, name: &str, uid: &str) -> Result<bool, Error> {
         // An unsynced cache would hide an existing object.
-        let _ = K::store(&self.stores).wait_until_ready().await;
+        K::cache(&self.stores).synced.wait().await;
         let kind = K::kind(&()).into_owned();
         let Some(cached) = K::store(&self.stores).get(&ObjectRef::new(name).within(namespace)) else {
             return Ok(false);

@@ -19,6 +19,8 @@ use kube::runtime::reflector::{ObjectRef, Store, store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::synced::{MarkSynced, Synced, synced};
+
 /// A kind of child the controller applies and watches.
 pub trait Child:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -31,42 +33,67 @@ pub trait Child:
     + 'static
 {
     /// The cache of this kind.
-    fn store(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>>;
+    fn cache(stores: &ChildStores) -> &Cache<Self>;
+
+    /// The store of this kind's cache.
+    fn store(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+        &Self::cache(stores).store
+    }
 }
 
-/// The writers filled by the owned-object watches (handed to the controller set-up once).
+/// One kind's cache: its store, and whether the store has its initial list (see [`crate::synced`]).
+#[derive(Debug, Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<PartialObjectMeta<K>>,
+    pub synced: Synced,
+}
+
+/// What fills one kind's cache: its watch's reflector writer and the mark of its initial list.
+#[derive(Debug)]
+pub struct Feed<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub writer: Writer<PartialObjectMeta<K>>,
+    pub synced: MarkSynced,
+}
+
+fn cache<K: Resource<DynamicType = ()> + Clone + 'static>() -> (Cache<K>, Feed<K>) {
+    let (store, writer) = store();
+    let (mark, synced) = synced();
+    (Cache { store, synced }, Feed { writer, synced: mark })
+}
+
+/// The feeds of the owned-object watches (handed to the controller set-up once).
 #[derive(Debug)]
 pub struct ChildWriters {
-    pub statefulsets: Writer<PartialObjectMeta<StatefulSet>>,
-    pub services: Writer<PartialObjectMeta<Service>>,
-    pub config_maps: Writer<PartialObjectMeta<ConfigMap>>,
-    pub network_policies: Writer<PartialObjectMeta<NetworkPolicy>>,
-    pub service_accounts: Writer<PartialObjectMeta<ServiceAccount>>,
-    pub roles: Writer<PartialObjectMeta<Role>>,
-    pub role_bindings: Writer<PartialObjectMeta<RoleBinding>>,
+    pub statefulsets: Feed<StatefulSet>,
+    pub services: Feed<Service>,
+    pub config_maps: Feed<ConfigMap>,
+    pub network_policies: Feed<NetworkPolicy>,
+    pub service_accounts: Feed<ServiceAccount>,
+    pub roles: Feed<Role>,
+    pub role_bindings: Feed<RoleBinding>,
 }
 
 /// The read side of every child cache.
 #[derive(Debug, Clone)]
 pub struct ChildStores {
-    statefulsets: Store<PartialObjectMeta<StatefulSet>>,
-    services: Store<PartialObjectMeta<Service>>,
-    config_maps: Store<PartialObjectMeta<ConfigMap>>,
-    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
-    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    roles: Store<PartialObjectMeta<Role>>,
-    role_bindings: Store<PartialObjectMeta<RoleBinding>>,
+    statefulsets: Cache<StatefulSet>,
+    services: Cache<Service>,
+    config_maps: Cache<ConfigMap>,
+    network_policies: Cache<NetworkPolicy>,
+    service_accounts: Cache<ServiceAccount>,
+    roles: Cache<Role>,
+    role_bindings: Cache<RoleBinding>,
 }
 
-/// Empty caches and their writers.
+/// Empty caches and their feeds.
 pub fn child_caches() -> (ChildStores, ChildWriters) {
-    let (statefulsets, w_sts) = store();
-    let (services, w_svc) = store();
-    let (config_maps, w_cm) = store();
-    let (network_policies, w_np) = store();
-    let (service_accounts, w_sa) = store();
-    let (roles, w_role) = store();
-    let (role_bindings, w_rb) = store();
+    let (statefulsets, w_sts) = cache();
+    let (services, w_svc) = cache();
+    let (config_maps, w_cm) = cache();
+    let (network_policies, w_np) = cache();
+    let (service_accounts, w_sa) = cache();
+    let (roles, w_role) = cache();
+    let (role_bindings, w_rb) = cache();
     (
         ChildStores { statefulsets, services, config_maps, network_policies, service_accounts, roles, role_bindings },
         ChildWriters {
@@ -92,7 +119,7 @@ impl ChildStores {
 macro_rules! child {
     ($kind:ty, $field:ident) => {
         impl Child for $kind {
-            fn store(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+            fn cache(stores: &ChildStores) -> &Cache<Self> {
                 &stores.$field
             }
         }

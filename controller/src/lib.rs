@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod raw;
 pub mod reconcile;
 mod runtime;
+pub mod synced;
 
 pub use cli::Cli;
 pub use config::Config;

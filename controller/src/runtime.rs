@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use futures::StreamExt;
+use backon::ExponentialBuilder;
+
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -17,7 +20,8 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::PredicateConfig;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::reflector::store::{Store, Writer};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{Controller as KubeController, WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -28,7 +32,7 @@ use dittofs_api::labels::{INSTANCE_LABEL, MANAGED_BY_LABEL};
 use dittofs_telemetry::Health;
 
 use crate::apply::Applier;
-use crate::cache::child_caches;
+use crate::cache::{Feed, child_caches};
 use crate::config::Config;
 use crate::error::Error;
 use crate::events::Events;
@@ -36,6 +40,7 @@ use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::raw::{RawDittoServer, trigger_hash};
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::synced::{Synced, mark_synced, synced};
 
 /// One controller instance.
 #[derive(Clone)]
@@ -136,11 +141,13 @@ impl Controller {
         // Not filtered by generation: the agents' status reports must trigger reconciles too; only their
         // heartbeats (a new lastPollTime and nothing else) do not.
         let (store, writer) = reflector::store();
+        let (mark, synced) = synced();
         let servers = watcher(self.api::<RawDittoServer>(), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(trigger_hash, PredicateConfig::default());
+            .inspect_err(|e| watch_failed("DittoServer", e))
+            .backoff(watch_backoff())
+            .reflect(writer);
+        let servers =
+            mark_synced(servers, mark).applied_objects().predicate_filter(trigger_hash, PredicateConfig::default());
         let controller = KubeController::for_stream(servers, store.clone())
             .watches_stream(self.children::<StatefulSet>(writers.statefulsets), servers_of)
             .watches_stream(self.children::<Service>(writers.services), servers_of)
@@ -149,12 +156,12 @@ impl Controller {
             .watches_stream(self.children::<ServiceAccount>(writers.service_accounts), servers_of)
             .watches_stream(self.children::<Role>(writers.roles), servers_of)
             .watches_stream(self.children::<RoleBinding>(writers.role_bindings), servers_of)
-            .reconcile_all_on(once_synced(store.clone()))
+            .reconcile_all_on(once_synced(synced.clone()))
             .graceful_shutdown_on(term.clone().cancelled_owned());
 
         let health = self.health.clone();
         let ready = async move {
-            if store.wait_until_ready().await.is_ok() {
+            if synced.wait().await {
                 health.set_ready(true);
                 tracing::info!("DittoServer cache synced; ready");
             }
@@ -187,7 +194,7 @@ impl Controller {
     /// feeding that kind's cache.
     fn children<K>(
         &self,
-        writer: Writer<PartialObjectMeta<K>>,
+        feed: Feed<K>,
     ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -199,18 +206,50 @@ impl Controller {
             + 'static,
     {
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
-        watcher(self.api::<PartialObjectMeta<K>>(), config).default_backoff().reflect(writer).touched_objects()
+        let reflected = watcher(self.api::<PartialObjectMeta<K>>(), config)
+            .inspect_err(|e| watch_failed(&K::kind(&()), e))
+            .backoff(watch_backoff())
+            .reflect(feed.writer);
+        mark_synced(reflected, feed.synced).touched_objects()
     }
 }
 
+/// The retry delays of the controller's watches: 250 ms doubling to [`MAX_WATCH_BACKOFF`], with jitter,
+/// back to the start after a minute without failure (or at the next event).
+///
+/// kube-runtime's default (client-go's: 800 ms doubling to 30 s, reset 120 s after the last failure) is
+/// kind to a struggling apiserver but slow to see it back. One restart fails a watch several times —
+/// connections refused while it is down, watches it does not answer while it starts ([`WATCH_DEADLINE`](dittofs_telemetry::kube_client::WATCH_DEADLINE))
+/// — and a quiet watch then waits 25–30 s between attempts: the fault suite saw agent reports ignored for
+/// a minute after a restart. The controller has eight watches, whatever the number of servers, so a
+/// 5 s ceiling costs an apiserver nothing.
+fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    let delays = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(MAX_WATCH_BACKOFF)
+        .with_factor(2.0)
+        .with_jitter()
+        // Without backon's `std` feature every watch would share one fixed jitter seed.
+        .with_jitter_seed(rand::random())
+        .without_max_times();
+    ResetTimerBackoff::new(ExponentialBackoff::from(delays), Duration::from_secs(60))
+}
+
+/// The longest pause between two attempts of a failing watch.
+pub const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A failed list or watch leaves that cache (and the reconciles it triggers) behind until a retry works:
+/// worth a warning, not a debug line.
+fn watch_failed(kind: &str, error: &watcher::Error) {
+    tracing::warn!(%kind, %error, "watch failed; retrying with backoff");
+}
+
 /// One item as soon as the DittoServer cache has synced: a bulk reconcile of every server at the start of
-/// a term. kube-runtime also reconciles each object of the initial list, but the fault suite caught a new
-/// leader that never did (about one hand-over in five, on 2 cores): those first triggers reach its
-/// scheduler while its runner still waits for the cache, and some get lost. The bulk trigger comes after
-/// the wait; a server reconciled twice at start costs a few unchanged applies.
-fn once_synced(store: Store<RawDittoServer>) -> impl futures::Stream<Item = ()> + Send + 'static {
+/// a term. kube-runtime also reconciles each object of the initial list; the bulk trigger is a second
+/// chance that costs a few unchanged applies per server at start.
+fn once_synced(synced: Synced) -> impl futures::Stream<Item = ()> + Send + 'static {
     futures::stream::once(async move {
-        let _ = store.wait_until_ready().await;
+        synced.wait().await;
     })
 }
 

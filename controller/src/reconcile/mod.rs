@@ -81,8 +81,10 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
     let started = Instant::now();
     let span =
         tracing::info_span!("reconcile", namespace = raw.namespace().unwrap_or_default(), name = %raw.name_any());
-    let work = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span);
+    span.in_scope(|| tracing::debug!(resource_version = ?raw.metadata.resource_version, "reconcile started"));
+    let work = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span.clone());
     let result = cancellable(&ctx.term, work).await;
+    span.in_scope(|| tracing::debug!(elapsed = ?started.elapsed(), ok = result.is_ok(), "reconcile ended"));
     let key = ObjectRef::from_obj(raw.as_ref());
     match &result {
         Ok(_) => {
