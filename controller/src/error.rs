@@ -53,6 +53,9 @@ pub enum Error {
     /// This instance lost the leader Lease while reconciling: the reconcile was cancelled.
     #[error("the leader Lease was lost; reconcile cancelled")]
     LeadershipLost,
+    /// The reconcile did not end within its deadline and was cancelled (retried with the backoff).
+    #[error("the reconcile took longer than {0:?} and was cancelled")]
+    TimedOut(Duration),
     /// A body could not be serialized (a bug).
     #[error("serializing {what}: {source}")]
     Serialize {
@@ -87,6 +90,7 @@ impl Error {
             Error::Adapters { .. } => "adapters_failed",
             Error::NotOwned { .. } => "not_owned",
             Error::LeadershipLost => "leadership_lost",
+            Error::TimedOut(_) => "timed_out",
             Error::Kube { source, .. } => match source {
                 kube::Error::Api(status) => match status.code {
                     400 | 422 => "rejected",

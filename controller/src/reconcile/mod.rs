@@ -83,7 +83,7 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
         tracing::info_span!("reconcile", namespace = raw.namespace().unwrap_or_default(), name = %raw.name_any());
     span.in_scope(|| tracing::debug!(resource_version = ?raw.metadata.resource_version, "reconcile started"));
     let work = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span.clone());
-    let result = cancellable(&ctx.term, work).await;
+    let result = cancellable(&ctx.term, RECONCILE_DEADLINE, work).await;
     span.in_scope(|| tracing::debug!(elapsed = ?started.elapsed(), ok = result.is_ok(), "reconcile ended"));
     let key = ObjectRef::from_obj(raw.as_ref());
     match &result {
@@ -110,16 +110,23 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
-/// Runs `work` until it ends or `term` is cancelled, whichever comes first: a former leader's reconcile
-/// stops at its next await instead of finishing its writes beside the new leader's.
+/// The longest a reconcile may run. Each request has its own deadline (30 s), so only a wait outside them
+/// can reach this; a reconcile holds its server's slot, and every later event of that server waits for it,
+/// so a wait that never ends must not hold it forever (kube-runtime's lost cache-readiness wake-up did; see
+/// `crate::synced`).
+pub const RECONCILE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `work` until it ends, `term` is cancelled or `deadline` passes, whichever comes first: a former
+/// leader's reconcile stops at its next await instead of finishing its writes beside the new leader's.
 async fn cancellable<T>(
     term: &CancellationToken,
+    deadline: Duration,
     work: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     tokio::select! {
         biased;
         () = term.cancelled() => Err(Error::LeadershipLost),
-        result = work => result,
+        result = tokio::time::timeout(deadline, work) => result.unwrap_or(Err(Error::TimedOut(deadline))),
     }
 }
 
@@ -217,14 +224,23 @@ mod tests {
     #[tokio::test]
     async fn a_lost_term_cancels_the_reconcile_in_flight() {
         let term = CancellationToken::new();
-        assert!(matches!(cancellable(&term, async { Ok::<_, Error>(7) }).await, Ok(7)));
+        assert!(matches!(cancellable(&term, RECONCILE_DEADLINE, async { Ok::<_, Error>(7) }).await, Ok(7)));
         let stuck = tokio::spawn({
             let term = term.clone();
-            async move { cancellable(&term, std::future::pending::<Result<(), Error>>()).await }
+            async move { cancellable(&term, RECONCILE_DEADLINE, std::future::pending::<Result<(), Error>>()).await }
         });
         term.cancel();
         assert!(matches!(stuck.await.unwrap(), Err(Error::LeadershipLost)));
         // Once the term is over, nothing new starts, even work that would finish at once.
-        assert!(matches!(cancellable(&term, async { Ok::<_, Error>(7) }).await, Err(Error::LeadershipLost)));
+        let late = cancellable(&term, RECONCILE_DEADLINE, async { Ok::<_, Error>(7) }).await;
+        assert!(matches!(late, Err(Error::LeadershipLost)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_that_never_ends_is_cancelled_at_its_deadline() {
+        let term = CancellationToken::new();
+        let stuck = cancellable(&term, RECONCILE_DEADLINE, std::future::pending::<Result<(), Error>>()).await;
+        assert!(matches!(stuck, Err(Error::TimedOut(d)) if d == RECONCILE_DEADLINE), "{stuck:?}");
+        assert!(!Error::TimedOut(RECONCILE_DEADLINE).is_permanent());
     }
 }
