@@ -157,6 +157,7 @@ impl Controller {
             .watches_stream(self.children::<Role>(writers.roles), servers_of)
             .watches_stream(self.children::<RoleBinding>(writers.role_bindings), servers_of)
             .reconcile_all_on(once_synced(synced.clone()))
+            .trigger_backoff(NoPause)
             .graceful_shutdown_on(term.clone().cancelled_owned());
 
         let health = self.health.clone();
@@ -233,6 +234,27 @@ fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
         .with_jitter_seed(rand::random())
         .without_max_times();
     ResetTimerBackoff::new(ExponentialBackoff::from(delays), Duration::from_secs(60))
+}
+
+/// The backoff kube-runtime puts on the merged stream of every watch: none.
+///
+/// By default kube-runtime pauses *all* watches after an error of *any* of them, with client-go's backoff,
+/// reset only by the next event. After an apiserver restart each of the eight watches meets `410 Gone` in
+/// turn, so each error lengthened one pause of everything: 3.5, 11, 22, 38, 58 s in the fault suite, during
+/// which no agent report reached a reconcile. Each watch already backs off on its own ([`watch_backoff`]);
+/// the errors of one must not hold the events of the others.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoPause {
+    fn reset(&mut self) {}
 }
 
 /// The longest pause between two attempts of a failing watch.
