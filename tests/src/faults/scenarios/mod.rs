@@ -86,14 +86,8 @@ impl Kind {
     }
 
     /// Rounds of the bounded part in `make test`: one, two where a round is cheap.
-    ///
-    /// Not the kube-apiserver restart nor the leader hand-over: each still finds an open defect
-    /// (docs/reliability.md, "Open"): after some restarts the controller does not act on a report for a
-    /// minute, and now and then a new leader does not reconcile a server it found. `make faults` runs them
-    /// and fails on them; they come back here with their fixes.
     pub fn bounded_rounds(self) -> u32 {
         match self {
-            Kind::ApiserverRestart | Kind::LeaderKill => 0,
             Kind::ControllerKill | Kind::AgentKill | Kind::HostileStatus | Kind::RandomSpecs => 2,
             _ => 1,
         }
