@@ -35,6 +35,12 @@ struct PollLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    /// `full` or `ready`, as in [`PollLabels`].
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -89,7 +95,7 @@ pub struct Metrics {
     request_duration: Family<EndpointLabels, Histogram>,
     info_requests: Counter,
     polls: Family<PollLabels, Counter>,
-    full_poll_duration: Histogram,
+    poll_duration: Family<KindLabels, Histogram>,
     last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     reachable: Gauge,
     adapters: Gauge,
@@ -109,7 +115,7 @@ impl Default for Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             info_requests: Counter::default(),
             polls: Family::default(),
-            full_poll_duration: latency_histogram(),
+            poll_duration: Family::new_with_constructor(latency_histogram),
             last_success: Gauge::default(),
             reachable: Gauge::default(),
             adapters: Gauge::default(),
@@ -142,10 +148,10 @@ impl Metrics {
         );
         r.register("polls", "Polls of DittoFS: full (adapter list) and ready (fast path)", self.polls.clone());
         r.register_with_unit(
-            "full_poll_duration",
-            "Latency of full polls, authentication included",
+            "poll_duration",
+            "Latency of polls, failed ones too: full (authentication included) and ready",
             Unit::Seconds,
-            self.full_poll_duration.clone(),
+            self.poll_duration.clone(),
         );
         r.register(
             "last_successful_poll_timestamp_seconds",
@@ -167,12 +173,13 @@ impl Metrics {
         );
     }
 
-    pub(crate) fn poll(&self, kind: PollKind, result: &'static str) {
+    /// One poll of `kind` that ended with `result` (`ok` or the error label) after `took`.
+    pub(crate) fn poll(&self, kind: PollKind, result: &'static str, took: Duration) {
         self.polls.get_or_create(&PollLabels { kind: kind.as_str(), result }).inc();
+        self.poll_duration.get_or_create(&KindLabels { kind: kind.as_str() }).observe(took.as_secs_f64());
     }
 
-    pub(crate) fn full_poll_succeeded(&self, took: Duration, adapters: usize) {
-        self.full_poll_duration.observe(took.as_secs_f64());
+    pub(crate) fn full_poll_succeeded(&self, adapters: usize) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.last_success.set(now.as_secs_f64());
         self.adapters.set(adapters as i64);
@@ -256,10 +263,16 @@ mod tests {
         m.request(Endpoint::ListAdapters, "ok", Duration::from_millis(2));
         m.request(Endpoint::ListAdapters, "refused", Duration::from_millis(2));
         m.status_write(WriteResult::Skipped);
+        m.poll(PollKind::Ready, "refused", Duration::from_millis(3));
         assert_eq!(m.info_requests(), 1, "health is DEBUG, a refused connection is never logged");
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("dittofs_agent_dittofs_info_requests_total 1"), "{text}");
         assert!(text.contains(r#"dittofs_agent_status_writes_total{result="skipped"} 1"#), "{text}");
+        assert!(text.contains(r#"dittofs_agent_polls_total{kind="ready",result="refused"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"dittofs_agent_poll_duration_seconds_count{kind="ready"} 1"#),
+            "failed polls are timed too: {text}"
+        );
     }
 }

@@ -34,3 +34,33 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// The agent's admin port inside the pod.
 pub const DEFAULT_ADMIN_PORT: u16 = 8082;
+/// The agent's log filter (`tracing`'s env filter syntax); unset: `info`.
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// The standard OpenTelemetry variables the controller passes on to every agent, with the values it was
+/// started with (a server's `spec.agent.otel` replaces some). Not passed: `OTEL_SERVICE_NAME` (the agent
+/// names itself `dittofs-agent`), `OTEL_EXPORTER_OTLP_HEADERS` and `…_TRACES_HEADERS` (they may carry a
+/// credential, which would stand in clear in every pod template), and the certificate paths (files of the
+/// controller's container, absent from the agent's).
+pub const PASSED_OTEL_VARS: [&str; 11] = [
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_TRACES_EXPORTER",
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SDK_DISABLED",
+];
+/// Base URL of the OTLP receiver (`spec.agent.otel.endpoint`).
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Full URL of the OTLP traces receiver; wins over [`OTEL_EXPORTER_OTLP_ENDPOINT`] in the SDK, so a
+/// server's own endpoint drops the controller's.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// Trace sampler (`spec.agent.otel.sampler`).
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// Sampler argument (`spec.agent.otel.samplerArg`).
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";

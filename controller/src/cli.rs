@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use dittofs_api::duration::parse_go_duration;
 
-use crate::config::{Config, random_identity};
+use dittofs_api::crd::AgentLogFormat;
+
+use crate::config::{AgentTelemetry, Config, random_identity};
 use crate::leader::LeaderElectionConfig;
 
 /// Agent image used when neither `--agent-image` nor `spec.agent.image` says otherwise.
@@ -20,6 +22,15 @@ pub enum LogFormatArg {
     Json,
     /// Human-readable lines.
     Plain,
+}
+
+impl From<LogFormatArg> for AgentLogFormat {
+    fn from(format: LogFormatArg) -> Self {
+        match format {
+            LogFormatArg::Json => AgentLogFormat::Json,
+            LogFormatArg::Plain => AgentLogFormat::Plain,
+        }
+    }
 }
 
 /// The DittoFS controller: turns DittoServer objects into a DittoFS StatefulSet with the agent injected.
@@ -35,7 +46,7 @@ pub struct Cli {
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8081")]
     pub admin_addr: SocketAddr,
-    /// Log format.
+    /// Log format (of the controller, and of every agent whose server sets no spec.agent.logFormat).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Json)]
     pub log_format: LogFormatArg,
     /// Watch DittoServers of this namespace only (default: all namespaces).
@@ -79,7 +90,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 impl Cli {
-    /// The controller settings the flags describe.
+    /// The controller settings the flags describe, with the agents' log and OTEL_* settings read from the
+    /// process environment (`RUST_LOG` and [`dittofs_api::agent_env::PASSED_OTEL_VARS`]), once.
     pub fn config(&self) -> Config {
         let lease_namespace = self.lease_namespace.clone().unwrap_or_else(|| {
             std::fs::read_to_string(NAMESPACE_FILE)
@@ -90,6 +102,7 @@ impl Cli {
         });
         Config {
             agent_image: self.agent_image.clone(),
+            agent_telemetry: AgentTelemetry::from_lookup(self.log_format.into(), |name| std::env::var(name).ok()),
             identity: self.identity.clone().unwrap_or_else(random_identity),
             namespace: self.namespace.clone(),
             leader_election: self.leader_elect.then(|| LeaderElectionConfig {
@@ -115,10 +128,12 @@ mod tests {
             "--lease-namespace=sys",
             "--lease-duration=4s",
             "--identity=me",
+            "--log-format=plain",
         ])
         .unwrap();
         let config = cli.config();
         assert_eq!(config.agent_image, "a:1");
+        assert_eq!(config.agent_telemetry.log_format, AgentLogFormat::Plain, "the agents log as the controller does");
         assert_eq!(config.identity, "me");
         let le = config.leader_election.unwrap();
         assert_eq!((le.lease_namespace.as_str(), le.lease_duration), ("sys", Duration::from_secs(4)));

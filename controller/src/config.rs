@@ -1,4 +1,10 @@
-//! What a controller instance needs besides a client: the agent image, its identity, the watch scope, leader election.
+//! What a controller instance needs besides a client: the agent image and the log and OTLP settings every agent
+//! inherits, its identity, the watch scope, leader election.
+
+use std::collections::BTreeMap;
+
+use dittofs_api::agent_env::PASSED_OTEL_VARS;
+use dittofs_api::crd::AgentLogFormat;
 
 use crate::leader::LeaderElectionConfig;
 
@@ -7,6 +13,8 @@ use crate::leader::LeaderElectionConfig;
 pub struct Config {
     /// Agent image injected into every server pod unless `spec.agent.image` overrides it.
     pub agent_image: String,
+    /// The log and OpenTelemetry settings every agent gets unless its server's `spec.agent` overrides them.
+    pub agent_telemetry: AgentTelemetry,
     /// This instance's identity: the Lease holder and the Events' reporting instance (the pod name in a cluster).
     pub identity: String,
     /// Watch only this namespace (None: all namespaces).
@@ -16,9 +24,60 @@ pub struct Config {
 }
 
 impl Config {
-    /// A single-instance configuration (no leader election, all namespaces) with a random identity.
+    /// A single-instance configuration (no leader election, all namespaces) with a random identity; the
+    /// agents log JSON with the default filter and export no traces.
     pub fn new(agent_image: impl Into<String>) -> Self {
-        Self { agent_image: agent_image.into(), identity: random_identity(), namespace: None, leader_election: None }
+        Self {
+            agent_image: agent_image.into(),
+            agent_telemetry: AgentTelemetry::default(),
+            identity: random_identity(),
+            namespace: None,
+            leader_election: None,
+        }
+    }
+
+    /// What every agent starts from: the image and the telemetry settings above.
+    pub fn agent_defaults(&self) -> AgentDefaults {
+        AgentDefaults { image: self.agent_image.clone(), telemetry: self.agent_telemetry.clone() }
+    }
+}
+
+/// What the controller gives every agent unless the agent's server says otherwise in `spec.agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDefaults {
+    /// The agent image (`--agent-image`).
+    pub image: String,
+    /// The controller's own log and OpenTelemetry settings.
+    pub telemetry: AgentTelemetry,
+}
+
+/// The log and OpenTelemetry settings the controller runs with, read once at start and passed on to every
+/// agent, so that one `log.*`/`otel.*` setting (the Helm chart's) covers the whole operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTelemetry {
+    /// The controller's log format (`--log-format`).
+    pub log_format: AgentLogFormat,
+    /// The controller's `RUST_LOG`, when set and not blank.
+    pub log_filter: Option<String>,
+    /// The variables of [`PASSED_OTEL_VARS`] the controller was started with (blank ones left out), by
+    /// name: a sorted map, so the agents' env comes out in one order every reconcile.
+    pub otel: BTreeMap<String, String>,
+}
+
+impl Default for AgentTelemetry {
+    /// JSON lines, the agent's default filter, no OpenTelemetry variable: the agent's env before these settings existed.
+    fn default() -> Self {
+        Self { log_format: AgentLogFormat::Json, log_filter: None, otel: BTreeMap::new() }
+    }
+}
+
+impl AgentTelemetry {
+    /// The settings of a controller running with `log_format`, reading `RUST_LOG` and the OTEL_* variables
+    /// through `lookup` (the process environment in `main`, a map in tests).
+    pub fn from_lookup(log_format: AgentLogFormat, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let otel = PASSED_OTEL_VARS.iter().filter_map(|&name| Some((name.to_owned(), get(name)?))).collect();
+        Self { log_format, log_filter: get(dittofs_api::agent_env::RUST_LOG), otel }
     }
 }
 
@@ -26,4 +85,26 @@ impl Config {
 pub fn random_identity() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("dittofs-controller-{}", &id[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_passed_variables_are_read_and_blank_ones_are_left_out() {
+        let env = BTreeMap::from([
+            ("RUST_LOG", "info,kube=warn"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_TRACES_SAMPLER", " "),
+            ("OTEL_SERVICE_NAME", "dittofs-controller-eu"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer secret"),
+        ]);
+        let t = AgentTelemetry::from_lookup(AgentLogFormat::Plain, |name| env.get(name).map(|v| (*v).to_owned()));
+        assert_eq!(t.log_format, AgentLogFormat::Plain);
+        assert_eq!(t.log_filter.as_deref(), Some("info,kube=warn"));
+        let otel: Vec<(&str, &str)> = t.otel.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(otel, [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
+        assert_eq!(AgentTelemetry::from_lookup(AgentLogFormat::Json, |_| None), AgentTelemetry::default());
+    }
 }

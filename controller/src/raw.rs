@@ -132,6 +132,10 @@ fn check(spec: &DittoServerSpec) -> Result<(), InvalidSpec> {
     if let Some(t) = spec.termination_grace_period_seconds.filter(|t| *t < 0) {
         return invalid("terminationGracePeriodSeconds", format!("{t} is negative"));
     }
+    // The agent would not start with a log filter it cannot parse; the others are checked alike.
+    if let Some((path, message)) = spec.agent.as_ref().and_then(|a| a.invalid_field()) {
+        return invalid(path, message.to_owned());
+    }
     Ok(())
 }
 
@@ -201,6 +205,22 @@ mod tests {
         assert_eq!(e.path, "storage.metadataSize");
         let e = raw(json!({"storage": {"metadataSize": "1Gi"}, "replicas": 3})).parse().unwrap_err();
         assert_eq!(e.path, "replicas");
+    }
+
+    #[test]
+    fn agent_settings_the_schema_would_refuse_are_invalid() {
+        let agent = |agent: Value| raw(json!({"storage": {"metadataSize": "1Gi"}, "agent": agent})).parse();
+        for (bad, path) in [
+            (json!({"logLevel": "info dittofs_agent=debug"}), "agent.logLevel"),
+            (json!({"otel": {"endpoint": "ftp://collector"}}), "agent.otel.endpoint"),
+            (json!({"otel": {"samplerArg": "2"}}), "agent.otel.samplerArg"),
+        ] {
+            assert_eq!(agent(bad.clone()).unwrap_err().path, path, "{bad}");
+        }
+        let e = agent(json!({"otel": {"sampler": "sometimes"}})).unwrap_err();
+        assert_eq!(e.path, "agent.otel.sampler");
+        let good = json!({"logLevel": "info,dittofs_agent=debug", "otel": {"endpoint": "https://c:4318", "samplerArg": "0.5"}});
+        assert!(agent(good).is_ok());
     }
 
     #[test]

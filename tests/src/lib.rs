@@ -9,6 +9,7 @@ pub mod dittofs;
 pub mod dittofs_client;
 pub mod faults;
 pub mod kube_env;
+pub mod metrics_doc;
 pub mod objects;
 pub mod pod;
 pub(crate) mod process;

@@ -26,10 +26,11 @@ pub(super) const MAX_WRITE_RETRY: Duration = Duration::from_secs(30);
 impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
     /// `/health/ready`: only looks, never writes; a change or an outage edge asks for a full poll.
     pub(super) async fn fast_path(&mut self) {
-        self.next_ready = Instant::now() + self.timings.ready_interval;
+        let started = Instant::now();
+        self.next_ready = started + self.timings.ready_interval;
         match self.client.health_ready().await {
             Ok(types) => {
-                self.metrics.poll(PollKind::Ready, "ok");
+                self.metrics.poll(PollKind::Ready, "ok", started.elapsed());
                 let recovered = std::mem::replace(&mut self.ready_failing, false);
                 let previous = self.ready_types.replace(types);
                 if recovered {
@@ -53,7 +54,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                 }
             }
             Err(e) => {
-                self.metrics.poll(PollKind::Ready, e.label());
+                self.metrics.poll(PollKind::Ready, e.label(), started.elapsed());
                 if e.is_transport() && !self.ready_failing {
                     tracing::info!(error = %e, "DittoFS does not answer /health/ready");
                     self.ready_failing = true;
@@ -83,13 +84,13 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
         match result {
             Ok(list) => {
                 span.record("result", "ok");
-                self.metrics.poll(PollKind::Full, "ok");
+                self.metrics.poll(PollKind::Full, "ok", started.elapsed());
                 self.full_failures = 0;
                 let report = discovery::report(&list);
                 if report.dropped > 0 {
                     tracing::warn!(dropped = report.dropped, "DittoFS reports more adapters than the status holds");
                 }
-                self.metrics.full_poll_succeeded(started.elapsed(), report.adapters.len());
+                self.metrics.full_poll_succeeded(report.adapters.len());
                 let running = report.running_types();
                 if self.ready_types.as_ref() == Some(&running) {
                     self.mismatch_polled = None;
@@ -108,7 +109,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             }
             Err(e) => {
                 span.record("result", e.label());
-                self.metrics.poll(PollKind::Full, e.label());
+                self.metrics.poll(PollKind::Full, e.label(), started.elapsed());
                 self.full_failures = self.full_failures.saturating_add(1);
                 tracing::warn!(error = %e, "adapter poll failed; reported adapters kept");
                 self.set_reach(ReachView {

@@ -96,6 +96,23 @@ pub const SOURCE_PEER_RULE: &str = "has(self.ipBlock) != (has(self.namespaceSele
 pub const SOURCE_PEER_MESSAGE: &str =
     "set either ipBlock, or namespaceSelector and/or podSelector (not both kinds, not neither)";
 
+/// agent.logLevel rule text: a `RUST_LOG` filter of the agent: comma-separated directives, each a target
+/// (a level alone is one too) with an optional `=<level>`. Mirrored by [`crate::crd::agent::is_log_filter`].
+pub const LOG_FILTER_RULE: &str = "self.matches('^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*(=(trace|debug|info|warn|error|off|TRACE|DEBUG|INFO|WARN|ERROR|OFF))?(,[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*(=(trace|debug|info|warn|error|off|TRACE|DEBUG|INFO|WARN|ERROR|OFF))?)*$')";
+/// Message of [`LOG_FILTER_RULE`].
+pub const LOG_FILTER_MESSAGE: &str = "agent.logLevel must be a RUST_LOG filter: comma-separated directives, each a level (trace, debug, info, warn, error, off) or a target such as dittofs_agent or dittofs_agent::poller, optionally followed by =<level>, e.g. info,dittofs_agent=debug (no spaces)";
+/// agent.otel.endpoint rule text: an http(s) URL with a host, without user credentials, query, fragment or
+/// spaces. Mirrored by [`crate::crd::agent::is_otlp_endpoint`].
+pub const OTLP_ENDPOINT_RULE: &str = "self.matches('^https?://[^/?#@[:space:]]+(/[^?#[:space:]]*)?$')";
+/// Message of [`OTLP_ENDPOINT_RULE`].
+pub const OTLP_ENDPOINT_MESSAGE: &str = "agent.otel.endpoint must be an http:// or https:// URL such as http://otel-collector.monitoring:4318, without user credentials, query, fragment or spaces";
+/// agent.otel.samplerArg rule text: a fraction from 0 to 1, as the ratio samplers read it. Mirrored by
+/// [`crate::crd::agent::is_sampler_arg`].
+pub const SAMPLER_ARG_RULE: &str = "self.matches('^(0([.][0-9]+)?|1([.]0+)?)$')";
+/// Message of [`SAMPLER_ARG_RULE`].
+pub const SAMPLER_ARG_MESSAGE: &str =
+    "agent.otel.samplerArg must be a decimal fraction from 0 to 1 such as 0.25 (the share of traces kept)";
+
 /// An adapter type in `adapterServices.allowedTypes`: what the name sanitizing leaves (lower-case
 /// letters, digits, inner '-').
 pub const ADAPTER_TYPE_REGEX: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{PodSecurityContext, ResourceRequirements, Secur
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-pub use agent::{AgentSpec, PullPolicy};
+pub use agent::{AgentLogFormat, AgentOtelSpec, AgentSpec, PullPolicy, TraceSampler};
 pub use network::{
     AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource, ServiceType,
     StaleReportPolicy,
@@ -109,7 +109,8 @@ pub struct DittoServerSpec {
     /// Server logging: level, format, output.
     #[serde(default)]
     pub logging: LoggingSpec,
-    /// The agent container in the server pod (image and resources).
+    /// The agent container in the server pod: image, resources, log and trace settings, and who may
+    /// scrape its metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSpec>,
     /// Resources of the DittoFS container.

@@ -187,8 +187,8 @@ fn default_true() -> bool {
     true
 }
 
-/// A source allowed to reach the adapters: an IP block, or pods chosen by namespace and/or pod
-/// labels (as a NetworkPolicy peer).
+/// A source allowed to connect: an IP block, or pods chosen by namespace and/or pod labels (a
+/// NetworkPolicy peer).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::SOURCE_PEER_RULE, crate::crd::cel::SOURCE_PEER_MESSAGE))]

@@ -3,6 +3,7 @@
 //! in `common` are each used.
 
 mod admission;
+mod agent;
 mod common;
 mod defaults;
 mod fixtures;

@@ -8,6 +8,7 @@
 //! server-side apply leaves fields a body omits alone when someone else owns them.
 
 mod containers;
+mod telemetry_env;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ use dittofs_api::{DittoServer, names};
 
 use super::child_meta;
 use super::config::{cert_secret, client_ca_secret, metrics};
+use crate::config::{AgentDefaults, AgentTelemetry};
 
 /// Where the agent container finds its ServiceAccount token (the in-cluster client's default path).
 pub const SA_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -72,11 +74,24 @@ pub fn config_hash(config: &str, secret_data: &BTreeMap<String, Vec<u8>>) -> Str
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The StatefulSet. `live` is the current object, if any: its volume claim templates are kept when
-/// they differ from the spec, since Kubernetes refuses to change them (the Go operator failed forever).
+/// [`statefulset_for`] with only the default agent image, the agent's log and OTLP env at their defaults
+/// (JSON lines, nothing else): what the reconcile renders until it passes the controller's [`AgentDefaults`].
 pub fn statefulset(
     ds: &DittoServer,
     default_agent_image: &str,
+    config_hash: &str,
+    live: Option<&StatefulSet>,
+) -> StatefulSet {
+    let agent = AgentDefaults { image: default_agent_image.to_owned(), telemetry: AgentTelemetry::default() };
+    statefulset_for(ds, &agent, config_hash, live)
+}
+
+/// The StatefulSet, its agent container from the controller's `agent` defaults under the server's
+/// `spec.agent`. `live` is the current object, if any: its volume claim templates are kept when they
+/// differ from the spec, since Kubernetes refuses to change them (the Go operator failed forever).
+pub fn statefulset_for(
+    ds: &DittoServer,
+    agent: &AgentDefaults,
     config_hash: &str,
     live: Option<&StatefulSet>,
 ) -> StatefulSet {
@@ -102,7 +117,7 @@ pub fn statefulset(
                     annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())])),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(ds, agent_image(ds, default_agent_image))),
+                spec: Some(pod_spec(ds, agent)),
             },
             volume_claim_templates: Some(claims),
             ..Default::default()
@@ -169,7 +184,7 @@ pub fn same_claims(a: &[PersistentVolumeClaim], b: &[PersistentVolumeClaim]) -> 
     a == b
 }
 
-fn pod_spec(ds: &DittoServer, agent_image: &str) -> PodSpec {
+fn pod_spec(ds: &DittoServer, agent: &AgentDefaults) -> PodSpec {
     let cr = ds.name_any();
     PodSpec {
         service_account_name: Some(names::agent_service_account(&cr)),
@@ -177,7 +192,10 @@ fn pod_spec(ds: &DittoServer, agent_image: &str) -> PodSpec {
         automount_service_account_token: Some(false),
         security_context: Some(containers::pod_security_context(ds)),
         termination_grace_period_seconds: Some(ds.spec.termination_grace_period_seconds()),
-        containers: vec![containers::server_container(ds), containers::agent_container(ds, agent_image)],
+        containers: vec![
+            containers::server_container(ds),
+            containers::agent_container(ds, agent_image(ds, &agent.image), &agent.telemetry),
+        ],
         volumes: Some(volumes(ds)),
         ..Default::default()
     }

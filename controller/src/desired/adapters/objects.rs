@@ -11,20 +11,19 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{ContainerPort, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use dittofs_api::crd::{AdapterSource, AdapterStatus, ServiceType};
+use dittofs_api::crd::{AdapterStatus, ServiceType};
 use dittofs_api::labels::{adapter_network_policy_labels, adapter_service_labels, selector_labels};
 use dittofs_api::{DittoServer, names};
 
 use super::aggregate::Exposed;
 use super::compare::PortKey;
 use crate::desired::child_meta;
+use crate::desired::network_policy::peer;
 
 /// `<cr>-adapter-<type>`: the adapter's port, of `spec.adapterServices.type`, with its annotations.
 ///
@@ -65,17 +64,6 @@ pub fn service(ds: &DittoServer, adapter: &Exposed) -> Service {
             ..Default::default()
         }),
         ..Default::default()
-    }
-}
-
-fn peer(source: &AdapterSource) -> NetworkPolicyPeer {
-    NetworkPolicyPeer {
-        ip_block: source
-            .ip_block
-            .as_ref()
-            .map(|b| IPBlock { cidr: b.cidr.clone(), except: (!b.except.is_empty()).then(|| b.except.clone()) }),
-        namespace_selector: source.namespace_selector.clone(),
-        pod_selector: source.pod_selector.clone(),
     }
 }
 

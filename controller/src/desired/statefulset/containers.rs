@@ -21,10 +21,12 @@ use kube::ResourceExt;
 use dittofs_api::crd::SecretKeyRef;
 use dittofs_api::{DittoServer, agent_env, names};
 
+use super::telemetry_env::telemetry_env;
 use super::{
     AGENT_ADMIN_PORT_NAME, AGENT_TOKEN_VOLUME, CONFIG_VOLUME, METRICS_TOKEN_VOLUME, NONROOT_ID, POSTGRES_KEYS,
     SA_TOKEN_DIR, TLS_CLIENT_CA_VOLUME, TLS_VOLUME, TMP_VOLUME,
 };
+use crate::config::AgentTelemetry;
 use crate::desired::config::{
     CONFIG_DIR, CONFIG_PATH, METRICS_TOKEN_DIR, TLS_CLIENT_CA_DIR, TLS_DIR, cert_secret, client_ca_secret, metrics,
     uses_postgres,
@@ -300,12 +302,12 @@ pub(super) fn server_container(ds: &DittoServer) -> Container {
     }
 }
 
-pub(super) fn agent_container(ds: &DittoServer, image: &str) -> Container {
+pub(super) fn agent_container(ds: &DittoServer, image: &str, telemetry: &AgentTelemetry) -> Container {
     let cr = ds.name_any();
     let agent = ds.spec.agent.as_ref();
     let scheme = if ds.spec.api_uses_tls() { "https" } else { "http" };
     let admin = admin_password_ref(ds);
-    let env = vec![
+    let mut env = vec![
         field_env(agent_env::POD_NAME, "metadata.name"),
         field_env(agent_env::POD_NAMESPACE, "metadata.namespace"),
         plain_env(agent_env::DITTOSERVER_NAME, cr),
@@ -315,8 +317,8 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str) -> Container {
         plain_env(agent_env::ADMIN_SECRET_NAME, admin.name.clone()),
         plain_env(agent_env::ADMIN_SECRET_KEY, admin.key.clone()),
         plain_env(agent_env::ADMIN_ADDR, format!("0.0.0.0:{}", agent_env::DEFAULT_ADMIN_PORT)),
-        plain_env(agent_env::LOG_FORMAT, "json"),
     ];
+    env.extend(telemetry_env(ds, telemetry).into_iter().map(|(name, value)| plain_env(&name, value)));
     let admin_port = i32::from(agent_env::DEFAULT_ADMIN_PORT);
     let quantity = |q: &str| Quantity(q.into());
     let default_resources = ResourceRequirements {

@@ -285,3 +285,29 @@ fn live_claim_templates_are_kept_when_the_spec_changes_them() {
     let same = statefulset(&server(json!({})), "agent:1", "hash", Some(&old));
     assert_eq!(same, old);
 }
+
+#[test]
+fn the_agent_alone_gets_the_controllers_log_and_otel_settings_after_its_own_env() {
+    let mut defaults = AgentDefaults { image: "agent:1".into(), telemetry: AgentTelemetry::default() };
+    defaults.telemetry.log_filter = Some("debug".into());
+    defaults.telemetry.otel.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://collector:4318".into());
+    let ds = server(json!({"agent": {"logFormat": "plain"}}));
+    let sts = statefulset_for(&ds, &defaults, "hash", None);
+    let pod = pod(&sts);
+    let names = |c: &Container| c.env.iter().flatten().map(|e| e.name.clone()).collect::<Vec<_>>();
+    let agent = names(container(&pod, "agent"));
+    assert_eq!(agent[..4], ["POD_NAME", "POD_NAMESPACE", "DITTOSERVER_NAME", "DITTOFS_URL"]);
+    assert_eq!(agent[agent.len() - 3..], ["LOG_FORMAT", "RUST_LOG", "OTEL_EXPORTER_OTLP_ENDPOINT"]);
+    assert_eq!(value_of(&sts, "LOG_FORMAT").as_deref(), Some("plain"), "spec.agent.logFormat wins");
+    assert_eq!(value_of(&sts, "RUST_LOG").as_deref(), Some("debug"));
+    assert!(names(container(&pod, "dittofs")).iter().all(|n| !n.starts_with("OTEL_") && n != "RUST_LOG"));
+    assert_eq!(statefulset_for(&ds, &defaults.clone(), "hash", None), sts, "same inputs, same object");
+    // Without the controller's settings: the env the agent always had.
+    assert_eq!(value_of(&build(json!({})), "LOG_FORMAT").as_deref(), Some("json"));
+    assert_eq!(value_of(&build(json!({})), "RUST_LOG"), None);
+}
+
+fn value_of(sts: &StatefulSet, name: &str) -> Option<String> {
+    let pod = pod(sts);
+    container(&pod, "agent").env.iter().flatten().find(|e| e.name == name).and_then(|e| e.value.clone())
+}
