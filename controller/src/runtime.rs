@@ -132,7 +132,7 @@ impl Controller {
             applier,
             events,
             self.metrics.clone(),
-            self.config.agent_image.clone(),
+            self.config.agent_defaults(),
             term.clone(),
         ));
 

@@ -160,3 +160,65 @@ async fn the_servers_log_and_otel_settings_reach_the_agents_env_and_then_nothing
         })
         .await
 }
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn the_controllers_log_and_otel_settings_reach_every_agent_and_the_servers_own_win() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("ctrl-agent-inherit", async |ns| {
+            install_crd(ns.client()).await?;
+            let mut config = dittofs_controller::Config::new(AGENT_IMAGE);
+            config.namespace = Some(ns.name().to_owned());
+            config.agent_telemetry = dittofs_controller::config::AgentTelemetry::from_lookup(
+                dittofs_api::crd::AgentLogFormat::Plain,
+                |name| match name {
+                    "RUST_LOG" => Some("info,kube=warn".into()),
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("http://central:4318/v1/traces".into()),
+                    "OTEL_RESOURCE_ATTRIBUTES" => Some("deployment.environment=test".into()),
+                    "OTEL_SERVICE_NAME" => Some("dittofs-controller".into()),
+                    _ => None,
+                },
+            );
+            let running = start_with(ns.client(), config);
+            create_server(ns, &server(CR, json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
+            let servers: Api<DittoServer> = ns.api();
+            let sts_api: Api<StatefulSet> = ns.api();
+            let pair = |k: &str, v: &str| (k.to_owned(), Some(v.to_owned()));
+            let wait_env = async |what: &str, want: Vec<(String, Option<String>)>| {
+                wait_until(what, WAIT, async || {
+                    let sts = sts_api.get(CR).await?;
+                    let pod = sts.spec.and_then(|s| s.template.spec).unwrap_or_default();
+                    let agent = pod.containers.into_iter().find(|c| c.name == "agent").unwrap_or_default();
+                    let env: Vec<_> = agent.env.unwrap_or_default().into_iter().map(|e| (e.name, e.value)).collect();
+                    anyhow::ensure!(env[env.len().saturating_sub(want.len())..] == want[..], "{env:?}");
+                    anyhow::ensure!(!env.iter().any(|(k, _)| k == "OTEL_SERVICE_NAME"), "{env:?}");
+                    Ok(())
+                })
+                .await
+            };
+            wait_env(
+                "the controller's settings in the agent's env",
+                vec![
+                    pair("LOG_FORMAT", "plain"),
+                    pair("RUST_LOG", "info,kube=warn"),
+                    pair("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://central:4318/v1/traces"),
+                    pair("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+                ],
+            )
+            .await?;
+            let own = json!({"spec": {"agent": {"logLevel": "debug", "otel": {"endpoint": "http://team:4318"}}}});
+            servers.patch(CR, &PatchParams::default(), &Patch::Merge(&own)).await?;
+            wait_env(
+                "the server's own values over them",
+                vec![
+                    pair("LOG_FORMAT", "plain"),
+                    pair("RUST_LOG", "debug"),
+                    pair("OTEL_EXPORTER_OTLP_ENDPOINT", "http://team:4318"),
+                    pair("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+                ],
+            )
+            .await?;
+            running.stop().await
+        })
+        .await
+}

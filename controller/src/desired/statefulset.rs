@@ -29,7 +29,7 @@ use dittofs_api::{DittoServer, names};
 
 use super::child_meta;
 use super::config::{cert_secret, client_ca_secret, metrics};
-use crate::config::{AgentDefaults, AgentTelemetry};
+use crate::config::AgentDefaults;
 
 /// Where the agent container finds its ServiceAccount token (the in-cluster client's default path).
 pub const SA_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -72,18 +72,6 @@ pub fn config_hash(config: &str, secret_data: &BTreeMap<String, Vec<u8>>) -> Str
         part(value);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// [`statefulset_for`] with only the default agent image, the agent's log and OTLP env at their defaults
-/// (JSON lines, nothing else): what the reconcile renders until it passes the controller's [`AgentDefaults`].
-pub fn statefulset(
-    ds: &DittoServer,
-    default_agent_image: &str,
-    config_hash: &str,
-    live: Option<&StatefulSet>,
-) -> StatefulSet {
-    let agent = AgentDefaults { image: default_agent_image.to_owned(), telemetry: AgentTelemetry::default() };
-    statefulset_for(ds, &agent, config_hash, live)
 }
 
 /// The StatefulSet, its agent container from the controller's `agent` defaults under the server's

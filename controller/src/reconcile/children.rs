@@ -93,7 +93,7 @@ pub async fn apply_children(
         }
     }
     let live = observed.statefulset.as_ref();
-    let sts = desired::statefulset::statefulset(ds, &ctx.agent_image, &values.config_hash, live);
+    let sts = desired::statefulset::statefulset_for(ds, &ctx.agent, &values.config_hash, live);
     warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &sts).await;
     let statefulset = apply_one(ctx, raw, &sts).await?;
     Ok(Applied { config_map, statefulset })

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use dittofs_api::conditions::{self, events as reasons};
 
 use crate::apply::Applier;
+use crate::config::AgentDefaults;
 use crate::error::{Error, backoff};
 use crate::events::Events;
 use crate::metrics::Metrics;
@@ -48,8 +49,9 @@ pub struct Context {
     pub events: Events,
     /// Metrics.
     pub metrics: Metrics,
-    /// Default agent image (`--agent-image`).
-    pub agent_image: String,
+    /// What every agent gets unless its server's `spec.agent` says otherwise: the image (`--agent-image`) and
+    /// the controller's own log and OTLP settings.
+    pub agent: AgentDefaults,
     /// Cancelled when this leadership term ends: in-flight reconciles stop writing.
     term: CancellationToken,
     /// Consecutive transient failures per server (for the backoff).
@@ -58,7 +60,7 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("agent_image", &self.agent_image).finish_non_exhaustive()
+        f.debug_struct("Context").field("agent", &self.agent).finish_non_exhaustive()
     }
 }
 
@@ -69,10 +71,10 @@ impl Context {
         applier: Applier,
         events: Events,
         metrics: Metrics,
-        agent_image: String,
+        agent: AgentDefaults,
         term: CancellationToken,
     ) -> Self {
-        Self { client, applier, events, metrics, agent_image, term, failures: Mutex::default() }
+        Self { client, applier, events, metrics, agent, term, failures: Mutex::default() }
     }
 }
 

@@ -1,13 +1,19 @@
 //! Unit tests of the StatefulSet builder: what rolls the pod, the agent's isolation, the hardened defaults.
 
 use super::*;
+use crate::config::AgentTelemetry;
 use crate::desired::test_support::server;
 use k8s_openapi::api::core::v1::{Container, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
+/// The controller's defaults of a test: image `agent:1`, no log or OTLP settings of its own.
+fn defaults() -> AgentDefaults {
+    AgentDefaults { image: "agent:1".into(), telemetry: AgentTelemetry::default() }
+}
+
 fn build(extra: serde_json::Value) -> StatefulSet {
-    statefulset(&server(extra), "agent:1", "hash", None)
+    statefulset_for(&server(extra), &defaults(), "hash", None)
 }
 
 fn pod(sts: &StatefulSet) -> PodSpec {
@@ -29,7 +35,7 @@ fn polling_interval_and_adapter_services_do_not_touch_the_template() {
     // Nor does the generation.
     let mut ds = server(json!({}));
     ds.metadata.generation = Some(99);
-    assert_eq!(statefulset(&ds, "agent:1", "hash", None), base);
+    assert_eq!(statefulset_for(&ds, &defaults(), "hash", None), base);
 }
 
 #[test]
@@ -280,15 +286,16 @@ fn tls_metrics_content_and_postgres() {
 #[test]
 fn live_claim_templates_are_kept_when_the_spec_changes_them() {
     let old = build(json!({}));
-    let resized = statefulset(&server(json!({"storage": {"metadataSize": "50Gi"}})), "agent:1", "hash", Some(&old));
+    let resized =
+        statefulset_for(&server(json!({"storage": {"metadataSize": "50Gi"}})), &defaults(), "hash", Some(&old));
     assert_eq!(resized.spec.unwrap().volume_claim_templates, old.spec.clone().unwrap().volume_claim_templates);
-    let same = statefulset(&server(json!({})), "agent:1", "hash", Some(&old));
+    let same = statefulset_for(&server(json!({})), &defaults(), "hash", Some(&old));
     assert_eq!(same, old);
 }
 
 #[test]
 fn the_agent_alone_gets_the_controllers_log_and_otel_settings_after_its_own_env() {
-    let mut defaults = AgentDefaults { image: "agent:1".into(), telemetry: AgentTelemetry::default() };
+    let mut defaults = defaults();
     defaults.telemetry.log_filter = Some("debug".into());
     defaults.telemetry.otel.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://collector:4318".into());
     let ds = server(json!({"agent": {"logFormat": "plain"}}));
