@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::json;
 
-use super::{TOK, Tally, ensure, toggle_and_settle};
+use super::{TOK, Tally, bracket, ensure, toggle_and_settle};
 use crate::{
     faults::world::{NS, World, signal},
     kube_env::wait_until,
@@ -80,37 +80,27 @@ pub(super) async fn wait_operator_role(
 pub(super) async fn operator_deleted(world: &mut World, tally: &mut Tally) -> anyhow::Result<()> {
     ensure(world, TOK).await?;
     toggle_and_settle(world, tally, TOK).await?;
-    world.checker.fault_begin();
-    let result = async {
+    bracket(world, tally, TOK, async |world: &mut World, tally: &mut Tally| {
         let admin = world.pod(TOK)?.pod.fs.admin().await?;
         admin.delete(&format!("/api/v1/users/{OPERATOR_USERNAME}")).await?.expect_status(204)?;
         world.toggle(TOK).await?;
         wait_operator_role(world, tally, TOK, "after it was deleted", Repair::Required).await
-    }
-    .await;
-    let clear = world.checker.fault_end();
-    result?;
-    tally.after_clear(world, clear).await;
-    toggle_and_settle(world, tally, TOK).await
+    })
+    .await
 }
 
 /// `k8s-operator` demoted to role `user` as admin; the fault lasts until the agent has set it back.
 pub(super) async fn operator_demoted(world: &mut World, tally: &mut Tally) -> anyhow::Result<()> {
     ensure(world, TOK).await?;
     toggle_and_settle(world, tally, TOK).await?;
-    world.checker.fault_begin();
-    let result = async {
+    bracket(world, tally, TOK, async |world: &mut World, tally: &mut Tally| {
         let admin = world.pod(TOK)?.pod.fs.admin().await?;
         let path = format!("/api/v1/users/{OPERATOR_USERNAME}");
         admin.put(&path, &json!({"role": "user"})).await?.expect_status(200)?;
         world.toggle(TOK).await?;
         wait_operator_role(world, tally, TOK, "after it was demoted", Repair::Required).await
-    }
-    .await;
-    let clear = world.checker.fault_end();
-    result?;
-    tally.after_clear(world, clear).await;
-    toggle_and_settle(world, tally, TOK).await
+    })
+    .await
 }
 
 /// The agent frozen with a toggle pending until the refresh token it stored is refused; then thawed (odd
@@ -118,8 +108,7 @@ pub(super) async fn operator_demoted(world: &mut World, tally: &mut Tally) -> an
 pub(super) async fn token_expiry(world: &mut World, tally: &mut Tally, round: u32) -> anyhow::Result<()> {
     ensure(world, TOK).await?;
     toggle_and_settle(world, tally, TOK).await?;
-    world.checker.fault_begin();
-    let result = async {
+    bracket(world, tally, TOK, async |world: &mut World, _: &mut Tally| {
         let pid = world.pod(TOK)?.pod.agent.pid();
         signal(pid, "STOP")?;
         world.toggle(TOK).await?;
@@ -131,12 +120,8 @@ pub(super) async fn token_expiry(world: &mut World, tally: &mut Tally, round: u3
             signal(pid, "CONT")?;
         }
         expired
-    }
-    .await;
-    let clear = world.checker.fault_end();
-    result?;
-    tally.after_clear(world, clear).await;
-    toggle_and_settle(world, tally, TOK).await
+    })
+    .await
 }
 
 /// Waits until DittoFS refuses the refresh token mirrored in the operator-credentials Secret (it expired).

@@ -282,6 +282,23 @@ async fn check_controllers(world: &mut World) -> anyhow::Result<()> {
 
 /// A toggle of `server` followed by convergence: the state a fault starts from is one Kubernetes had
 /// caught up with, and a toggle just before the fault is still in flight when it strikes.
+/// The usual round after the set-up: `fault` runs between the checker's `fault_begin` and `fault_end` (its
+/// error ends the round, once the fault is over for the checker), the convergence is measured from the
+/// clear, and a toggle of `server` must be followed too.
+async fn bracket(
+    world: &mut World,
+    tally: &mut Tally,
+    server: &str,
+    fault: impl AsyncFnOnce(&mut World, &mut Tally) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    world.checker.fault_begin();
+    let result = fault(world, tally).await;
+    let clear = world.checker.fault_end();
+    result?;
+    tally.after_clear(world, clear).await;
+    toggle_and_settle(world, tally, server).await
+}
+
 async fn toggle_and_settle(world: &mut World, tally: &mut Tally, server: &str) -> anyhow::Result<()> {
     world.toggle(server).await?;
     tally.settle(world).await;

@@ -11,7 +11,7 @@ use dittofs_api::{DittoServer, conditions};
 use kube::api::Api;
 use serde_json::json;
 
-use super::{FS, Tally, ensure, toggle_and_settle};
+use super::{FS, Tally, bracket, ensure, toggle_and_settle};
 use crate::{
     faults::world::{NS, World, signal},
     kube_env::{measure_until, wait_until},
@@ -46,17 +46,12 @@ pub(super) async fn agent_kill(world: &mut World, tally: &mut Tally) -> anyhow::
     ensure(world, FS).await?;
     world.toggle(FS).await?;
     tokio::time::sleep(world.rng.up_to(Duration::from_secs(1))).await;
-    world.checker.fault_begin();
-    let result = async {
+    bracket(world, tally, FS, async |world: &mut World, _: &mut Tally| {
         signal(world.pod(FS)?.pod.agent.pid(), "KILL")?;
         world.toggle(FS).await?;
         world.restart_agent(FS)
-    }
-    .await;
-    let clear = world.checker.fault_end();
-    result?;
-    tally.after_clear(world, clear).await;
-    toggle_and_settle(world, tally, FS).await
+    })
+    .await
 }
 
 /// DittoFS SIGKILLed up to 1 s after a toggle; once its agent reports it unreachable it is started again
@@ -65,8 +60,7 @@ pub(super) async fn dittofs_kill(world: &mut World, tally: &mut Tally) -> anyhow
     ensure(world, FS).await?;
     world.toggle(FS).await?;
     tokio::time::sleep(world.rng.up_to(Duration::from_secs(1))).await;
-    world.checker.fault_begin();
-    let result = async {
+    bracket(world, tally, FS, async |world: &mut World, _: &mut Tally| {
         signal(world.dittofs_pid(FS)?, "KILL")?;
         let servers: Api<DittoServer> = Api::namespaced(world.client.clone(), NS);
         // Bounded and not required: a kill right after a toggle may be restarted before the agent looks.
@@ -79,12 +73,8 @@ pub(super) async fn dittofs_kill(world: &mut World, tally: &mut Tally) -> anyhow
         .await;
         world.pods.get_mut(FS).expect("ensured").pod.fs.restart().await?;
         world.toggle(FS).await.map(drop)
-    }
-    .await;
-    let clear = world.checker.fault_end();
-    result?;
-    tally.after_clear(world, clear).await;
-    toggle_and_settle(world, tally, FS).await
+    })
+    .await
 }
 
 /// DittoFS stopped, its database deleted, started again: users and adapter edits are gone, the adapters
