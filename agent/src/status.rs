@@ -4,7 +4,7 @@
 //!
 //! The whole entry goes into every apply: a field left out of an apply is released by that manager and
 //! deleted. `lastPollTime` and `traceparent` alone never cause a write (else every poll would write);
-//! they are refreshed whenever a write happens for another reason.
+//! `lastPollTime` is refreshed whenever a write happens, `traceparent` only by a write that carries a change.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -209,7 +209,7 @@ pub fn build_entry(pod: &str, prev: Option<&AgentStatus>, obs: &Observed<'_>, no
             last_transition_time: Some(kept.unwrap_or_else(|| k8s_time(now))),
         }
     });
-    AgentStatus {
+    let mut entry = AgentStatus {
         pod_name: pod.to_owned(),
         observed_generation: obs.generation,
         reachability,
@@ -217,7 +217,13 @@ pub fn build_entry(pod: &str, prev: Option<&AgentStatus>, obs: &Observed<'_>, no
         adapters: obs.adapters.map(<[_]>::to_vec).unwrap_or_default(),
         last_poll_time: obs.last_poll.map(k8s_time),
         traceparent: obs.traceparent.clone(),
+    };
+    // A heartbeat keeps the trace of the change it repeats: the traceparent names the poll that saw the
+    // latest change, so a new one always means a change (the controller continues each such trace once).
+    if let Some(prev) = prev.filter(|p| significant(p) == significant(&entry)) {
+        entry.traceparent.clone_from(&prev.traceparent);
     }
+    entry
 }
 
 /// `nfs:12049(serving),smb:12445(off)` for the log line.
@@ -240,6 +246,21 @@ mod tests {
         let a = AgentStatus { pod_name: "p".into(), last_poll_time: Some(t.clone()), ..Default::default() };
         let b = AgentStatus { pod_name: "p".into(), traceparent: Some("00-x".into()), ..Default::default() };
         assert_eq!(significant(&a), significant(&b));
+    }
+
+    #[test]
+    fn a_heartbeat_keeps_the_trace_of_the_change_it_repeats() {
+        let up = ReachView { reachable: true, reason: "Reachable", message: None };
+        let t0: Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+        let change = Observed { reachability: Some(&up), traceparent: Some("00-a".into()), ..Default::default() };
+        let first = build_entry("p", None, &change, t0);
+        let beat = Observed { traceparent: Some("00-b".into()), last_poll: Some(t0), ..change.clone() };
+        let repeated = build_entry("p", Some(&first), &beat, t0);
+        assert_eq!(repeated.traceparent.as_deref(), Some("00-a"), "the heartbeat names the change's poll");
+        assert_eq!(repeated.last_poll_time, Some(Time(t0)));
+        let down = ReachView { reachable: false, reason: "Timeout", message: None };
+        let next = Observed { reachability: Some(&down), ..beat };
+        assert_eq!(build_entry("p", Some(&repeated), &next, t0).traceparent.as_deref(), Some("00-b"));
     }
 
     #[test]

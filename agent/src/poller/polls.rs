@@ -77,7 +77,12 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
     }
 
     pub(super) async fn full_poll(&mut self) {
-        let span = tracing::info_span!("dittofs.poll", result = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "dittofs.poll",
+            server = %self.server_name,
+            result = tracing::field::Empty,
+            running = tracing::field::Empty,
+        );
         let started = Instant::now();
         self.last_full = Some(started);
         let result = self.list().instrument(span.clone()).await;
@@ -92,6 +97,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                 }
                 self.metrics.full_poll_succeeded(report.adapters.len());
                 let running = report.running_types();
+                span.record("running", tracing::field::debug(&running));
                 if self.ready_types.as_ref() == Some(&running) {
                     self.mismatch_polled = None;
                 }
