@@ -1,7 +1,8 @@
 //! W3C `traceparent` helpers: the agent records the trace of the poll that saw a change in the status, and the
-//! controller links its reconcile span to it, so one trace shows DittoFS change → agent → controller.
+//! controller's reconcile continues it (child and link), so one trace shows DittoFS change → agent → controller.
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+pub use opentelemetry::trace::SpanContext;
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The `traceparent` of the current span, if it has a valid OpenTelemetry context.
@@ -26,15 +27,14 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     sc.is_valid().then_some(sc)
 }
 
-/// Adds a link from `span` to the span named by `traceparent`; malformed values are ignored.
-pub fn link_span_to(span: &tracing::Span, traceparent: &str) -> bool {
-    match parse_traceparent(traceparent) {
-        Some(sc) => {
-            span.add_link(sc);
-            true
-        }
-        None => false,
-    }
+/// Makes `span` continue the trace of `parent`: its child (same trace id) and linked to it, so a backend shows
+/// it both inside that trace and as following from it. Must be called before `span` is first entered; returns
+/// false if it was already started (then only the link is added) or has no OpenTelemetry layer.
+pub fn continue_trace(span: &tracing::Span, parent: SpanContext) -> bool {
+    let context = opentelemetry::Context::new().with_remote_span_context(parent.clone());
+    let parented = span.set_parent(context).is_ok();
+    span.add_link(parent);
+    parented
 }
 
 #[cfg(test)]

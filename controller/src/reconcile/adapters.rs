@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use dittofs_api::conditions::events as reasons;
 use dittofs_api::constants::{CONTROLLER_FIELD_MANAGER, CONTROLLER_PORTS_FIELD_MANAGER};
@@ -206,12 +207,8 @@ pub async fn reconcile(
     }
 
     if step.writes > 0 {
-        // One trace: DittoFS change → agent poll → this reconcile → the objects it wrote.
-        let span = tracing::Span::current();
-        for traceparent in traceparents {
-            dittofs_telemetry::trace::link_span_to(&span, traceparent);
-        }
-        tracing::info!(writes = step.writes, adapters = adapters.len(), linked = ?traceparents, "adapter objects reconciled");
+        // The reconcile span continues the agent's trace of the change (see `traced`).
+        tracing::info!(writes = step.writes, adapters = adapters.len(), reported = ?traceparents, "adapter objects reconciled");
     }
     if matches!(&reports, Reports::Known { refused, .. } if refused.is_empty()) {
         ctx.events.resolved(raw, reasons::ADAPTERS_REFUSED);
@@ -264,14 +261,23 @@ impl Step<'_> {
                 self.held = true;
                 continue;
             }
-            self.delete(&api, obj).await;
+            let span = self.write_span("adapter.delete", &obj);
+            self.delete(&api, obj).instrument(span).await;
         }
         if self.mode == Mode::CloseOnly {
             return;
         }
         for (obj, live) in plan.apply {
-            self.apply(&api, obj, live).await;
+            let span = self.write_span("adapter.apply", &obj);
+            self.apply(&api, obj, live).instrument(span).await;
         }
+    }
+
+    /// The span of one write, holding what a trace search asks for: the object, its adapter, its server.
+    fn write_span<K: AdapterKind>(&self, op: &'static str, obj: &K) -> tracing::Span {
+        let adapter = type_label(obj).unwrap_or_default();
+        let (kind, name) = (K::kind(&()), obj.name_any());
+        tracing::info_span!("write", otel.name = op, %kind, %name, adapter, server = %self.cr, namespace = %self.ns)
     }
 
     /// The failed writes as one error.
@@ -349,7 +355,10 @@ impl Step<'_> {
         });
         let api: Api<StatefulSet> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let params = PatchParams::apply(CONTROLLER_PORTS_FIELD_MANAGER).force();
-        let applied = match api.patch(&name, &params, &Patch::Apply(&body)).await {
+        let adapters: Vec<&str> = desired.iter().filter_map(|p| p.name.as_deref()).collect();
+        let span = tracing::info_span!("write", otel.name = "adapter.ports", kind = "StatefulSet", %name,
+            ports = ?adapters, server = %self.cr, namespace = %self.ns);
+        let applied = match api.patch(&name, &params, &Patch::Apply(&body)).instrument(span).await {
             Ok(applied) => applied,
             Err(e) => {
                 let error = Error::kube(format!("apply the adapter container ports of StatefulSet {name}"), e);

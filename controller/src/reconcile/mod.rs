@@ -13,6 +13,7 @@ pub mod observe;
 pub mod secrets;
 pub mod status;
 pub mod teardown;
+pub mod traced;
 pub mod values;
 
 use std::collections::HashMap;
@@ -20,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use dittofs_api::conditions::{self, events as reasons};
@@ -56,6 +57,8 @@ pub struct Context {
     term: CancellationToken,
     /// Consecutive transient failures per server (for the backoff).
     failures: Mutex<HashMap<ObjectRef<RawDittoServer>, u32>>,
+    /// The agent traces already continued.
+    traces: traced::Traces,
 }
 
 impl std::fmt::Debug for Context {
@@ -74,15 +77,23 @@ impl Context {
         agent: AgentDefaults,
         term: CancellationToken,
     ) -> Self {
-        Self { client, applier, events, metrics, agent, term, failures: Mutex::default() }
+        Self {
+            client,
+            applier,
+            events,
+            metrics,
+            agent,
+            term,
+            failures: Mutex::default(),
+            traces: traced::Traces::default(),
+        }
     }
 }
 
 /// Reconciles one server and records the outcome (metrics, failure count, a Warning Event on failure).
 pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let span =
-        tracing::info_span!("reconcile", namespace = raw.namespace().unwrap_or_default(), name = %raw.name_any());
+    let span = traced::reconcile_span(&ctx.traces, &raw);
     span.in_scope(|| tracing::debug!(resource_version = ?raw.metadata.resource_version, "reconcile started"));
     let work = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span.clone());
     let result = cancellable(&ctx.term, RECONCILE_DEADLINE, work).await;
@@ -144,6 +155,7 @@ pub fn error_policy(raw: Arc<RawDittoServer>, error: &Error, ctx: Arc<Context>) 
 
 async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action, Error> {
     if raw.metadata.deletion_timestamp.is_some() {
+        ctx.traces.forget(raw);
         return teardown::run(ctx, raw).await;
     }
     let ds = match raw.parse() {
