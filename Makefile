@@ -5,9 +5,9 @@ CARGO ?= cargo
 # Incremental artifacts would double the disk used by the many test binaries; CI builds from scratch anyway.
 export CARGO_INCREMENTAL ?= 0
 
-# Real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), and helm for the chart
-# tests, built once from Go modules into ~/.cache/dittofs-operator/testenv/<version>/bin and reused by every
-# clone on this machine.
+# Real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), helm for the chart tests
+# and Jaeger for the trace test, built once from Go modules into ~/.cache/dittofs-operator/testenv/ and reused
+# by every clone on this machine.
 TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 
 .PHONY: help testenv build lint unit test demo bench faults crd clean-testenv
@@ -15,9 +15,10 @@ TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-testenv: ## Build (first time, ~10 min + ~5 min for helm on 2 cores) or reuse the Kubernetes test binaries and helm
+testenv: ## Build (first time, ~10 min + ~5 min each for helm and Jaeger on 2 cores) or reuse the test binaries
 	@scripts/testenv/build.sh >/dev/null
 	@t0=$$SECONDS; scripts/testenv/helm.sh >/dev/null; echo "testenv: helm ready in $$((SECONDS - t0)) s" >&2
+	@t0=$$SECONDS; scripts/testenv/jaeger.sh >/dev/null; echo "testenv: jaeger ready in $$((SECONDS - t0)) s" >&2
 
 build: ## Build every binary of the workspace
 	$(CARGO) build --workspace --bins --locked
@@ -36,8 +37,8 @@ REAL_TIER_SKIP = $(if $(DITTOFS_BIN),--skip emulator_only)
 test: testenv lint build ## Everything: lint, unit tests and the real-server tier (Kubernetes + DittoFS)
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(CARGO) test --workspace --locked -- --include-ignored $(REAL_TIER_SKIP)
 
-demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them working
-	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(CARGO) run --quiet --locked -p dittofs-tests --bin dittofs-demo
+demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them working (TRACES=1: and a trace in Jaeger)
+	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" TRACES="$(TRACES)" $(CARGO) run --quiet --locked -p dittofs-tests --bin dittofs-demo
 
 bench: testenv ## Release binaries end to end: toggle→Kubernetes latency (median/p90), idle RSS/CPU/log cost
 	$(CARGO) build --release --locked --bins

@@ -27,21 +27,7 @@ pub fn chart_dir() -> PathBuf {
 
 /// `$DITTOFS_HELM_BIN`, else the helm of the testenv cache; fails with how to build it.
 pub fn helm_bin() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os(HELM_BIN_ENV).filter(|b| !b.is_empty()) {
-        return Ok(PathBuf::from(bin));
-    }
-    // The script only computes the path here (no build, no network).
-    let script = repo_root().join("scripts/testenv/helm.sh");
-    let out = Command::new(&script).arg("--print-bin-dir").output().context("run scripts/testenv/helm.sh")?;
-    anyhow::ensure!(out.status.success(), "helm.sh --print-bin-dir: {}", String::from_utf8_lossy(&out.stderr));
-    let bin = PathBuf::from(String::from_utf8(out.stdout)?.trim()).join("helm");
-    anyhow::ensure!(
-        bin.is_file(),
-        "helm not found at {}: build it once with scripts/testenv/helm.sh (about 5 min), run `make test`, \
-         or set ${HELM_BIN_ENV}",
-        bin.display()
-    );
-    Ok(bin)
+    crate::process::cached_tool("helm", HELM_BIN_ENV, "about 5 min")
 }
 
 /// Points helm's cache, config and data directories into `dir`, so no test touches `$HOME`.

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod dittofs;
 pub mod dittofs_client;
 pub mod faults;
+pub mod jaeger;
 pub mod kube_env;
 pub mod metrics_doc;
 pub mod objects;

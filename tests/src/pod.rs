@@ -115,10 +115,17 @@ pub fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &
     Ok(())
 }
 
-/// The controller binary, authenticated as cluster admin, electing its leader in `lease_namespace`.
-pub fn start_controller(cp: &ControlPlane, lease_namespace: &str, dir: &Path) -> anyhow::Result<(Proc, u16)> {
+/// The controller binary, authenticated as cluster admin, electing its leader in `lease_namespace`, with `env`
+/// added (e.g. `OTEL_*`, which it also hands to every agent it renders).
+pub fn start_controller(
+    cp: &ControlPlane,
+    lease_namespace: &str,
+    dir: &Path,
+    env: &[(&str, String)],
+) -> anyhow::Result<(Proc, u16)> {
     let admin_port = free_port()?;
     let mut cmd = Command::new(workspace_bin("dittofs-controller")?);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.env("KUBECONFIG", cp.kubeconfig_path())
         .env("RUST_LOG", "info")
         .args(["--log-format", "plain", "--lease-namespace", lease_namespace])

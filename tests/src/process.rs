@@ -191,6 +191,27 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{name} not found next to {}: run `cargo build --bins` (or set {var})", exe.display()))
 }
 
+/// `$<env>` if set, else tool `name` of the testenv cache, where `scripts/testenv/<name>.sh` builds it (`build`
+/// says how long that takes); fails with how to build it. The script only computes the path here (no build, no
+/// network).
+pub fn cached_tool(name: &str, env: &str, build: &str) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(env).filter(|b| !b.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned();
+    let script = root.join(format!("scripts/testenv/{name}.sh"));
+    let out =
+        Command::new(&script).arg("--print-bin-dir").output().with_context(|| format!("run {}", script.display()))?;
+    anyhow::ensure!(out.status.success(), "{name}.sh --print-bin-dir: {}", String::from_utf8_lossy(&out.stderr));
+    let bin = PathBuf::from(String::from_utf8(out.stdout)?.trim()).join(name);
+    anyhow::ensure!(
+        bin.is_file(),
+        "{name} not found at {}: build it once with scripts/testenv/{name}.sh ({build}), run `make test`, or set ${env}",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// A loopback port that was free a moment ago. The listener is dropped before
 /// the server binds it, so another process could grab it in between; on a
 /// test machine that race is rare enough that a failed start is acceptable.

@@ -1,7 +1,7 @@
 //! The demo behind `make demo`: a local real control plane, the controller, DittoFS (the emulator, or the
 //! real server with `DITTOFS_BIN`) and its agent run as the pod's containers would; then SMB and NFS are
 //! turned off and on through the DittoFS API, and after each step it shows what Kubernetes has and how long
-//! it took to converge. With a terminal it stays up until Ctrl-C; without one (CI, scripts) it prints a
+//! it took to converge (with `TRACES=1`, also the Jaeger URL of one change's trace). With a terminal it stays up until Ctrl-C; without one (CI, scripts) it prints a
 //! summary, tears down, and exits non-zero unless every step converged.
 
 mod walkthrough;
@@ -10,7 +10,12 @@ use std::{io::IsTerminal, time::Instant};
 
 use anyhow::Context as _;
 
+use crate::jaeger::Jaeger;
 use crate::kube_env::{ControlPlane, ControlPlaneOptions};
+
+/// `TRACES=1` (`make demo TRACES=1`): export both binaries' traces to a local Jaeger and print the URL of
+/// the trace of one adapter change.
+pub const TRACES_ENV: &str = "TRACES";
 
 /// Progress lines for the set-up steps, with how long each took.
 pub(crate) struct Progress {
@@ -36,7 +41,11 @@ pub async fn run() -> anyhow::Result<()> {
         })
         .await?;
     let dir = tempfile::Builder::new().prefix("dittofs-demo-").tempdir()?;
-    let result = walkthrough::run(&cp, dir.path(), &progress, interactive).await;
+    let jaeger = match std::env::var(TRACES_ENV).is_ok_and(|v| v == "1") {
+        true => Some(progress.step("start Jaeger (OTLP receiver and query API)", Jaeger::start(dir.path())).await?),
+        false => None,
+    };
+    let result = walkthrough::run(&cp, dir.path(), &progress, interactive, jaeger.as_ref()).await;
     if let Err(e) = &result {
         eprintln!("\ndemo failed: {e:#}\n\n{}", cp.log_tails(20));
     }

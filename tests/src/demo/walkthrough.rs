@@ -9,6 +9,7 @@ use serde_json::json;
 use super::Progress;
 use crate::{
     dittofs::ADMIN_PASSWORD,
+    jaeger::{AGENT, Jaeger, now_us},
     kube_env::ControlPlane,
     pod::{Pod, start_controller},
     scenario::{NS, SERVER, converge, create_server, set_up},
@@ -19,12 +20,19 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
     cp.kubectl(args).unwrap_or_else(|e| format!("({e:#})\n"))
 }
 
-/// Runs the walkthrough; `Ok(true)` when every step converged.
-pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, interactive: bool) -> anyhow::Result<bool> {
+/// Runs the walkthrough, exporting traces to `jaeger` if given; `Ok(true)` when every step converged.
+pub(super) async fn run(
+    cp: &ControlPlane,
+    dir: &Path,
+    progress: &Progress,
+    interactive: bool,
+    jaeger: Option<&Jaeger>,
+) -> anyhow::Result<bool> {
     progress.step("install the DittoServer CRD, namespace demo and its admin Secret", set_up(cp)).await?;
     let client = cp.client();
+    let otel = jaeger.map(Jaeger::exporter_env).unwrap_or_default();
     let (mut controller, _) =
-        progress.step("start dittofs-controller", async { start_controller(cp, NS, dir) }).await?;
+        progress.step("start dittofs-controller", async { start_controller(cp, NS, dir, &otel) }).await?;
     progress.step("create DittoServer demo/files", create_server(&client)).await?;
     let mut pod = progress
         .step("start pod files-0 (DittoFS + agent, as its containers)", Pod::start(cp, NS, SERVER, dir))
@@ -37,6 +45,7 @@ pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, inte
 
     let mut want: BTreeMap<String, i32> = [("nfs".into(), nfs_port), ("smb".into(), smb_port)].into();
     let mut results: Vec<(String, anyhow::Result<Duration>)> = Vec::new();
+    let mut smb_enabled_at = None;
     let first = converge(&client, &want).await;
     println!("\n== start: NFS and SMB run ({flavor})\n{}", kubectl(cp, &["get", "ditto,svc,networkpolicy", "-n", NS]));
     results.push(("agent + controller first sync (nfs, smb)".into(), first));
@@ -61,8 +70,12 @@ pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, inte
             }
             _ => {}
         }
+        let since = now_us();
         admin.put(&format!("/api/v1/adapters/{kind}"), &body).await?.expect_status(200)?;
         let took = converge(&client, &want).await;
+        if what == "enable SMB" && took.is_ok() {
+            smb_enabled_at = Some(since);
+        }
         let shown = match &took {
             Ok(d) => format!("converged in {:.2}s", d.as_secs_f64()),
             Err(e) => format!("NOT converged: {e:#}"),
@@ -82,7 +95,26 @@ pub(super) async fn run(cp: &ControlPlane, dir: &Path, progress: &Progress, inte
             Err(_) => println!("  {:>8}  {what}", "FAILED"),
         }
     }
-    let all_ok = results.iter().all(|(_, r)| r.is_ok());
+    // Looked up once every step is done: waiting for the export between steps would delay the port move
+    // past the agent's follow-up poll (port edits are seen by polls, not by the fast path).
+    let traced = match (jaeger, smb_enabled_at) {
+        (Some(jaeger), Some(since)) => {
+            let trace = jaeger.wait_for_change(SERVER, "smb", "adapter.apply", since).await;
+            Some(trace.map(|id| jaeger.trace_url(&id)))
+        }
+        _ => None,
+    };
+    match &traced {
+        Some(Ok(url)) => {
+            println!("\nThe trace of 'enable SMB' (agent poll → status apply → reconcile → Service apply):\n  {url}")
+        }
+        Some(Err(e)) => println!("\nNo complete trace of 'enable SMB' in Jaeger: {e:#}"),
+        None => {}
+    }
+    if let Some(jaeger) = jaeger {
+        println!("  every agent trace: {}/api/traces?service={AGENT}&lookback=1h", jaeger.query);
+    }
+    let all_ok = results.iter().all(|(_, r)| r.is_ok()) && traced.as_ref().is_none_or(Result::is_ok);
     if interactive {
         println!("\nKeep exploring (everything stays up until Ctrl-C):");
         println!("  export KUBECONFIG={}", cp.kubeconfig_path().display());
