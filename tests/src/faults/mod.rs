@@ -30,7 +30,12 @@ impl Rng {
 
     /// `$FAULTS_SEED`, else one from the clock; returns the seed too.
     pub fn from_env() -> (Rng, u64) {
-        let seed = std::env::var("FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        Rng::from_var("FAULTS_SEED")
+    }
+
+    /// The seed in env var `var`, else one from the clock; returns the seed too.
+    pub fn from_var(var: &str) -> (Rng, u64) {
+        let seed = std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             now.as_nanos() as u64
         });
