@@ -106,6 +106,8 @@ for name in dittofs-agent dittofs-controller; do
 	rm -rf "$OUT/$name"
 	mv "$OUT/.$name.tmp" "$OUT/$name"
 	mv -f "$OUT/.$name.tar.tmp" "$OUT/$name.tar"
+	# Exported: the store need not keep it (it would keep every build's image otherwise).
+	bah rmi "$ref" >/dev/null
 	log "  $name: $(du -sk "$OUT/$name" | cut -f1) KiB OCI layout in $OUT/$name ($((SECONDS - t0)) s)"
 done
 log "images in $OUT ($((SECONDS - START)) s); push with: skopeo copy oci:$OUT/dittofs-agent docker://REGISTRY/dittofs-agent:$VERSION"
