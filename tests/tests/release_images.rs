@@ -75,17 +75,18 @@ fn podman_run(args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
 #[test]
 #[ignore = "release tier: needs podman and the images of `scripts/release/images.sh`; run `make release`"]
 fn release_podman_agent_image_prints_its_help_and_has_no_shell() -> anyhow::Result<()> {
-    let image = podman_load("dittofs-agent")?;
-    let (code, help) = podman_run(&[&image, "--help"])?;
+    let loaded = podman_load("dittofs-agent")?;
+    let image = loaded.0.as_str();
+    let (code, help) = podman_run(&[image, "--help"])?;
     assert_eq!(code, Some(0), "{help}");
     for name in [agent_env::POD_NAME, agent_env::DITTOFS_URL, agent_env::ADMIN_PASSWORD_FILE] {
         assert!(help.contains(name), "{name} missing from:\n{help}");
     }
     // The image's own entrypoint started without the pod's env: the agent itself refuses.
-    let (code, out) = podman_run(&[&image])?;
+    let (code, out) = podman_run(&[image])?;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("POD_NAME is not set"), "{out}");
-    let (code, out) = podman_run(&["--entrypoint", "/bin/sh", &image, "-c", "true"])?;
+    let (code, out) = podman_run(&["--entrypoint", "/bin/sh", image, "-c", "true"])?;
     assert_ne!(code, Some(0), "a shell ran in the agent image: {out}");
     Ok(())
 }
@@ -93,7 +94,8 @@ fn release_podman_agent_image_prints_its_help_and_has_no_shell() -> anyhow::Resu
 #[tokio::test]
 #[ignore = "release tier: needs podman, the images and the Kubernetes test binaries; run `make release`"]
 async fn release_podman_controller_image_reconciles_against_the_apiserver() -> anyhow::Result<()> {
-    let image = podman_load("dittofs-controller")?;
+    let loaded = podman_load("dittofs-controller")?;
+    let image = loaded.0.clone();
     let cp = ControlPlane::shared();
     cp.with_temp_ns("release-image", async |ns| {
         install_crd(ns.client()).await?;

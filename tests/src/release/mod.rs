@@ -60,14 +60,24 @@ pub fn podman() -> Command {
     Command::new(crate::deploy::repo_root().join("scripts/release/podman.sh"))
 }
 
-/// Imports the OCI layout of image `name` into podman's storage; returns the image ID.
-pub fn podman_load(name: &str) -> anyhow::Result<String> {
+/// An image imported into podman's storage, removed from it when dropped.
+#[derive(Debug)]
+pub struct PodmanImage(pub String);
+
+impl Drop for PodmanImage {
+    fn drop(&mut self) {
+        let _ = podman().args(["rmi", "--force", &self.0]).output();
+    }
+}
+
+/// Imports the OCI layout of image `name` into podman's storage.
+pub fn podman_load(name: &str) -> anyhow::Result<PodmanImage> {
     let layout = dir_from_env(IMAGES_DIR_VAR)?.join(name);
     let out = podman().args(["pull", "--quiet"]).arg(format!("oci:{}", layout.display())).output()?;
     ensure!(out.status.success(), "podman pull oci:{}: {}", layout.display(), String::from_utf8_lossy(&out.stderr));
     let id = String::from_utf8(out.stdout)?.trim().to_owned();
     ensure!(!id.is_empty(), "podman pull printed no image ID");
-    Ok(id)
+    Ok(PodmanImage(id))
 }
 
 #[cfg(test)]
