@@ -10,7 +10,7 @@ export CARGO_INCREMENTAL ?= 0
 # by every clone on this machine.
 TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 
-.PHONY: help testenv build lint unit test demo bench faults crd clean-testenv
+.PHONY: help testenv build lint unit test demo bench faults release crd clean-testenv
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,8 +34,10 @@ unit: ## Pure unit tests only (no servers)
 # filtered out, so cargo's summary counts them as skipped instead of passing unchecked.
 REAL_TIER_SKIP = $(if $(DITTOFS_BIN),--skip emulator_only)
 
+# The release tier (`release_…` tests) checks what `make release` builds, a slow musl build of its own: it runs
+# there, and is filtered out here (counted as such in cargo's summary).
 test: testenv lint build ## Everything: lint, unit tests and the real-server tier (Kubernetes + DittoFS)
-	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(CARGO) test --workspace --locked -- --include-ignored $(REAL_TIER_SKIP)
+	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(CARGO) test --workspace --locked -- --include-ignored --skip release_ $(REAL_TIER_SKIP)
 
 demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them working (TRACES=1: and a trace in Jaeger)
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" TRACES="$(TRACES)" $(CARGO) run --quiet --locked -p dittofs-tests --bin dittofs-demo
@@ -51,6 +53,20 @@ faults: testenv ## Fault suite on release binaries: every fault kind repeated, i
 	$(CARGO) build --release --locked --bins
 	@mkdir -p target
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(RELEASE_DIR)/dittofs-faults | tee target/faults-report.md
+
+# Static binaries, then images of them (buildah, no daemon), then the release tier against them. When podman
+# cannot run containers on this machine, the `release_podman_…` tests are filtered out and the reason printed.
+release: testenv ## Static musl binaries and OCI images in target/, tested: static, they start, image config, podman run
+	@scripts/release/binaries.sh >/dev/null
+	@scripts/release/images.sh >/dev/null
+	@images=$$(scripts/release/images.sh --print-dir); skip=; \
+	if ! reason=$$(scripts/release/podman.sh --probe "oci:$$images/dittofs-agent" 2>&1 >/dev/null); then \
+		skip="--skip release_podman"; \
+		echo "release: the release_podman_… tests are filtered out: $$(tail -1 <<<"$$reason")" >&2; \
+	fi; \
+	set -x; DITTOFS_RELEASE_BIN_DIR="$$(scripts/release/binaries.sh --print-dir)" DITTOFS_RELEASE_IMAGES_DIR="$$images" \
+		DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" $(CARGO) test --locked -p dittofs-tests --test release --test release_images \
+		-- --include-ignored $$skip
 
 crd: ## Regenerate deploy/crds/dittoservers.yaml from the Rust types (and the Helm chart's copy of it)
 	UPDATE_CRD=1 $(CARGO) test --locked -p dittofs-api --test crd_drift

@@ -1,10 +1,16 @@
-//! The `dittofs-agent` binary: environment → telemetry → [`dittofs_agent::run`] until SIGTERM.
+//! The `dittofs-agent` binary: arguments ([`cli`]: `--help`, `--version` only) → environment → telemetry →
+//! [`dittofs_agent::run`] until SIGTERM.
+
+mod cli;
 
 use std::process::ExitCode;
 
 use dittofs_telemetry::LogFormat;
 
 fn main() -> ExitCode {
+    if let Some(done) = cli::answer(std::env::args_os().skip(1)) {
+        return done;
+    }
     // One thread: the agent does one thing at a time and its footprint matters in every DittoFS pod.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -1,4 +1,4 @@
-//! Test harness: real servers started on loopback for the integration tests, DittoFS (real or the emulator package), the worlds the agent and controller tests run in, the demo and the bench.
+//! Test harness: real servers started on loopback for the integration tests, DittoFS (real or the emulator package), the worlds the agent and controller tests run in, the release tier's readers (ELF, OCI layouts), the demo and the bench.
 
 pub mod agent_world;
 pub mod bench;
@@ -14,6 +14,7 @@ pub mod metrics_doc;
 pub mod objects;
 pub mod pod;
 pub(crate) mod process;
+pub mod release;
 pub mod scenario;
 
 pub use process::{free_port, workspace_bin};
