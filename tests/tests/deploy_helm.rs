@@ -289,7 +289,7 @@ async fn the_non_default_render_holds_its_values_and_the_apiserver_accepts_it() 
             ("ADMIN_ADDR", "0.0.0.0:9081"),
             ("LEADER_ELECTION_LEASE_NAME", "dfs-ns-lease"),
             ("LEADER_ELECTION_LEASE_DURATION", "8s"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring:4317"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring:4318"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
             ("OTEL_SERVICE_NAME", "dittofs-controller-ns"),
