@@ -6,15 +6,15 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kube::Api;
-use serde_json::json;
 
-use dittofs_api::{DittoServer, agent_env, conditions};
+use dittofs_api::agent_env;
 use dittofs_tests::free_port;
-use dittofs_tests::kube_env::{ControlPlane, wait_until};
-use dittofs_tests::objects::{create_server, install_crd, server, wait_for_condition};
+use dittofs_tests::kube_env::ControlPlane;
+use dittofs_tests::objects::install_crd;
 use dittofs_tests::pod::Proc;
-use dittofs_tests::release::{BIN_DIR_VAR, BINARIES, arch_of, dir_from_env, elf, machine_for, release_bin};
+use dittofs_tests::release::{
+    BIN_DIR_VAR, BINARIES, arch_of, controller_reconciles, dir_from_env, elf, machine_for, release_bin,
+};
 
 /// Every variable of the agent's environment contract, as `--help` must list them.
 fn agent_variables() -> Vec<&'static str> {
@@ -113,19 +113,7 @@ async fn release_controller_reconciles_against_the_apiserver_and_stops_on_sigter
             .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--log-format", "plain"])
             .args(["--namespace", ns.name(), "--lease-namespace", ns.name(), "--identity", "release-under-test"]);
         let mut proc = Proc::spawn("dittofs-controller (release)", cmd, dir.path().join("controller.log"))?;
-        let checked = async {
-            let http = reqwest::Client::new();
-            wait_until("the release controller's /readyz", Duration::from_secs(30), async || {
-                let status = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await?.status();
-                anyhow::ensure!(status == 200, "{status}");
-                Ok(())
-            })
-            .await?;
-            create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
-            let servers: Api<DittoServer> = ns.api();
-            wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await
-        }
-        .await;
+        let checked = controller_reconciles(ns, port, Duration::from_secs(30)).await;
         if let Err(e) = checked {
             anyhow::bail!("{e:#}\n{}", proc.log_tail(40));
         }

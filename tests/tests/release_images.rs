@@ -8,17 +8,17 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use kube::Api;
 use serde_json::{Value, json};
 
-use dittofs_api::{DittoServer, agent_env, conditions};
+use dittofs_api::agent_env;
 use dittofs_tests::free_port;
-use dittofs_tests::kube_env::{ControlPlane, wait_until};
-use dittofs_tests::objects::{create_server, install_crd, server, wait_for_condition};
+use dittofs_tests::kube_env::ControlPlane;
+use dittofs_tests::objects::install_crd;
 use dittofs_tests::pod::Proc;
 use dittofs_tests::release::oci::{Image, entry_path};
 use dittofs_tests::release::{
-    AGENT_IMAGE_LIMIT, BINARIES, IMAGE_USER, IMAGES_DIR_VAR, arch_of, dir_from_env, podman, podman_load, release_bin,
+    AGENT_IMAGE_LIMIT, BINARIES, IMAGE_USER, IMAGES_DIR_VAR, arch_of, controller_reconciles, dir_from_env, podman,
+    podman_load, release_bin,
 };
 
 const LABELS: [&str; 7] = ["title", "description", "version", "revision", "source", "licenses", "created"];
@@ -113,19 +113,7 @@ async fn release_podman_controller_image_reconciles_against_the_apiserver() -> a
             .args(["--admin-addr", &format!("127.0.0.1:{port}"), "--log-format", "plain"])
             .args(["--namespace", ns.name(), "--lease-namespace", ns.name(), "--identity", "release-image"]);
         let mut proc = Proc::spawn("dittofs-controller (image)", cmd, dir.path().join("controller.log"))?;
-        let checked = async {
-            let http = reqwest::Client::new();
-            wait_until("the controller container's /readyz", Duration::from_secs(60), async || {
-                let status = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await?.status();
-                anyhow::ensure!(status == 200, "{status}");
-                Ok(())
-            })
-            .await?;
-            create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
-            let servers: Api<DittoServer> = ns.api();
-            wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await
-        }
-        .await;
+        let checked = controller_reconciles(ns, port, Duration::from_secs(60)).await;
         if let Err(e) = checked {
             let _ = podman().args(["rm", "--force", &name]).output();
             anyhow::bail!("{e:#}\n{}", proc.log_tail(40));

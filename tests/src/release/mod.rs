@@ -9,8 +9,16 @@ pub mod oci;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use kube::Api;
+use serde_json::json;
+
+use dittofs_api::{DittoServer, conditions};
+
+use crate::kube_env::{TempNamespace, wait_until};
+use crate::objects::{create_server, server, wait_for_condition};
 
 /// The directory of the static binaries (`scripts/release/binaries.sh --print-dir`), e.g.
 /// `target/release-static/amd64`; its name is the platform's architecture.
@@ -78,6 +86,22 @@ pub fn podman_load(name: &str) -> anyhow::Result<PodmanImage> {
     let id = String::from_utf8(out.stdout)?.trim().to_owned();
     ensure!(!id.is_empty(), "podman pull printed no image ID");
     Ok(PodmanImage(id))
+}
+
+/// Waits (up to `ready_within`) for a controller whose admin server is on loopback `port` to be ready, then
+/// checks that it reconciles a new DittoServer in `ns` to ConfigReady=True.
+pub async fn controller_reconciles(ns: &TempNamespace<'_>, port: u16, ready_within: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    wait_until("the controller's /readyz", ready_within, async || {
+        let status = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await?.status();
+        ensure!(status == 200, "{status}");
+        Ok(())
+    })
+    .await?;
+    create_server(ns, &server("fs", json!({"storage": {"metadataSize": "1Gi"}}))?).await?;
+    let servers: Api<DittoServer> = ns.api();
+    wait_for_condition(&servers, "fs", conditions::CONFIG_READY, "True", Duration::from_secs(30)).await?;
+    Ok(())
 }
 
 #[cfg(test)]
