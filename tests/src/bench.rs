@@ -1,6 +1,6 @@
 //! `make bench`: end-to-end figures of the release binaries on the local control plane — how fast Kubernetes
 //! follows an adapter toggle (median, p90, max over rounds), and what the agent and the controller cost while
-//! idle (RSS, CPU, DittoFS INFO log lines, apiserver writes). Rounds and idle window come from
+//! idle (RSS, CPU, DittoFS INFO log lines, apiserver requests by component and verb from the audit log). Rounds and idle window come from
 //! `BENCH_ROUNDS` (default 40) and `BENCH_IDLE_SECS` (default 60); each toggle waits a random 0–1 s first
 //! (`BENCH_SEED`), so the fast path's phase is sampled instead of fixed.
 
@@ -15,6 +15,7 @@ use kube::Api;
 use serde_json::json;
 
 use crate::{
+    audit::{AuditLog, is_read},
     faults::Rng,
     kube_env::{ControlPlane, ControlPlaneOptions},
     pod::{Pod, start_controller},
@@ -57,15 +58,73 @@ fn line(label: &str, times: &mut [Duration]) -> String {
     )
 }
 
+/// The component of an apiserver user, for the request counts (the harness and kube-controller-manager are
+/// not counted).
+fn component(user: &str) -> Option<&'static str> {
+    let agent = format!("system:serviceaccount:{NS}:{}", dittofs_api::names::agent_service_account(SERVER));
+    match user {
+        u if u == agent => Some("agent"),
+        u if u == format!("system:serviceaccount:{NS}:{CONTROLLER_SA}") => Some("controller"),
+        _ => None,
+    }
+}
+
+/// The ServiceAccount the bench's controller runs as, so the audit log tells its requests from the harness's.
+const CONTROLLER_SA: &str = "dittofs-controller";
+
+/// A ServiceAccount for the controller, bound to cluster-admin (the bench measures requests, not RBAC), and a
+/// kubeconfig with its token.
+async fn controller_identity(cp: &ControlPlane, dir: &std::path::Path) -> anyhow::Result<String> {
+    use k8s_openapi::api::{core::v1::ServiceAccount, rbac::v1::ClusterRoleBinding};
+    use kube::api::PostParams;
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": CONTROLLER_SA}}))?;
+    Api::<ServiceAccount>::namespaced(cp.client(), NS).create(&PostParams::default(), &sa).await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "bench-dittofs-controller"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER_SA, "namespace": NS}],
+    }))?;
+    Api::<ClusterRoleBinding>::all(cp.client()).create(&PostParams::default(), &binding).await?;
+    let token = cp.service_account_token(NS, CONTROLLER_SA).await?;
+    let path = dir.join("controller.kubeconfig");
+    crate::pod::token_kubeconfig(cp, &token, NS, &path)?;
+    Ok(path.display().to_string())
+}
+
+/// Requests per component and verb: per toggle over the toggle phase, per minute over the idle window.
+fn requests_table(
+    toggles: &BTreeMap<(&'static str, String), u64>,
+    toggle_count: u64,
+    idle: &BTreeMap<(&'static str, String), u64>,
+    idle_secs: f64,
+) -> String {
+    let mut out = String::from(
+        "\n## apiserver requests (audit log, metadata level)\n\nPer toggle: all requests of the toggle phase \
+         (random waits and lease renewals included) over the number of toggles. Idle: over the idle window.\n\n\
+         | component | verb | kind | per toggle | idle, per minute |\n|---|---|---|---|---|\n",
+    );
+    let keys: std::collections::BTreeSet<_> = toggles.keys().chain(idle.keys()).collect();
+    for key in keys {
+        let per_toggle = toggles.get(key).copied().unwrap_or(0) as f64 / toggle_count.max(1) as f64;
+        let per_minute = idle.get(key).copied().unwrap_or(0) as f64 * 60.0 / idle_secs.max(1.0);
+        let kind = if is_read(&key.1) { "read" } else { "write" };
+        out += &format!("| {} | {} | {kind} | {per_toggle:.2} | {per_minute:.1} |\n", key.0, key.1);
+    }
+    out
+}
+
 pub async fn run() -> anyhow::Result<()> {
     let rounds = env_number("BENCH_ROUNDS", 40);
     let idle = Duration::from_secs(env_number("BENCH_IDLE_SECS", 60));
     eprintln!("bench: starting the control plane, controller and pod (release binaries)…");
-    let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
     let dir = tempfile::Builder::new().prefix("dittofs-bench-").tempdir()?;
+    let (audit, audit_args) = AuditLog::in_dir(dir.path())?;
+    let cp =
+        ControlPlane::start(ControlPlaneOptions { extra_apiserver_args: audit_args, ..Default::default() }).await?;
     set_up(&cp).await?;
     let client = cp.client();
-    let (controller, _) = start_controller(&cp, NS, dir.path(), &[])?;
+    let kubeconfig = controller_identity(&cp, dir.path()).await?;
+    let (controller, _) = start_controller(&cp, NS, dir.path(), &[("KUBECONFIG", kubeconfig)])?;
     create_server(&client).await?;
     let pod = Pod::start(&cp, NS, SERVER, dir.path()).await?;
     let admin = pod.fs.admin().await?;
@@ -80,6 +139,7 @@ pub async fn run() -> anyhow::Result<()> {
     // before each toggle samples every phase (uniformly, from a printed seed).
     let (mut rng, seed) = Rng::from_var("BENCH_SEED");
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    let toggles_mark = audit.mark();
     for round in 1..=rounds {
         eprintln!("bench: toggle round {round}/{rounds}");
         tokio::time::sleep(Duration::from_millis(rng.below(PHASE_MS))).await;
@@ -90,6 +150,7 @@ pub async fn run() -> anyhow::Result<()> {
         on.push(converge(&client, &both).await?);
     }
 
+    let toggles = audit.count_since(toggles_mark, component)?;
     eprintln!("bench: idle window of {idle:?}…");
     // Let the agent's post-toggle follow-up polls settle before the quiet window starts.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -99,8 +160,10 @@ pub async fn run() -> anyhow::Result<()> {
     let (agent_rss0, agent_cpu0) = usage(pod.agent.pid())?;
     let (ctl_rss0, ctl_cpu0) = usage(controller.pid())?;
     let started = Instant::now();
+    let idle_mark = audit.mark();
     tokio::time::sleep(idle).await;
     let secs = started.elapsed().as_secs_f64();
+    let idle_requests = audit.count_since(idle_mark, component)?;
     let (agent_rss, agent_cpu) = usage(pod.agent.pid())?;
     let (ctl_rss, ctl_cpu) = usage(controller.pid())?;
     let info_lines = pod.fs.info_requests_logged() - info_before;
@@ -143,6 +206,7 @@ pub async fn run() -> anyhow::Result<()> {
         "| DittoServer writes | {} | |",
         if rv_before == rv_after { "0 (resourceVersion unchanged)" } else { "resourceVersion changed" }
     );
+    println!("{}", requests_table(&toggles, 2 * rounds, &idle_requests, secs));
     println!("\n## Ratios\n");
     println!(
         "- Go operator by design (polls every 30 s, pollingInterval default): a toggle is seen after 15 s on median;"

@@ -1,6 +1,7 @@
 //! Test harness: real servers started on loopback for the integration tests, DittoFS (real or the emulator package), the worlds the agent and controller tests run in, the release tier's readers (ELF, OCI layouts), the demo and the bench.
 
 pub mod agent_world;
+pub mod audit;
 pub mod bench;
 pub mod controller_world;
 pub mod demo;

@@ -116,7 +116,7 @@ pub fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &
 }
 
 /// The controller binary, authenticated as cluster admin, electing its leader in `lease_namespace`, with `env`
-/// added (e.g. `OTEL_*`, which it also hands to every agent it renders).
+/// added (e.g. `OTEL_*`, which it also hands to every agent it renders, or another `KUBECONFIG`).
 pub fn start_controller(
     cp: &ControlPlane,
     lease_namespace: &str,
@@ -125,12 +125,13 @@ pub fn start_controller(
 ) -> anyhow::Result<(Proc, u16)> {
     let admin_port = free_port()?;
     let mut cmd = Command::new(workspace_bin("dittofs-controller")?);
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.env("KUBECONFIG", cp.kubeconfig_path())
         .env("RUST_LOG", "info")
         .args(["--log-format", "plain", "--lease-namespace", lease_namespace])
         .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
         .args(["--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "500ms"]);
+    // Last, so the caller's values win (e.g. a KUBECONFIG of another identity).
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     Ok((Proc::spawn("dittofs-controller", cmd, dir.join("controller.log"))?, admin_port))
 }
 

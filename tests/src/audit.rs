@@ -1,0 +1,113 @@
+//! Request accounting for the bench: the harness apiserver writes an audit log (metadata level, one JSON event
+//! per finished request), and the bench counts its events by component and verb over a window.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Metadata of every request, once it has been answered (no request or response bodies).
+const POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+";
+
+/// The apiserver's audit log.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Writes the policy into `dir`; returns the log and the kube-apiserver flags that enable it.
+    pub fn in_dir(dir: &Path) -> anyhow::Result<(AuditLog, Vec<String>)> {
+        let policy = dir.join("audit-policy.yaml");
+        std::fs::write(&policy, POLICY)?;
+        let path = dir.join("audit.log");
+        let args = vec![
+            format!("--audit-policy-file={}", policy.display()),
+            format!("--audit-log-path={}", path.display()),
+            "--audit-log-format=json".to_owned(),
+            // Each event written as its request ends, so a window's count is complete when it closes.
+            "--audit-log-mode=blocking".to_owned(),
+        ];
+        Ok((AuditLog { path }, args))
+    }
+
+    /// Where the log ends now: the start of a window.
+    pub fn mark(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// The events since `mark`, counted by (component, verb), with `who` naming the component of a user
+    /// (`None`: not counted).
+    pub fn count_since(
+        &self,
+        mark: u64,
+        who: impl Fn(&str) -> Option<&'static str>,
+    ) -> anyhow::Result<BTreeMap<(&'static str, String), u64>> {
+        let mut file = std::fs::File::open(&self.path)?;
+        file.seek(SeekFrom::Start(mark))?;
+        let mut counts = BTreeMap::new();
+        for line in BufReader::new(file).lines() {
+            let Ok(event) = serde_json::from_str::<Value>(&line?) else { continue };
+            if let Some((component, verb)) = classify(&event, &who) {
+                *counts.entry((component, verb)).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// (component, verb) of one audit event, e.g. ("agent", "patch").
+fn classify(event: &Value, who: &impl Fn(&str) -> Option<&'static str>) -> Option<(&'static str, String)> {
+    let user = event.pointer("/user/username")?.as_str()?;
+    let verb = event.get("verb")?.as_str()?;
+    Some((who(user)?, verb.to_owned()))
+}
+
+/// Reads and writes in one count: `get`, `list` and `watch` read; everything else writes.
+pub fn is_read(verb: &str) -> bool {
+    matches!(verb, "get" | "list" | "watch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_counted_by_component_and_verb_from_the_mark_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, args) = AuditLog::in_dir(dir.path()).unwrap();
+        assert!(args.iter().any(|a| a.starts_with("--audit-policy-file=")));
+        assert_eq!(log.mark(), 0, "no log yet");
+        let event = |user: &str, verb: &str| format!("{{\"user\":{{\"username\":\"{user}\"}},\"verb\":\"{verb}\"}}\n");
+        std::fs::write(&log.path, event("system:serviceaccount:demo:files-agent", "patch")).unwrap();
+        let mark = log.mark();
+        let more = [
+            event("system:serviceaccount:demo:files-agent", "patch"),
+            event("system:serviceaccount:demo:files-agent", "get"),
+            event("system:serviceaccount:demo:dittofs-controller", "update"),
+            event("system:kube-controller-manager", "update"),
+            "not json\n".to_owned(),
+        ];
+        std::fs::write(&log.path, format!("{}{}", std::fs::read_to_string(&log.path).unwrap(), more.concat())).unwrap();
+        let who = |user: &str| match user {
+            u if u.ends_with(":files-agent") => Some("agent"),
+            u if u.ends_with(":dittofs-controller") => Some("controller"),
+            _ => None,
+        };
+        let counts = log.count_since(mark, who).unwrap();
+        let want: BTreeMap<(&str, String), u64> = [
+            (("agent", "get".to_owned()), 1),
+            (("agent", "patch".to_owned()), 1),
+            (("controller", "update".to_owned()), 1),
+        ]
+        .into();
+        assert_eq!(counts, want);
+        assert!(is_read("watch") && !is_read("patch"));
+    }
+}
