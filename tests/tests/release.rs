@@ -6,7 +6,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-
 use dittofs_api::agent_env;
 use dittofs_tests::free_port;
 use dittofs_tests::kube_env::ControlPlane;
