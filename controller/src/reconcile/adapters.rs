@@ -151,7 +151,7 @@ pub async fn reconcile(
     let now = Timestamp::now();
     announce_staleness(ctx, raw, ds, now).await;
     let reports = aggregate(ds, now);
-    let Reports::Known { adapters, traceparents, .. } = &reports else {
+    let Reports::Known { adapters, .. } = &reports else {
         tracing::debug!(?reports, "adapter objects left as they are");
         return Outcome::unchanged(state(ds, &reports, &Problems::default(), now), None);
     };
@@ -207,8 +207,8 @@ pub async fn reconcile(
     }
 
     if step.writes > 0 {
-        // The reconcile span continues the agent's trace of the change (see `traced`).
-        tracing::info!(writes = step.writes, adapters = adapters.len(), reported = ?traceparents, "adapter objects reconciled");
+        // Inside the reconcile span, which continues the agent's trace of the change (see `traced`).
+        tracing::info!(writes = step.writes, adapters = adapters.len(), "adapter objects reconciled");
     }
     if matches!(&reports, Reports::Known { refused, .. } if refused.is_empty()) {
         ctx.events.resolved(raw, reasons::ADAPTERS_REFUSED);

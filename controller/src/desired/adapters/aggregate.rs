@@ -104,13 +104,13 @@ pub enum Reports {
     Stale { pod: String, since: Timestamp },
     /// Authoritative: exactly these adapters (sorted by sanitized type) should be exposed; `refused`
     /// (sorted, without repeats) were reported as serving but are not.
-    Known { adapters: Vec<Exposed>, conflicts: Vec<PortConflict>, refused: Vec<Refused>, traceparents: Vec<String> },
+    Known { adapters: Vec<Exposed>, conflicts: Vec<PortConflict>, refused: Vec<Refused> },
 }
 
 impl Reports {
     /// Authoritative: nothing is exposed.
     pub fn nothing() -> Self {
-        Self::Known { adapters: Vec::new(), conflicts: Vec::new(), refused: Vec::new(), traceparents: Vec::new() }
+        Self::Known { adapters: Vec::new(), conflicts: Vec::new(), refused: Vec::new() }
     }
 }
 
@@ -277,8 +277,7 @@ pub fn aggregate(ds: &DittoServer, now: Timestamp) -> Reports {
     }
     adapters.sort_by(|a, b| a.sanitized.cmp(&b.sanitized));
     conflicts.sort_by(|a, b| a.sanitized.cmp(&b.sanitized));
-    let traceparents = polled.iter().filter_map(|a| a.traceparent.clone()).collect();
-    Reports::Known { adapters, conflicts, refused: refused.into_iter().collect(), traceparents }
+    Reports::Known { adapters, conflicts, refused: refused.into_iter().collect() }
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ mod tests {
     }
 
     fn known(adapters: Vec<Exposed>, conflicts: Vec<PortConflict>) -> Reports {
-        Reports::Known { adapters, conflicts, refused: Vec::new(), traceparents: Vec::new() }
+        Reports::Known { adapters, conflicts, refused: Vec::new() }
     }
 
     fn nfs(port: i32) -> Exposed {
@@ -200,12 +200,8 @@ mod tests {
     #[test]
     fn refusals_make_adapters_ready_false_and_are_named() {
         let ds = server(json!({}));
-        let reports = Reports::Known {
-            adapters: vec![nfs(12049)],
-            conflicts: vec![],
-            refused: vec![refused("x", 9999)],
-            traceparents: vec![],
-        };
+        let reports =
+            Reports::Known { adapters: vec![nfs(12049)], conflicts: vec![], refused: vec![refused("x", 9999)] };
         let s = state(&ds, &reports, &Problems::default());
         assert_eq!(s.ready.0, Some(false));
         assert_eq!(s.ready.1, reasons::ADAPTERS_REFUSED);
@@ -226,8 +222,7 @@ mod tests {
     #[test]
     fn a_refusal_is_announced_once_per_change_of_the_refused_set() {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-        let reports =
-            |r: Vec<Refused>| Reports::Known { adapters: vec![], conflicts: vec![], refused: r, traceparents: vec![] };
+        let reports = |r: Vec<Refused>| Reports::Known { adapters: vec![], conflicts: vec![], refused: r };
         let mut ds = server(json!({}));
         let one = reports(vec![refused("x", 9999)]);
         let note = refusal_to_announce(&ds, &one).expect("nothing stored yet: announced");

@@ -133,7 +133,7 @@ fn adapters_are_carried_over() {
 fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
     let mut ds = server(json!({}));
     let nfs = Exposed { kind: "nfs".into(), sanitized: "nfs".into(), port: 12049 };
-    let reports = Reports::Known { adapters: vec![nfs], conflicts: vec![], refused: vec![], traceparents: vec![] };
+    let reports = Reports::Known { adapters: vec![nfs], conflicts: vec![], refused: vec![] };
     let mut obs = observed(1);
     obs.adapters = state(&ds, &reports, &Problems::default(), t(0));
     let s = desired_status(&ds, &obs, t(0));
@@ -151,7 +151,7 @@ fn the_adapter_part_sets_adapters_and_the_summary_or_keeps_the_stored_ones() {
     // An authoritative empty report clears both.
     obs.adapters = state(
         &ds,
-        &Reports::Known { adapters: vec![], conflicts: vec![], refused: vec![], traceparents: vec![] },
+        &Reports::Known { adapters: vec![], conflicts: vec![], refused: vec![] },
         &Problems::default(),
         t(0),
     );
