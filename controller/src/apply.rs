@@ -4,6 +4,11 @@
 //! (e.g. someone's `kubectl edit`) is overridden rather than wedging the reconcile. Fields a body omits
 //! stay with whoever owns them (the agent's token keys, the adapter part's container ports).
 //!
+//! A body applied before and answered with the resourceVersion the object still has would change nothing:
+//! [`Applier::unchanged`] tells so without a request. Every status change of a server (an agent's report)
+//! reconciles it, and re-applying ten unchanged children before the adapter step cost a request each on the
+//! path from a toggle to its Service.
+//!
 //! Force is only used on objects of this server: a child's name is fixed (`<cr>-api`, …), so a server
 //! named `payments` would otherwise rewrite someone's `payments-api` Service, and the garbage collector
 //! would delete it with the server. An existing object is taken over only if its owner references name
@@ -38,14 +43,30 @@ pub enum Outcome {
 /// (kind, namespace, name) of a child.
 type ChildKey = (String, String, String);
 
+/// The last apply of a child: a hash of the body sent and the resourceVersion of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sent {
+    body: u64,
+    resource_version: String,
+}
+
+/// A hash of the body an apply sends (serialization is deterministic: struct fields in order, maps sorted).
+fn body_hash<K: serde::Serialize>(obj: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(obj).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Applies children and remembers the resourceVersions it got back.
 #[derive(Clone)]
 pub struct Applier {
     client: Client,
     stores: ChildStores,
     metrics: Metrics,
-    /// (kind, namespace, name) → resourceVersion of the last apply's answer: the cache can lag behind it.
-    last: Arc<Mutex<HashMap<ChildKey, String>>>,
+    /// (kind, namespace, name) → the last apply's body hash and answer: the cache can lag behind it. One
+    /// leadership term long (a new term re-applies everything once).
+    last: Arc<Mutex<HashMap<ChildKey, Sent>>>,
 }
 
 impl std::fmt::Debug for Applier {
@@ -99,6 +120,21 @@ impl Applier {
         &self.stores
     }
 
+    /// Whether applying `obj` again would change nothing: it is the body this applier last sent for that
+    /// object, and the object still has the resourceVersion that apply returned — `live` when the caller read
+    /// it, else the cache's. Someone else's change, a deletion, or a cache that has not seen the last apply
+    /// yet all read as changed (an apply too many, never one too few).
+    pub fn unchanged<K: Child>(&self, obj: &K, live: Option<&K>) -> bool {
+        let (Some(namespace), name) = (obj.namespace(), obj.name_any()) else { return false };
+        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
+        let Some(sent) = self.last.lock().expect("not poisoned").get(&key).cloned() else { return false };
+        let current = match live {
+            Some(live) => live.resource_version(),
+            None => self.stores.resource_version::<K>(&namespace, &name),
+        };
+        current.as_ref() == Some(&sent.resource_version) && sent.body == body_hash(obj)
+    }
+
     /// Server-side applies `obj` (which carries its name and namespace) and says what happened.
     pub async fn apply<K: Child>(&self, obj: &K) -> Result<(K, Outcome), Error> {
         let kind = K::kind(&()).into_owned();
@@ -111,7 +147,7 @@ impl Applier {
             tracing::debug!(%kind, "child watch ended before its list; created/updated counts may be off");
         }
         let cached = self.stores.resource_version::<K>(&namespace, &name);
-        let remembered = self.last.lock().expect("not poisoned").get(&key).cloned();
+        let remembered = self.last.lock().expect("not poisoned").get(&key).map(|s| s.resource_version.clone());
 
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         let uid = controller_uid(obj.meta()).ok_or(Error::MissingMetadata("owner reference"))?;
@@ -126,6 +162,7 @@ impl Applier {
                 .map(|m| m.metadata),
         };
         check_owner(&kind, &name, existing.as_ref(), uid)?;
+        self.metrics.sent_apply(&kind);
         let applied = api
             .patch(&name, &apply_params(), &Patch::Apply(obj))
             .await
@@ -138,7 +175,7 @@ impl Applier {
         } else {
             Outcome::Updated
         };
-        self.last.lock().expect("not poisoned").insert(key, rv);
+        self.last.lock().expect("not poisoned").insert(key, Sent { body: body_hash(obj), resource_version: rv });
         if outcome != Outcome::Unchanged {
             self.metrics.wrote(&kind);
             tracing::debug!(%kind, %name, ?outcome, "applied");

@@ -1,6 +1,8 @@
 //! Kubernetes Events on a `DittoServer` (reporter `dittofs-controller`), published best-effort.
 //!
-//! A failed publish is logged and never fails a reconcile: Events explain, they do not decide.
+//! A failed publish is logged and never fails a reconcile: Events explain, they do not decide. Nor do
+//! they wait: a reconcile queues its Events and one task per leadership term publishes them in order, so
+//! the "Created Service" of a toggle costs its Service no request on the way.
 //! Repeats of the same Event within minutes become one Event with a count (the recorder's series). The
 //! recorder tells repeats by reason and objects only, not by note: a new note would be counted as one more
 //! of the old Event, showing the old note. So each note gets its own recorder, and a new note a new Event.
@@ -13,6 +15,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
 use dittofs_api::constants::CONTROLLER_NAME;
+
+use tokio::sync::mpsc;
 
 use crate::raw::RawDittoServer;
 
@@ -28,6 +32,26 @@ pub const STORAGE_CHANGE_IGNORED: &str = "StorageChangeIgnored";
 /// Most recorders (and announced notes) kept; past that they are dropped (a repeat then starts a new Event).
 const MAX_RECORDERS: usize = 256;
 
+/// Most Events waiting to be published; past that a new one is dropped (and logged): an apiserver that
+/// cannot take Events must not make the controller hold an unbounded backlog of them.
+const MAX_QUEUED: usize = 1024;
+
+/// One Event waiting for the publishing task.
+struct Queued {
+    recorder: Recorder,
+    event: Event,
+    reference: ObjectReference,
+}
+
+/// Publishes the queued Events in order until every sender is gone (the term's context dropped).
+async fn publish_queued(mut queue: mpsc::Receiver<Queued>) {
+    while let Some(Queued { recorder, event, reference }) = queue.recv().await {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, reason = event.reason, "could not publish an Event");
+        }
+    }
+}
+
 /// Publishes Events as this controller instance.
 #[derive(Clone)]
 pub struct Events {
@@ -35,8 +59,10 @@ pub struct Events {
     reporter: Reporter,
     /// One recorder per (reason, note).
     recorders: Arc<Mutex<HashMap<(String, String), Recorder>>>,
-    /// The note last announced per (server uid, reason) by [`Events::warning_on_change`].
+    /// What was last announced per (server uid, reason): the note of [`Events::warning_on_change`], the
+    /// generation and note of [`Events::warning_per_generation`].
     announced: Arc<Mutex<HashMap<(String, String), String>>>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl std::fmt::Debug for Events {
@@ -49,7 +75,9 @@ impl Events {
     /// Events reported by `dittofs-controller`, instance `instance` (the leader-election identity).
     pub fn new(client: Client, instance: &str) -> Self {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: Some(instance.into()) };
-        Self { client, reporter, recorders: Arc::default(), announced: Arc::default() }
+        let (queue, queued) = mpsc::channel(MAX_QUEUED);
+        tokio::spawn(publish_queued(queued));
+        Self { client, reporter, recorders: Arc::default(), announced: Arc::default(), queue }
     }
 
     fn recorder(&self, reason: &str, note: &str) -> Recorder {
@@ -88,18 +116,32 @@ impl Events {
     /// Callers check the stored status first (which survives restarts), but that check lags behind their own
     /// status writes — the cache shows them a moment later — so two close reconciles would both announce.
     pub async fn warning_on_change(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
-        let key = (ds.uid().unwrap_or_else(|| ds.name_any()), reason.to_owned());
-        {
-            let mut announced = self.announced.lock().expect("not poisoned");
-            if announced.get(&key) == Some(&note) {
-                return;
-            }
-            if announced.len() >= MAX_RECORDERS {
-                announced.clear();
-            }
-            announced.insert(key, note.clone());
+        if self.first_announcement(ds, reason, note.clone()) {
+            self.warning(ds, reason, action, note).await;
         }
-        self.warning(ds, reason, action, note).await;
+    }
+
+    /// A Warning Event on `ds` once per generation of its spec and note, for the same reason as
+    /// [`Events::warning_on_change`]: the stored status that tells a new generation lags behind.
+    pub async fn warning_per_generation(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
+        let generation = ds.metadata.generation.unwrap_or_default();
+        if self.first_announcement(ds, reason, format!("{generation}\n{note}")) {
+            self.warning(ds, reason, action, note).await;
+        }
+    }
+
+    /// Records `announcement` as the last one for `reason` on `ds`; false when it already was.
+    fn first_announcement(&self, ds: &RawDittoServer, reason: &str, announcement: String) -> bool {
+        let key = (ds.uid().unwrap_or_else(|| ds.name_any()), reason.to_owned());
+        let mut announced = self.announced.lock().expect("not poisoned");
+        if announced.get(&key) == Some(&announcement) {
+            return false;
+        }
+        if announced.len() >= MAX_RECORDERS {
+            announced.clear();
+        }
+        announced.insert(key, announcement);
+        true
     }
 
     /// What [`Events::warning_on_change`] announced for `reason` on `ds` is resolved: the same note may come again.
@@ -122,8 +164,8 @@ impl Events {
         let note = truncate(note, 1000);
         let recorder = self.recorder(reason, &note);
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: related };
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %e, reason, "could not publish an Event");
+        if let Err(e) = self.queue.try_send(Queued { recorder, event, reference }) {
+            tracing::warn!(error = %e, reason, "Event dropped: too many waiting to be published");
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Applies and status patches that changed an object (a no-op apply is not counted).
     pub writes: Family<KindLabel, Counter>,
+    /// Applies of the server's own children sent to the apiserver (no-op ones included; an unchanged child
+    /// is not sent at all).
+    pub child_applies: Family<KindLabel, Counter>,
     /// 1 while this instance holds the leader lease.
     pub leader: Gauge,
     /// Reconciles whatever the result (not exported: the histogram's count says the same).
@@ -47,6 +50,7 @@ impl Default for Metrics {
             // 1 ms .. ~16 s.
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             writes: Family::default(),
+            child_applies: Family::default(),
             leader: Gauge::default(),
             leader_acquisitions: Counter::default(),
             total: Counter::default(),
@@ -69,6 +73,11 @@ impl Metrics {
             "Writes that changed an object, by kind (no-op applies are not counted)",
             self.writes.clone(),
         );
+        r.register(
+            "child_applies",
+            "Applies of the servers' own children sent, by kind, changed or not (unchanged children are not sent)",
+            self.child_applies.clone(),
+        );
         r.register("leader", "1 while this instance holds the leader lease", self.leader.clone());
         r.register("leader_acquisitions", "Times this instance became leader", self.leader_acquisitions.clone());
     }
@@ -83,6 +92,16 @@ impl Metrics {
     /// Records a write of `kind`.
     pub fn wrote(&self, kind: &str) {
         self.writes.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
+    }
+
+    /// Records an apply of a child of `kind` sent to the apiserver.
+    pub fn sent_apply(&self, kind: &str) {
+        self.child_applies.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
+    }
+
+    /// Applies of children of `kind` sent so far.
+    pub fn child_apply_count(&self, kind: &str) -> u64 {
+        self.child_applies.get(&KindLabel { kind: kind.to_owned() }).map_or(0, |c| c.get())
     }
 
     /// Reconciles so far with the given result.

@@ -145,9 +145,13 @@ impl Controller {
         let servers = watcher(self.api::<RawDittoServer>(), watcher::Config::default())
             .inspect_err(|e| watch_failed("DittoServer", e))
             .backoff(watch_backoff())
+            .modify(drop_managed_fields)
             .reflect(writer);
-        let servers =
-            mark_synced(servers, mark).applied_objects().predicate_filter(trigger_hash, PredicateConfig::default());
+        let traces = ctx.traces();
+        let servers = mark_synced(servers, mark)
+            .applied_objects()
+            .predicate_filter(trigger_hash, PredicateConfig::default())
+            .inspect_ok(move |raw| traces.arrived(raw));
         let controller = KubeController::for_stream(servers, store.clone())
             .watches_stream(self.children::<StatefulSet>(writers.statefulsets), servers_of)
             .watches_stream(self.children::<Service>(writers.services), servers_of)
@@ -210,6 +214,7 @@ impl Controller {
         let reflected = watcher(self.api::<PartialObjectMeta<K>>(), config)
             .inspect_err(|e| watch_failed(&K::kind(&()), e))
             .backoff(watch_backoff())
+            .modify(drop_managed_fields)
             .reflect(feed.writer);
         mark_synced(reflected, feed.synced).touched_objects()
     }
@@ -288,6 +293,13 @@ fn servers_of<K: Resource>(child: PartialObjectMeta<K>) -> Vec<ObjectRef<RawDitt
     names.sort_unstable();
     names.dedup();
     names.into_iter().map(|name| ObjectRef::new(name).within(ns)).collect()
+}
+
+/// The caches never read who owns which field (the adapter step reads that from the objects it lists), and
+/// managedFields are often the larger part of an object's metadata: with thousands of servers and their
+/// children cached, dropping them is most of what the caches would hold.
+fn drop_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 #[cfg(test)]

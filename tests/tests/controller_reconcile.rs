@@ -24,6 +24,13 @@ fn secret_text(s: &Secret, key: &str) -> String {
     String::from_utf8(bytes.clone()).expect("utf-8")
 }
 
+const CHILD_KINDS: [&str; 7] =
+    ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Service", "NetworkPolicy", "StatefulSet"];
+
+fn child_applies(running: &Running) -> u64 {
+    CHILD_KINDS.iter().map(|k| running.controller.metrics().child_apply_count(k)).sum()
+}
+
 fn total_writes(running: &Running) -> u64 {
     [
         "Secret",
@@ -187,8 +194,10 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
         let jwt = secret_text(&secrets.get("fs-jwt-secret").await?, "jwt-secret");
         let admin = secret_text(&secrets.get("fs-admin-bootstrap-credentials").await?, "password");
 
-        // 1. Touch the server's metadata: a reconcile runs and writes nothing.
+        // 1. Touch the server's metadata: a reconcile runs, writes nothing, and sends no child at all (each is
+        //    as its last apply left it).
         let before_writes = total_writes(&running);
+        let before_applies = child_applies(&running);
         servers
             .patch("fs", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})))
             .await?;
@@ -199,6 +208,8 @@ async fn a_reconcile_with_nothing_changed_writes_nothing_and_agent_only_edits_ke
         eprintln!("no-op reconciles: {} (first ran {:?} after the touch)", after_reconciles - reconciles, t0.elapsed());
         assert_eq!(resource_versions(ns, &objects).await?, before, "a no-op reconcile changed something");
         assert_eq!(total_writes(&running), before_writes, "a no-op reconcile counted a write");
+        assert_eq!(child_applies(&running), before_applies, "an unchanged child was applied again");
+        assert!(before_applies >= 8, "the first reconcile applied every child ({before_applies})");
 
         // 2. A restarted controller (empty caches) reconciles everything again and still writes nothing,
         //    and keeps the generated secrets.

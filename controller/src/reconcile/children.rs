@@ -4,6 +4,10 @@
 //! from birth and a failure anywhere else never leaves them without it; then Secrets and ConfigMap and
 //! the agent's RBAC before the StatefulSet, so the pod the StatefulSet controller creates finds
 //! everything it mounts, and the static Services.
+//!
+//! A child whose body and object are as the last apply left them is not sent again
+//! ([`crate::apply::Applier::unchanged`]): an agent's report reconciles the server, and only the adapter step
+//! has work then.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -39,9 +43,17 @@ async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, 
     Ok(applied)
 }
 
+/// [`apply_one`] unless the applier knows it would change nothing.
+async fn ensure_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<(), Error> {
+    if !ctx.applier.unchanged(obj, None) {
+        apply_one(ctx, raw, obj).await?;
+    }
+    Ok(())
+}
+
 /// The baseline NetworkPolicy, applied before anything else and whatever else fails.
 pub async fn apply_baseline(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer) -> Result<(), Error> {
-    apply_one(ctx, raw, &desired::network_policy::baseline_network_policy(ds)).await.map(drop)
+    ensure_one(ctx, raw, &desired::network_policy::baseline_network_policy(ds)).await
 }
 
 /// Applies every other child of `ds` from what was `observed` and the `values` settled from it.
@@ -70,19 +82,20 @@ pub async fn apply_children(
         secrets::ensure(ctx, raw, secret, existing(secret)).await?;
     }
 
-    let config_map = apply_one(ctx, raw, &desired::config::config_map(ds, &values.config)).await?;
+    let config_map = desired::config::config_map(ds, &values.config);
+    // Unchanged, the stored ConfigMap is this body in every field the status reads (its data).
+    let config_map =
+        if ctx.applier.unchanged(&config_map, None) { config_map } else { apply_one(ctx, raw, &config_map).await? };
 
     let (service_account, role, role_binding) = desired::rbac::agent_rbac(ds);
-    apply_one(ctx, raw, &service_account).await?;
-    apply_one(ctx, raw, &role).await?;
-    apply_one(ctx, raw, &role_binding).await?;
+    ensure_one(ctx, raw, &service_account).await?;
+    ensure_one(ctx, raw, &role).await?;
+    ensure_one(ctx, raw, &role_binding).await?;
 
-    apply_one(ctx, raw, &desired::services::headless_service(ds)).await?;
-    apply_one(ctx, raw, &desired::services::api_service(ds)).await?;
+    ensure_one(ctx, raw, &desired::services::headless_service(ds)).await?;
+    ensure_one(ctx, raw, &desired::services::api_service(ds)).await?;
     match desired::services::metrics_service(ds) {
-        Some(svc) => {
-            apply_one(ctx, raw, &svc).await?;
-        }
+        Some(svc) => ensure_one(ctx, raw, &svc).await?,
         // Garbage collection only follows the server's deletion: a Service of metrics turned off must go now.
         None => {
             let name = names::metrics_service(&cr);
@@ -94,8 +107,12 @@ pub async fn apply_children(
     }
     let live = observed.statefulset.as_ref();
     let sts = desired::statefulset::statefulset_for(ds, &ctx.agent, &values.config_hash, live);
-    warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &sts).await;
-    let statefulset = apply_one(ctx, raw, &sts).await?;
+    // The status reads the StatefulSet's own status, so an unchanged one is the live object just read.
+    let statefulset = match live {
+        Some(live) if ctx.applier.unchanged(&sts, Some(live)) => live.clone(),
+        _ => apply_one(ctx, raw, &sts).await?,
+    };
+    warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &statefulset).await;
     Ok(Applied { config_map, statefulset })
 }
 
@@ -115,6 +132,6 @@ async fn warn_on_ignored_storage_change(
         let note = "spec.storage changed after the StatefulSet was created; Kubernetes does not allow \
                     changing its volume claim templates, so the existing volumes are kept as they are"
             .to_owned();
-        events.warning(raw, events::STORAGE_CHANGE_IGNORED, "Apply", note).await;
+        events.warning_per_generation(raw, events::STORAGE_CHANGE_IGNORED, "Apply", note).await;
     }
 }

@@ -57,8 +57,8 @@ pub struct Context {
     term: CancellationToken,
     /// Consecutive transient failures per server (for the backoff).
     failures: Mutex<HashMap<ObjectRef<RawDittoServer>, u32>>,
-    /// The agent traces already continued.
-    traces: traced::Traces,
+    /// The agent traces already continued, and when each server's watch event arrived.
+    traces: Arc<traced::Traces>,
 }
 
 impl std::fmt::Debug for Context {
@@ -77,16 +77,12 @@ impl Context {
         agent: AgentDefaults,
         term: CancellationToken,
     ) -> Self {
-        Self {
-            client,
-            applier,
-            events,
-            metrics,
-            agent,
-            term,
-            failures: Mutex::default(),
-            traces: traced::Traces::default(),
-        }
+        Self { client, applier, events, metrics, agent, term, failures: Mutex::default(), traces: Arc::default() }
+    }
+
+    /// What the DittoServer watch notes each event's arrival in (see [`traced`]).
+    pub fn traces(&self) -> Arc<traced::Traces> {
+        self.traces.clone()
     }
 }
 

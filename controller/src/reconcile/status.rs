@@ -94,7 +94,8 @@ pub async fn update(
         None => ctx.events.resolved(raw, reasons::JWT_SECRET_TOO_SHORT),
     }
     if !fields.is_empty() && (supported_changed || new_generation) {
-        ctx.events.warning(raw, reasons::UNIMPLEMENTED_FIELDS, "Validate", unimplemented_message(&fields)).await;
+        let note = unimplemented_message(&fields);
+        ctx.events.warning_per_generation(raw, reasons::UNIMPLEMENTED_FIELDS, "Validate", note).await;
     }
     Ok(())
 }

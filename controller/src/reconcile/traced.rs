@@ -8,9 +8,13 @@
 //! after a restart or a leader hand-over the entries name changes answered long ago, and continuing them would
 //! hang unrelated work under old traces. The status is written by agents, so it is untrusted: only a
 //! well-formed traceparent of at most [`MAX_AGENTS`] entries is read.
+//!
+//! The span also says how long the server's watch event waited for it (`queued_us`): with the agent's spans
+//! that gives every stage of a change its time (the bench reads them from Jaeger).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -34,6 +38,8 @@ pub fn agent_traceparents(status: Option<&Value>) -> Vec<String> {
 #[derive(Debug, Default)]
 pub struct Traces {
     answered: Mutex<HashMap<ObjectRef<RawDittoServer>, Vec<String>>>,
+    /// When the watch last delivered a change of each server that no reconcile has started for yet.
+    arrived: Mutex<HashMap<ObjectRef<RawDittoServer>, Instant>>,
 }
 
 impl Traces {
@@ -50,6 +56,20 @@ impl Traces {
     /// Forgets a server that is going away (its reconciles no longer continue agent traces).
     pub fn forget(&self, raw: &RawDittoServer) {
         self.answered.lock().expect("not poisoned").remove(&ObjectRef::from_obj(raw));
+        self.arrived.lock().expect("not poisoned").remove(&ObjectRef::from_obj(raw));
+    }
+
+    /// Notes that the watch delivered a change of `raw` (after the trigger filter). The first one since the
+    /// last reconcile start is kept: a burst queues behind it.
+    pub fn arrived(&self, raw: &RawDittoServer) {
+        self.arrived.lock().expect("not poisoned").entry(ObjectRef::from_obj(raw)).or_insert_with(Instant::now);
+    }
+
+    /// How long the change a reconcile of `raw` starts for waited since the watch delivered it (`None` when
+    /// no watch event of the server started it: a child's event, a requeue, the resync).
+    fn queued(&self, raw: &RawDittoServer) -> Option<std::time::Duration> {
+        let at = self.arrived.lock().expect("not poisoned").remove(&ObjectRef::from_obj(raw))?;
+        Some(at.elapsed())
     }
 }
 
@@ -61,7 +81,11 @@ pub fn reconcile_span(traces: &Traces, raw: &RawDittoServer) -> tracing::Span {
         name = %raw.name_any(),
         server = %raw.name_any(),
         continued = tracing::field::Empty,
+        queued_us = tracing::field::Empty,
     );
+    if let Some(queued) = traces.queued(raw) {
+        span.record("queued_us", u64::try_from(queued.as_micros()).unwrap_or(u64::MAX));
+    }
     if let Some(parent) = traces.unanswered(raw) {
         span.record("continued", tracing::field::display(parent.trace_id()));
         continue_trace(&span, parent);
@@ -103,6 +127,19 @@ mod tests {
         assert!(traces.unanswered(&server(agents(&[B]))).is_none(), "continued once");
         traces.forget(&server(json!({})));
         assert!(traces.unanswered(&server(agents(&[A]))).is_none(), "forgotten: a first look again");
+    }
+
+    #[test]
+    fn only_a_watch_event_gives_a_queue_time_and_only_once() {
+        let traces = Traces::default();
+        let raw = server(json!({}));
+        assert!(traces.queued(&raw).is_none(), "a requeue or a child's event");
+        traces.arrived(&raw);
+        let first = traces.arrived.lock().unwrap()[&ObjectRef::from_obj(&raw)];
+        traces.arrived(&raw);
+        assert_eq!(traces.arrived.lock().unwrap()[&ObjectRef::from_obj(&raw)], first, "a burst keeps its first");
+        assert!(traces.queued(&raw).is_some());
+        assert!(traces.queued(&raw).is_none(), "taken by the reconcile that started");
     }
 
     #[test]
