@@ -36,6 +36,7 @@ const VARIABLES: &[(&str, &str)] = &[
     (env::ADMIN_SECRET_NAME, "Secret the admin password comes from, named when a login is refused"),
     (env::ADMIN_SECRET_KEY, "key of the password in that Secret (default password)"),
     (env::ADMIN_ADDR, "admin server address for /livez, /readyz, /metrics (default 0.0.0.0:8082; off: none)"),
+    (env::FAST_PATH_INTERVAL, "fast-path period, 100ms..10s (default 250ms); the DittoServer's fastPathInterval wins"),
     (env::LOG_FORMAT, "json or plain (default) log lines; the controller sets its own format"),
     (env::RUST_LOG, "log filter, tracing env-filter syntax (default info)"),
     ("KUBECONFIG", "kubeconfig outside a pod; in a pod the ServiceAccount token is used"),

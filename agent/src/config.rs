@@ -87,7 +87,8 @@ pub struct AgentConfig {
 /// Intervals, timeouts and bounds. The defaults are the production values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timings {
-    /// Period of the fast path (`GET /health/ready`, logged by DittoFS only at DEBUG).
+    /// Period of the fast path (`GET /health/ready`, logged by DittoFS only at DEBUG) while the DittoServer
+    /// does not set `spec.adapterDiscovery.fastPathInterval`.
     pub ready_interval: Duration,
     /// Timeout of one `/health/ready` request.
     pub ready_timeout: Duration,
@@ -114,7 +115,7 @@ pub struct Timings {
 impl Default for Timings {
     fn default() -> Self {
         Timings {
-            ready_interval: Duration::from_secs(1),
+            ready_interval: constants::DEFAULT_FAST_PATH_INTERVAL,
             ready_timeout: Duration::from_secs(2),
             poll_timeout: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(10),
@@ -126,6 +127,19 @@ impl Default for Timings {
             min_poll_gap: Duration::from_millis(500),
             first_object_wait: Duration::from_secs(5),
         }
+    }
+}
+
+/// The fast-path period of [`agent_env::FAST_PATH_INTERVAL`]: a Go duration within
+/// [`constants::FAST_PATH_RANGE`], or the default when unset.
+fn fast_path_interval(value: Option<String>) -> Result<Duration, AgentError> {
+    let Some(text) = value else { return Ok(constants::DEFAULT_FAST_PATH_INTERVAL) };
+    match dittofs_api::duration::parse_go_duration(&text) {
+        Ok(d) if constants::FAST_PATH_RANGE.contains(&d) => Ok(d),
+        _ => Err(AgentError::Config(format!(
+            "{}={text:?} is not a Go duration from 100ms to 10s (e.g. 250ms)",
+            agent_env::FAST_PATH_INTERVAL
+        ))),
     }
 }
 
@@ -203,7 +217,10 @@ impl AgentConfig {
             },
             admin_secret,
             admin_addr,
-            timings: Timings::default(),
+            timings: Timings {
+                ready_interval: fast_path_interval(get(agent_env::FAST_PATH_INTERVAL))?,
+                ..Timings::default()
+            },
         };
         config.validate()?;
         Ok(config)
@@ -288,6 +305,23 @@ mod tests {
         let mut off = base.to_vec();
         off.push(("AGENT_ADMIN_ADDR", "off"));
         assert_eq!(AgentConfig::from_lookup(env(&off)).unwrap().admin_addr, None);
+    }
+
+    #[test]
+    fn the_fast_path_period_comes_from_the_environment_within_its_bounds() {
+        let base = [("POD_NAME", "fs-0"), ("POD_NAMESPACE", "ns"), ("DITTOSERVER_NAME", "fs")];
+        let period = |value: Option<&str>| {
+            let mut vars = base.to_vec();
+            vars.extend(value.map(|v| ("DITTOFS_AGENT_FAST_PATH_INTERVAL", v)));
+            AgentConfig::from_lookup(env(&vars)).map(|c| c.timings.ready_interval)
+        };
+        assert_eq!(period(None).unwrap(), constants::DEFAULT_FAST_PATH_INTERVAL);
+        assert_eq!(period(Some("500ms")).unwrap(), Duration::from_millis(500));
+        assert_eq!(period(Some("10s")).unwrap(), Duration::from_secs(10));
+        for refused in ["99ms", "11s", "fast", "-1s"] {
+            let e = period(Some(refused)).unwrap_err().to_string();
+            assert!(e.contains("DITTOFS_AGENT_FAST_PATH_INTERVAL") && e.contains(refused), "{e}");
+        }
     }
 
     const BASE: [(&str, &str); 4] = [

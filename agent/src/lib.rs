@@ -8,7 +8,8 @@
 //! tests call it in-process with a ServiceAccount-token client, exactly as the container runs.
 //!
 //! Modules, each using only those before it: [`secret`] (redaction) and [`text`] (shaping DittoFS's texts);
-//! [`dittofs`] (the API client, a leaf that knows nothing of the agent); [`error`], [`metrics`] (which
+//! [`listeners`] (the pod's listening ports); [`dittofs`] (the API client, a leaf that knows nothing of the
+//! agent); [`error`], [`metrics`] (which
 //! observes the client), [`config`]; [`credentials`] (the credentials Secret), [`discovery`] (API list →
 //! report, pure), [`auth`] (account and tokens); [`status`] (the entry and its server-side apply);
 //! [`poller`] (the loop); and [`run`] here.
@@ -20,6 +21,7 @@ pub mod credentials;
 pub mod discovery;
 pub mod dittofs;
 pub mod error;
+pub mod listeners;
 pub mod metrics;
 pub mod poller;
 /// Passwords and tokens never shown in `Debug` (shared with the controller).

@@ -31,6 +31,9 @@ pub const ADMIN_SECRET_KEY: &str = "DITTOFS_ADMIN_SECRET_KEY";
 pub const ADMIN_ADDR: &str = "AGENT_ADMIN_ADDR";
 /// `json` or `plain` log lines.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
+/// The fast path's period (a Go duration, 100ms to 10s) when the DittoServer does not set
+/// `spec.adapterDiscovery.fastPathInterval`; unset: [`crate::constants::DEFAULT_FAST_PATH_INTERVAL`].
+pub const FAST_PATH_INTERVAL: &str = "DITTOFS_AGENT_FAST_PATH_INTERVAL";
 
 /// The agent's admin port inside the pod.
 pub const DEFAULT_ADMIN_PORT: u16 = 8082;

@@ -53,6 +53,15 @@ pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 /// Default adapter polling interval (`spec.adapterDiscovery.pollingInterval`).
 pub const DEFAULT_POLLING_INTERVAL: &str = "30s";
 
+/// The agent's fast-path period when neither `spec.adapterDiscovery.fastPathInterval` nor its environment
+/// sets one. Chosen from the bench's cost table (docs/performance.md): at 250 ms the wait for the next sample
+/// is 125 ms on average, and the agent's idle CPU stays about one millicore.
+pub const DEFAULT_FAST_PATH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The fast-path periods accepted (`spec.adapterDiscovery.fastPathInterval`, the agent's environment).
+pub const FAST_PATH_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(10);
+
 /// Shortest JWT signing key DittoFS starts with, in bytes (docs/dittofs-api.md#authentication-and-tokens).
 pub const MIN_JWT_SECRET_LEN: usize = 32;
 

@@ -166,6 +166,8 @@ async fn a_refused_admin_password_names_the_secret_and_backs_off() -> anyhow::Re
             std::fs::write(&file, "not-the-admin-password")?;
             let mut config = rig.config();
             config.admin_password = AdminPassword::File(file.clone());
+            // The fast path's samples are this test's clock: one a second keeps its counts in seconds.
+            config.timings.ready_interval = Duration::from_secs(1);
             // The harness's own admin logins (moving the adapters to free ports) are not the agent's.
             let logins_before = rig.fs.info_requests_logged_to(LOGIN_PATH) as u64;
             let metrics = rig.start_agent(config);

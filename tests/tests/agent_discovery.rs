@@ -10,7 +10,7 @@ use dittofs_agent::{
     Metrics,
     metrics::{PollKind, WriteResult},
 };
-use dittofs_api::constants::agent_field_manager;
+use dittofs_api::constants::{DEFAULT_FAST_PATH_INTERVAL, agent_field_manager};
 use dittofs_tests::{
     agent_world::{POD, Rig, SERVER, adapter},
     dittofs::Options,
@@ -31,7 +31,8 @@ fn full_polls(m: &Metrics) -> u64 {
 const LISTS: u64 = 4;
 const IDLE_LISTS: u64 = 3;
 
-/// The issue asks for ~1.5 s; the fast path runs every second, so 1 s + a poll + a write is the worst case.
+/// The issue asked for ~1.5 s when the fast path ran every second: a period + a poll + a write is the worst case,
+/// and the period is a quarter of a second now.
 const TOGGLE_BUDGET: Duration = Duration::from_millis(2_500);
 
 #[tokio::test]
@@ -94,56 +95,45 @@ async fn adapter_toggles_reach_the_status_within_a_second_or_so() -> anyhow::Res
 
 #[tokio::test]
 #[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
-async fn port_edits_follow_the_polling_interval_which_changes_without_restart() -> anyhow::Result<()> {
+async fn port_edits_are_seen_at_the_next_sample_and_the_interval_changes_without_restart() -> anyhow::Result<()> {
     ControlPlane::shared()
         .with_temp_ns("agent-interval", async |ns| {
             let (rig, _) = Rig::in_sync(ns, Options::default(), "30s").await?;
 
-            // A port edit leaves the running set alone, so only a full poll sees it: at 30s it is not reported
-            // while three fast-path polls pass, unless a full poll ran after the edit.
+            // A port edit leaves the running set alone and `/health/ready` shows no ports, but DittoFS closes
+            // the adapter's old listener before it answers the PUT: the fast path sees that port stop
+            // listening and lists at once, although the interval is 30s.
             let new_port = std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port();
-            let (fast, full) = (fast_polls(rig.metrics()), full_polls(rig.metrics()));
+            let full = full_polls(rig.metrics());
             rig.put_adapter("nfs", json!({ "port": new_port })).await?;
-            rig.wait_count("three fast-path polls after the edit", fast + 3, Duration::from_secs(10), fast_polls)
-                .await?;
-            let entry = rig.entry().await?.expect("the entry");
-            let seen = adapter(&entry, "nfs").is_some_and(|nfs| nfs.port == i32::from(new_port));
-            let listed = full_polls(rig.metrics()) - full;
-            eprintln!("port edit seen within 3 fast-path polls at a 30s interval: {seen} ({listed} lists since)");
-            assert!(!seen || listed > 0, "the port edit was reported without a list after it");
-
-            // …then the interval drops to 2s: it takes effect at once, without restart.
-            rig.set_interval("2s").await?;
             let took = rig
-                .wait_adapter("the port edit with a 2s interval", Duration::from_secs(5), "nfs", |nfs| {
+                .wait_adapter("the port edit at a 30s interval", TOGGLE_BUDGET, "nfs", |nfs| {
                     anyhow::ensure!(nfs.port == i32::from(new_port), "old port {}", nfs.port);
                     Ok(())
                 })
                 .await?;
-            assert_eq!(rig.entry().await?.expect("the entry").observed_generation, Some(2), "the new generation");
-            eprintln!("MEASURED port edit seen {took:?} after the interval became 2s");
+            assert!(full_polls(rig.metrics()) > full, "reported without a list after the edit");
+            eprintln!("MEASURED port edit → status {took:?} at a 30s interval");
 
-            // Lists now come every ~2 s: about two fast-path polls (one a second) per list, each list one INFO
-            // line in DittoFS's log.
+            // The interval drops to 2s: it takes effect at once, without restart.
+            rig.set_interval("2s").await?;
+            rig.wait_entry("the new generation", Duration::from_secs(5), |e| {
+                anyhow::ensure!(e.observed_generation == Some(2), "generation {:?}", e.observed_generation);
+                Ok(())
+            })
+            .await?;
+
+            // Lists now come every ~2 s, each one INFO line in DittoFS's log, with the fast path's samples
+            // (every 250 ms by default, so about eight) between two of them.
             let (fast, full, logged) =
                 (fast_polls(rig.metrics()), full_polls(rig.metrics()), rig.fs.info_requests_logged());
             rig.wait_count("four lists", full + LISTS, Duration::from_secs(12), full_polls).await?;
             let per_list = (fast_polls(rig.metrics()) - fast) as f64 / LISTS as f64;
             let lines = rig.fs.info_requests_logged() - logged;
-            eprintln!("MEASURED {per_list:.2} fast-path polls per list at a 2s interval");
-            assert!((1.0..=2.6).contains(&per_list), "{per_list:.2} fast-path polls per list");
+            let expected = Duration::from_secs(2).as_secs_f64() / DEFAULT_FAST_PATH_INTERVAL.as_secs_f64();
+            eprintln!("MEASURED {per_list:.2} fast-path samples per list at a 2s interval (expected {expected})");
+            assert!((expected * 0.5..=expected * 1.3).contains(&per_list), "{per_list:.2} samples per list");
             assert!(lines as u64 >= LISTS, "{lines} INFO lines for {LISTS} lists");
-
-            // A port edit at 2s is seen within one interval (+ the poll and the write).
-            let port2 = std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port();
-            rig.put_adapter("nfs", json!({ "port": port2 })).await?;
-            let took = rig
-                .wait_adapter("the second port edit", Duration::from_secs(4), "nfs", |nfs| {
-                    anyhow::ensure!(nfs.port == i32::from(port2), "old port {}", nfs.port);
-                    Ok(())
-                })
-                .await?;
-            eprintln!("MEASURED port edit → status {took:?} at a 2s interval");
             rig.assert_agent_running();
             Ok(())
         })

@@ -43,6 +43,21 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
                 "spec.adapterDiscovery.pollingInterval",
             ),
             (
+                "fast-path-short",
+                json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"fastPathInterval": "50ms"}}),
+                "spec.adapterDiscovery.fastPathInterval",
+            ),
+            (
+                "fast-path-long",
+                json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"fastPathInterval": "1m"}}),
+                "spec.adapterDiscovery.fastPathInterval",
+            ),
+            (
+                "fast-path-text",
+                json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"fastPathInterval": "soon"}}),
+                "spec.adapterDiscovery.fastPathInterval",
+            ),
+            (
                 "port",
                 json!({"storage": {"metadataSize": "1Gi"}, "controlPlane": {"port": 70000}}),
                 "spec.controlPlane.port",
@@ -83,6 +98,8 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
             api.create(&PostParams::default(), &object(&"a".repeat(41), ok.clone())).await.expect_err("long name");
         assert!(err.to_string().contains("metadata.name"), "{err}");
         api.create(&PostParams::default(), &object("valid", ok)).await?;
+        let fast = json!({"storage": {"metadataSize": "1Gi"}, "adapterDiscovery": {"fastPathInterval": "250ms"}});
+        api.create(&PostParams::default(), &object("fast", fast)).await?;
         Ok(())
     })
     .await

@@ -92,6 +92,10 @@ impl DittoFs for Client {
         ready.running_types().map_err(ApiError::Malformed)
     }
 
+    fn listening_ports(&self) -> Option<BTreeSet<u16>> {
+        crate::listeners::listening_ports()
+    }
+
     async fn login(&self, username: &str, password: &SecretString) -> Result<TokenPair, ApiError> {
         let body = json!({ "username": username, "password": password.expose() });
         let req = self.request(Method::POST, "/api/v1/auth/login", None).json(&body);

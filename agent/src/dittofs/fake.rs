@@ -41,6 +41,8 @@ pub(crate) struct State {
     /// The next call to each endpoint listed fails with its error (in order).
     pub failures: VecDeque<(Endpoint, ApiError)>,
     pub ready: BTreeSet<String>,
+    /// The ports [`DittoFs::listening_ports`] reports (`None`: unknown).
+    pub listening: Option<BTreeSet<u16>>,
     pub adapters: Vec<ApiAdapter>,
     pub calls: Vec<Call>,
     /// access token → (user, expiry, role when issued); refresh token → user.
@@ -63,6 +65,7 @@ impl FakeDittoFs {
             ignore_role_updates: false,
             failures: VecDeque::new(),
             ready: BTreeSet::new(),
+            listening: None,
             adapters: Vec::new(),
             calls: Vec::new(),
             access: BTreeMap::new(),
@@ -167,6 +170,10 @@ impl DittoFs for FakeDittoFs {
 
     async fn health_ready(&self) -> Result<BTreeSet<String>, ApiError> {
         Ok(self.enter(Endpoint::HealthReady, None)?.ready.clone())
+    }
+
+    fn listening_ports(&self) -> Option<BTreeSet<u16>> {
+        self.state().listening.clone()
     }
 
     async fn login(&self, username: &str, password: &SecretString) -> Result<TokenPair, ApiError> {

@@ -84,6 +84,10 @@ pub trait DittoFs: Send + Sync {
     /// `GET /health/ready`: the running adapter types (unauthenticated, logged only at DEBUG).
     fn health_ready(&self) -> impl Future<Output = Result<BTreeSet<String>, ApiError>> + Send;
 
+    /// The TCP ports listening beside DittoFS (the pod's network namespace), without a request: `None` when
+    /// they cannot be read. See [`crate::listeners`].
+    fn listening_ports(&self) -> Option<BTreeSet<u16>>;
+
     /// `POST /api/v1/auth/login`.
     fn login(
         &self,

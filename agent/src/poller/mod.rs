@@ -1,9 +1,10 @@
-//! The agent's loop: a fast path every second, full polls on a schedule or when the fast path sees a
+//! The agent's loop: a fast path every `fastPathInterval` (250 ms by default), full polls on a schedule or when the fast path sees a
 //! change, token refresh at 80 %, status writes on change, and the DittoServer watch (polling interval,
 //! generation, and healing of an entry someone else removed).
 //!
 //! - Fast path: `GET /health/ready` (unauthenticated, DEBUG in DittoFS's log) gives the running adapter
-//!   types. When that set changes, or DittoFS stops or starts answering, a full poll runs at once.
+//!   types. When that set changes, or DittoFS stops or starts answering, or a port the last list gave a
+//!   running adapter stops listening in the pod (a port change: [`crate::listeners`]), a full poll runs at once.
 //! - Full poll: `GET /api/v1/adapters` every `spec.adapterDiscovery.pollingInterval`, earlier while a
 //!   health report is stale (see [`crate::discovery`]), sooner after failures (1 s doubling up to the
 //!   interval). A failed poll keeps the reported adapters and marks the entry unreachable with the reason;
@@ -72,6 +73,8 @@ pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     polled_at: Option<Instant>,
     generation: Option<i64>,
     interval: Duration,
+    /// The fast path's period: the DittoServer's `fastPathInterval`, else the agent's default.
+    ready_interval: Duration,
     /// A third of `spec.adapterServices.reportMaxAgeSeconds`: the longest gap between two polls, and
     /// between two writes of the entry while polls succeed (so the controller can tell a silent agent).
     heartbeat: Duration,
@@ -80,6 +83,8 @@ pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     /// Running types of the last successful list, and the fast-path set a mismatch poll was done for.
     listed_running: Option<BTreeSet<String>>,
     mismatch_polled: Option<BTreeSet<String>>,
+    /// The listed adapter ports found closed that a poll was done for.
+    closed_polled: Option<BTreeSet<u16>>,
     object_seen: bool,
     live: Option<DittoServer>,
 
@@ -125,7 +130,6 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             writer,
             metrics,
             health,
-            timings,
             server_name,
             adapters: None,
             reach: None,
@@ -133,11 +137,13 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             polled_at: None,
             generation: None,
             interval: Duration::from_secs(30),
+            ready_interval: timings.ready_interval,
             heartbeat: heartbeat_of(&dittofs_api::crd::AdapterServicesSpec::default()),
             ready_types: None,
             ready_failing: false,
             listed_running: None,
             mismatch_polled: None,
+            closed_polled: None,
             object_seen: false,
             live: None,
             started: now,
@@ -151,6 +157,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             write_backoff: Backoff::new(MIN_WRITE_RETRY, MAX_WRITE_RETRY),
             written_once: false,
             heal_at: None,
+            timings,
         }
     }
 
@@ -265,6 +272,13 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             let brought_forward = self.next_full < base + self.interval;
             self.interval = interval;
             self.next_full = if brought_forward { self.next_full.min(scheduled) } else { scheduled };
+        }
+        let ready_interval = obj.spec.fast_path_interval().unwrap_or(self.timings.ready_interval);
+        if ready_interval != self.ready_interval {
+            tracing::info!(?ready_interval, "fast-path period");
+            // A shorter period takes effect at once, a longer one after the sample already scheduled.
+            self.next_ready = self.next_ready.min(Instant::now() + ready_interval);
+            self.ready_interval = ready_interval;
         }
         if obj.metadata.generation != self.generation {
             self.generation = obj.metadata.generation;

@@ -1,7 +1,7 @@
 //! The loop's steps: the fast path, full polls (with the token renewal they may need), the 80 % token
 //! refresh, and status writes with their retry.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use jiff::Timestamp;
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
     /// `/health/ready`: only looks, never writes; a change or an outage edge asks for a full poll.
     pub(super) async fn fast_path(&mut self) {
         let started = Instant::now();
-        self.next_ready = started + self.timings.ready_interval;
+        self.next_ready = started + self.ready_interval;
         match self.client.health_ready().await {
             Ok(types) => {
                 self.metrics.poll(PollKind::Ready, "ok", started.elapsed());
@@ -51,6 +51,8 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                     tracing::debug!(?listed, ?now, "running adapters differ from the last list");
                     self.mismatch_polled = Some(now.clone());
                     self.poll_soon("adapters_differ");
+                } else {
+                    self.check_adapter_ports();
                 }
             }
             Err(e) => {
@@ -63,6 +65,29 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                     tracing::debug!(error = %e, "fast path failed");
                 }
             }
+        }
+    }
+
+    /// Polls when a port the last list gave a running adapter no longer listens: DittoFS closes an adapter's
+    /// listener when a PUT moves it to another port, which `/health/ready` does not show
+    /// ([`crate::listeners`]). Once per set of closed ports, so a port that never listens (a failed bind)
+    /// cannot turn into a poll per sample.
+    fn check_adapter_ports(&mut self) {
+        let expected: BTreeSet<u16> = (self.adapters.iter().flatten())
+            .filter(|a| a.running)
+            .filter_map(|a| u16::try_from(a.port).ok().filter(|p| *p > 0))
+            .collect();
+        let closed = if expected.is_empty() {
+            BTreeSet::new()
+        } else {
+            crate::listeners::closed(&expected, self.client.listening_ports().as_ref())
+        };
+        if closed.is_empty() {
+            self.closed_polled = None;
+        } else if self.closed_polled.as_ref() != Some(&closed) {
+            tracing::debug!(?closed, "a listed adapter port no longer listens");
+            self.closed_polled = Some(closed);
+            self.poll_soon("adapter_port_closed");
         }
     }
 

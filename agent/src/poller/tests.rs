@@ -4,6 +4,7 @@
 //! jittered, growing delay.
 
 use std::{
+    collections::BTreeSet,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -121,7 +122,10 @@ impl Rig {
         let auth = Auth::new(&config, fs.clone(), store.clone(), metrics.clone()).with_clock(Clock::tokio());
         let writer = Writer::with_api(status.clone(), "fs-0", metrics.clone());
         let health = Arc::new(Health::default());
-        let poller = Poller::new(fs.clone(), auth, writer, metrics.clone(), health, Timings::default(), "fs".into());
+        // A period of one second keeps the timelines below in whole seconds; the tests of the period itself
+        // set it through the spec.
+        let timings = Timings { ready_interval: Duration::from_secs(1), ..Timings::default() };
+        let poller = Poller::new(fs.clone(), auth, writer, metrics.clone(), health, timings, "fs".into());
         let (objects, rx) = mpsc::unbounded();
         objects.unbounded_send(Ok(watcher::Event::Apply(server(polling_interval)))).unwrap();
         let events: ObjectEvents = Box::pin(rx);
@@ -181,6 +185,67 @@ async fn the_fast_path_samples_every_period_and_a_change_triggers_a_full_poll() 
     assert!(lists[1] - changed <= Duration::from_secs(1), "polled at the next sample: {lists:?}");
     assert_eq!(types(&rig.last()), ["nfs", "smb"]);
     assert_eq!(rig.entries().len(), 2);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fast_path_period_follows_the_spec_and_falls_back_to_the_agents_own() {
+    let fs = dittofs(&["nfs"]);
+    let rig = Rig::start(&fs, "30s");
+    let mut fast = server("30s");
+    fast.spec.adapter_discovery.fast_path_interval = Some("250ms".into());
+    rig.objects.unbounded_send(Ok(watcher::Event::Apply(fast))).unwrap();
+    sleep(Duration::from_millis(2_100)).await;
+    let ready = rig.times(Endpoint::HealthReady);
+    assert_eq!(gaps(&ready[1..]), vec![Duration::from_millis(250); ready.len() - 2], "every 250 ms: {ready:?}");
+
+    // A change is listed at the next sample, a quarter of a second later at most.
+    let changed = Instant::now() - rig.started;
+    serve(&fs, &["nfs", "smb"]);
+    sleep(Duration::from_millis(300)).await;
+    let lists = rig.times(Endpoint::ListAdapters);
+    assert!(lists.len() == 2 && lists[1] - changed <= Duration::from_millis(250), "{lists:?}");
+
+    // Unset again (or a value the CRD would refuse): the agent's own period.
+    let mut refused = server("30s");
+    refused.spec.adapter_discovery.fast_path_interval = Some("1ms".into());
+    rig.objects.unbounded_send(Ok(watcher::Event::Apply(refused))).unwrap();
+    let from = rig.times(Endpoint::HealthReady).len();
+    sleep(Duration::from_millis(3_100)).await;
+    let ready = rig.times(Endpoint::HealthReady);
+    assert_eq!(gaps(&ready[from..]), vec![Duration::from_secs(1); ready.len() - from - 1], "{ready:?}");
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listed_port_that_stops_listening_is_polled_for_at_the_next_sample_and_once() {
+    let fs = dittofs(&["nfs"]);
+    fs.state().adapters[0].port = 12049;
+    fs.state().listening = Some(BTreeSet::from([8080, 12049]));
+    let rig = Rig::start(&fs, "30s");
+    sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(rig.times(Endpoint::ListAdapters), secs(&[0]), "listening as listed: no poll");
+
+    // A PUT of another port: DittoFS closes the old listener and opens the new one before it answers.
+    let moved = Instant::now() - rig.started;
+    {
+        let mut s = fs.state();
+        s.adapters[0].port = 13049;
+        s.listening = Some(BTreeSet::from([8080, 13049]));
+    }
+    sleep(Duration::from_secs(3)).await;
+    let lists = rig.times(Endpoint::ListAdapters);
+    assert!(lists.len() == 2 && lists[1] - moved <= Duration::from_secs(1), "at the next sample: {lists:?}");
+    assert_eq!(rig.last().adapters[0].port, 13049);
+
+    // Listed but not listening (the new bind failed, which DittoFS does not report): one poll, not one per
+    // sample; and nothing at all while the listeners cannot be read.
+    fs.state().listening = Some(BTreeSet::from([8080]));
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(rig.times(Endpoint::ListAdapters).len(), 3);
+    fs.state().listening = None;
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(rig.times(Endpoint::ListAdapters).len(), 3);
     rig.stop().await;
 }
 

@@ -34,6 +34,11 @@ pub const AT_LEAST_ONE_SECOND_RULE: &str =
     "!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$') || duration(self) >= duration('1s')";
 /// Message of [`AT_LEAST_ONE_SECOND_RULE`].
 pub const AT_LEAST_ONE_SECOND_MESSAGE: &str = "must be at least 1s";
+/// Rule text: a well-formed duration lies within the fast path's bounds (100ms to 10s).
+pub const FAST_PATH_RANGE_RULE: &str = "!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$') || \
+                                        (duration(self) >= duration('100ms') && duration(self) <= duration('10s'))";
+/// Message of [`FAST_PATH_RANGE_RULE`].
+pub const FAST_PATH_RANGE_MESSAGE: &str = "must be between 100ms and 10s";
 /// Rule text: the value is a size.
 pub const SIZE_FORMAT_RULE: &str = "self.matches('^[0-9]+([.][0-9]+)?([KMGTPE]i|[kMGTPE])?$')";
 /// Message of [`SIZE_FORMAT_RULE`].
@@ -238,6 +243,13 @@ mod tests {
         assert_eq!(
             AT_LEAST_ONE_SECOND_RULE,
             format!("!{} || duration(self) >= duration('1s')", matches(GO_DURATION_REGEX))
+        );
+        assert_eq!(
+            FAST_PATH_RANGE_RULE,
+            format!(
+                "!{} || (duration(self) >= duration('100ms') && duration(self) <= duration('10s'))",
+                matches(GO_DURATION_REGEX)
+            )
         );
         assert_eq!(
             SERVER_NAME_RULE,

@@ -186,6 +186,13 @@ impl DittoServerSpec {
         }
     }
 
+    /// The fast-path period the spec asks for; `None` when unset, or when the value does not parse or lies
+    /// outside 100ms..=10s (the CRD refuses such values, so this only happens for objects that bypassed it).
+    pub fn fast_path_interval(&self) -> Option<Duration> {
+        let text = self.adapter_discovery.fast_path_interval.as_deref()?;
+        crate::duration::parse_go_duration(text).ok().filter(|d| constants::FAST_PATH_RANGE.contains(d))
+    }
+
     /// The API port.
     pub fn api_port(&self) -> u16 {
         u16::try_from(self.control_plane.port).unwrap_or(constants::DEFAULT_API_PORT)

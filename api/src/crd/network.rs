@@ -86,11 +86,24 @@ pub struct AdapterDiscoverySpec {
         validation = crate::crd::cel::rule(crate::crd::cel::AT_LEAST_ONE_SECOND_RULE, crate::crd::cel::AT_LEAST_ONE_SECOND_MESSAGE)
     )]
     pub polling_interval: String,
+    /// How often the agent checks for adapter changes without asking DittoFS for the adapter list: it
+    /// reads which adapters run (`GET /health/ready`, unauthenticated, logged by DittoFS at DEBUG only)
+    /// and whether their listed ports still listen in the pod (a port change closes the old one). A
+    /// change seen there triggers an adapter-list read at once, so Kubernetes follows within about this
+    /// period. A Go duration from 100ms to 10s. Unset: the agent's default (250ms; docs/performance.md
+    /// lists what each period costs). Changing it does not restart the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(
+        validation = crate::crd::cel::rule(crate::crd::cel::DURATION_FORMAT_RULE, crate::crd::cel::DURATION_FORMAT_MESSAGE),
+        validation = crate::crd::cel::rule(crate::crd::cel::FAST_PATH_RANGE_RULE, crate::crd::cel::FAST_PATH_RANGE_MESSAGE)
+    )]
+    pub fast_path_interval: Option<String>,
 }
 
 impl Default for AdapterDiscoverySpec {
     fn default() -> Self {
-        Self { polling_interval: default_polling_interval() }
+        Self { polling_interval: default_polling_interval(), fast_path_interval: None }
     }
 }
 
