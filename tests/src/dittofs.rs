@@ -114,6 +114,11 @@ impl DittoFs {
         Ok(fs)
     }
 
+    /// The server process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
     }

@@ -151,6 +151,13 @@ impl Jaeger {
         .await
     }
 
+    /// The trace of id `trace_id`.
+    pub async fn trace(&self, trace_id: &str) -> anyhow::Result<Trace> {
+        let body = self.get(&format!("/api/traces/{trace_id}")).await?;
+        let data = body.get("data").and_then(Value::as_array).and_then(|d| d.first()).context("no such trace")?;
+        Ok(Trace::from_json(data))
+    }
+
     /// The query API URL of one trace.
     pub fn trace_url(&self, trace_id: &str) -> String {
         format!("{}/api/traces/{trace_id}", self.query)
@@ -169,6 +176,8 @@ pub struct Span {
     pub operation: String,
     /// Start, in microseconds since the Unix epoch.
     pub start_us: u64,
+    /// Duration, in microseconds.
+    pub duration_us: u64,
     pub service: String,
     /// The span it is a child of (its first reference).
     pub parent: Option<String>,
@@ -179,10 +188,28 @@ pub struct Span {
 }
 
 impl Span {
+    /// End, in microseconds since the Unix epoch.
+    pub fn end_us(&self) -> u64 {
+        self.start_us + self.duration_us
+    }
+
     /// The value of attribute `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+}
+
+/// The spans of one adapter change (see [`Trace::adapter_change`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Change<'a> {
+    /// The agent's poll that saw it.
+    pub poll: &'a Span,
+    /// The agent's status apply under the poll.
+    pub status_write: &'a Span,
+    /// The controller's reconcile that continued the poll's trace.
+    pub reconcile: &'a Span,
+    /// The write of the adapter's Service under the reconcile.
+    pub write: &'a Span,
 }
 
 /// One trace: its id and spans.
@@ -216,6 +243,7 @@ impl Trace {
                 span_id: text(s, "spanID"),
                 operation: text(s, "operationName"),
                 start_us: s.get("startTime").and_then(Value::as_u64).unwrap_or_default(),
+                duration_us: s.get("duration").and_then(Value::as_u64).unwrap_or_default(),
                 service: processes.get(text(s, "processID")).map(|p| text(p, "serviceName")).unwrap_or_default(),
                 parent,
                 links: of("FOLLOWS_FROM"),
@@ -241,13 +269,14 @@ impl Trace {
     /// `server` that started at `since_us` or later, the agent's status apply under it, a controller reconcile
     /// of `server` that is the poll's child and links to it, and under that reconcile an `op` (`adapter.apply`
     /// or `adapter.delete`) of the Service of `adapter` with the adapter and the server as attributes.
-    pub fn adapter_change(&self, server: &str, adapter: &str, op: &str, since_us: u64) -> Result<&Span, String> {
+    pub fn adapter_change(&self, server: &str, adapter: &str, op: &str, since_us: u64) -> Result<Change<'_>, String> {
         let polls: Vec<&Span> = self
             .spans(AGENT, "dittofs.poll")
             .filter(|p| p.start_us >= since_us && p.tag("server") == Some(server))
             .collect();
         let poll = polls.first().ok_or("no agent poll of the server since the change")?;
-        self.spans(AGENT, "status.write")
+        let status_write = self
+            .spans(AGENT, "status.write")
             .find(|w| self.descends_from(w, &poll.span_id))
             .ok_or("no agent status apply under the poll")?;
         let reconcile = self
@@ -257,14 +286,16 @@ impl Trace {
         if !reconcile.links.contains(&poll.span_id) {
             return Err("the reconcile does not link to the poll".into());
         }
-        self.spans(CONTROLLER, op)
+        let write = self
+            .spans(CONTROLLER, op)
             .find(|w| {
                 self.descends_from(w, &reconcile.span_id)
                     && w.tag("kind") == Some("Service")
                     && w.tag("adapter") == Some(adapter)
                     && w.tag("server") == Some(server)
             })
-            .ok_or_else(|| format!("no {op} of the {adapter} Service under the reconcile"))
+            .ok_or_else(|| format!("no {op} of the {adapter} Service under the reconcile"))?;
+        Ok(Change { poll, status_write, reconcile, write })
     }
 
     /// Whether `span` descends from the span with id `ancestor` (through `CHILD_OF` references).
@@ -312,7 +343,8 @@ mod tests {
     fn a_complete_change_is_recognised() {
         // What Jaeger gives for a child linked to its parent: one FOLLOWS_FROM reference.
         let trace = change(&[("FOLLOWS_FROM", "poll")], &SMB_SERVICE);
-        assert_eq!(trace.adapter_change("files", "smb", "adapter.apply", 1_000).map(|s| s.span_id.as_str()), Ok("svc"));
+        let change = trace.adapter_change("files", "smb", "adapter.apply", 1_000);
+        assert_eq!(change.map(|c| c.write.span_id.as_str()), Ok("svc"));
         assert_eq!(trace.span("rec").and_then(|s| s.parent.as_deref()), Some("poll"));
         assert_eq!(trace.span("poll").and_then(|s| s.tag("running")), Some("{\"nfs\"}"));
     }

@@ -33,37 +33,43 @@ pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
 pub type Seen = BTreeMap<String, (Option<i32>, Option<i32>, Option<i32>)>;
 
 pub async fn seen(client: &kube::Client) -> anyhow::Result<Seen> {
+    let svcs = Api::<Service>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels(&labels::adapter_services_selector(SERVER)))
+        .await?;
+    let nps = Api::<NetworkPolicy>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels(&labels::adapter_network_policies_selector(SERVER)))
+        .await?;
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get(SERVER).await?;
+    Ok(seen_of(&svcs.items, &nps.items, Some(&sts)))
+}
+
+/// What the adapter Services, NetworkPolicies and the StatefulSet's ports expose, per adapter type.
+pub fn seen_of(svcs: &[Service], nps: &[NetworkPolicy], sts: Option<&StatefulSet>) -> Seen {
     let mut out = Seen::new();
     let by_type = |labels: &Option<BTreeMap<String, String>>| {
         labels.as_ref().and_then(|l| l.get(labels::ADAPTER_TYPE_LABEL).cloned()).unwrap_or_default()
     };
-    let svcs = Api::<Service>::namespaced(client.clone(), NS)
-        .list(&ListParams::default().labels(&labels::adapter_services_selector(SERVER)))
-        .await?;
     for svc in svcs {
-        let port = svc.spec.and_then(|s| s.ports).and_then(|p| p.first().map(|p| p.port));
+        let port = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).and_then(|p| p.first().map(|p| p.port));
         out.entry(by_type(&svc.metadata.labels)).or_default().0 = port;
     }
-    let nps = Api::<NetworkPolicy>::namespaced(client.clone(), NS)
-        .list(&ListParams::default().labels(&labels::adapter_network_policies_selector(SERVER)))
-        .await?;
     for np in nps {
-        let port = np.spec.and_then(|s| s.ingress).and_then(|i| i.first().and_then(|r| r.ports.clone()));
-        let port = port.and_then(|p| p.first().and_then(|p| p.port.clone()));
+        let rule = np.spec.as_ref().and_then(|s| s.ingress.as_ref()).and_then(|i| i.first());
+        let port = rule.and_then(|r| r.ports.as_ref()).and_then(|p| p.first()).and_then(|p| p.port.clone());
         out.entry(by_type(&np.metadata.labels)).or_default().1 = match port {
             Some(IntOrString::Int(p)) => Some(p),
             _ => None,
         };
     }
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), NS).get(SERVER).await?;
-    let containers = sts.spec.and_then(|s| s.template.spec).map(|p| p.containers).unwrap_or_default();
-    for port in containers.iter().filter(|c| c.name == "dittofs").flat_map(|c| c.ports.clone().unwrap_or_default()) {
-        let name = port.name.unwrap_or_default();
-        if let Some(kind) = name.strip_prefix(names::ADAPTER_PORT_PREFIX) {
+    let template = sts.and_then(|s| s.spec.as_ref()).and_then(|s| s.template.spec.as_ref());
+    let containers = template.map(|p| p.containers.as_slice()).unwrap_or_default();
+    let ports = containers.iter().filter(|c| c.name == "dittofs").flat_map(|c| c.ports.iter().flatten());
+    for port in ports {
+        if let Some(kind) = port.name.as_deref().and_then(|n| n.strip_prefix(names::ADAPTER_PORT_PREFIX)) {
             out.entry(kind.to_string()).or_default().2 = Some(port.container_port);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Waits until exactly `want` (type → port) is exposed; returns how long that took.
@@ -93,15 +99,18 @@ pub async fn set_up(cp: &ControlPlane) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The spec of the scenario's servers: the admin password from `files-admin` ([`set_up`]), adapters listed
+/// every 30 s.
+pub fn server_spec() -> serde_json::Value {
+    json!({
+        "storage": {"metadataSize": "1Gi"},
+        "identity": {"admin": {"passwordSecretRef": {"name": "files-admin", "key": "password"}}},
+        "adapterDiscovery": {"pollingInterval": "30s"},
+    })
+}
+
 pub async fn create_server(client: &kube::Client) -> anyhow::Result<()> {
-    let ds = server(
-        SERVER,
-        json!({
-            "storage": {"metadataSize": "1Gi"},
-            "identity": {"admin": {"passwordSecretRef": {"name": "files-admin", "key": "password"}}},
-            "adapterDiscovery": {"pollingInterval": "30s"},
-        }),
-    )?;
+    let ds = server(SERVER, server_spec())?;
     Api::<DittoServer>::namespaced(client.clone(), NS).create(&PostParams::default(), &ds).await?;
     Ok(())
 }

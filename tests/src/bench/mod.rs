@@ -1,8 +1,15 @@
 //! `make bench`: end-to-end figures of the release binaries on the local control plane — how fast Kubernetes
 //! follows an adapter toggle (median, p90, max over rounds), and what the agent and the controller cost while
-//! idle (RSS, CPU, DittoFS INFO log lines, apiserver requests by component and verb from the audit log). Rounds and idle window come from
-//! `BENCH_ROUNDS` (default 40) and `BENCH_IDLE_SECS` (default 60); each toggle waits a random 0–1 s first
-//! (`BENCH_SEED`), so the fast path's phase is sampled instead of fixed.
+//! idle (RSS, CPU, DittoFS INFO log lines, apiserver requests by component and verb from the audit log), and
+//! where each toggle's time goes ([`stages`], from the traces both binaries send to a local Jaeger). Rounds
+//! and idle window come from `BENCH_ROUNDS` (default 50) and `BENCH_IDLE_SECS` (default 60); each toggle
+//! waits a random 0–1 s first (`BENCH_SEED`), so the fast path's phase is sampled instead of fixed.
+
+pub mod exposure;
+pub mod periods;
+pub mod plot;
+pub mod scale;
+pub mod stages;
 
 use std::{
     collections::BTreeMap,
@@ -14,16 +21,23 @@ use dittofs_api::DittoServer;
 use kube::Api;
 use serde_json::json;
 
+use self::exposure::Exposure;
+use self::stages::{Clock, Moments};
 use crate::{
     audit::{AuditLog, is_read},
     faults::Rng,
+    jaeger::Jaeger,
     kube_env::{ControlPlane, ControlPlaneOptions},
     pod::{Pod, start_controller},
     scenario::{NS, SERVER, converge, create_server, set_up},
 };
 
-/// The agent's fast-path period: the random wait before a toggle is uniform in `0..PHASE_MS` ms.
+/// The random wait before a toggle is uniform in `0..PHASE_MS` ms: a whole number of fast-path periods (of
+/// the default and of every period measured), so the toggle's phase within a period is uniform too.
 const PHASE_MS: u64 = 1_000;
+
+/// Where the per-stage plot is written (beside the report the Makefile writes).
+const STAGES_PLOT: &str = "target/bench-stages.svg";
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -49,11 +63,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn line(label: &str, times: &mut [Duration]) -> String {
     times.sort();
     format!(
-        "| {label} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+        "| {label} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
         times.len(),
         times.first().copied().unwrap_or_default().as_secs_f64(),
         percentile(times, 0.5).as_secs_f64(),
         percentile(times, 0.9).as_secs_f64(),
+        percentile(times, 0.99).as_secs_f64(),
         times.last().copied().unwrap_or_default().as_secs_f64()
     )
 }
@@ -113,8 +128,33 @@ fn requests_table(
     out
 }
 
+/// One toggle of SMB: sent after a random wait, timed until a client's watch sees `want`, its stages read
+/// from the trace of the change.
+struct Toggle<'a> {
+    admin: &'a crate::dittofs_client::Api,
+    exposure: &'a mut Exposure,
+    jaeger: &'a Jaeger,
+    clock: Clock,
+}
+
+impl Toggle<'_> {
+    async fn run(&mut self, enabled: bool, want: &BTreeMap<String, i32>) -> anyhow::Result<(Duration, Moments)> {
+        let since_us = crate::jaeger::now_us();
+        self.admin.put("/api/v1/adapters/smb", &json!({"enabled": enabled})).await?.expect_status(200)?;
+        let changed = Instant::now();
+        let visible = self.exposure.matched(want).await?;
+        let op = if enabled { "adapter.apply" } else { "adapter.delete" };
+        let id = self.jaeger.wait_for_change(SERVER, "smb", op, since_us).await?;
+        let trace = self.jaeger.trace(&id).await?;
+        let change = trace.adapter_change(SERVER, "smb", op, since_us).map_err(anyhow::Error::msg)?;
+        let moments = Moments::of(&trace, &change, self.clock.epoch_us(changed), self.clock.epoch_us(visible))
+            .map_err(anyhow::Error::msg)?;
+        Ok((visible.saturating_duration_since(changed), moments))
+    }
+}
+
 pub async fn run() -> anyhow::Result<()> {
-    let rounds = env_number("BENCH_ROUNDS", 40);
+    let rounds = env_number("BENCH_ROUNDS", 50);
     let idle = Duration::from_secs(env_number("BENCH_IDLE_SECS", 60));
     eprintln!("bench: starting the control plane, controller and pod (release binaries)…");
     let dir = tempfile::Builder::new().prefix("dittofs-bench-").tempdir()?;
@@ -124,7 +164,11 @@ pub async fn run() -> anyhow::Result<()> {
     set_up(&cp).await?;
     let client = cp.client();
     let kubeconfig = controller_identity(&cp, dir.path()).await?;
-    let (controller, _) = start_controller(&cp, NS, dir.path(), &[("KUBECONFIG", kubeconfig)])?;
+    // Both binaries export their spans (the agent gets the endpoint through the pod template).
+    let jaeger = Jaeger::start(dir.path()).await?;
+    let mut env = jaeger.exporter_env();
+    env.push(("KUBECONFIG", kubeconfig));
+    let (controller, _) = start_controller(&cp, NS, dir.path(), &env)?;
     create_server(&client).await?;
     let pod = Pod::start(&cp, NS, SERVER, dir.path()).await?;
     let admin = pod.fs.admin().await?;
@@ -133,21 +177,27 @@ pub async fn run() -> anyhow::Result<()> {
     let both: BTreeMap<String, i32> = [("nfs".into(), nfs), ("smb".into(), smb)].into();
     let nfs_only: BTreeMap<String, i32> = [("nfs".into(), nfs)].into();
     let first = converge(&client, &both).await?;
+    let mut exposure = Exposure::watch(&client);
+    exposure.matched(&both).await?;
 
     // A toggle right after the previous convergence always lands at the same phase of the agent's 1 s fast
     // path, so the figure would be that period whatever the rest costs: a random wait of up to one period
     // before each toggle samples every phase (uniformly, from a printed seed).
     let (mut rng, seed) = Rng::from_var("BENCH_SEED");
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut off_stages, mut on_stages) = (Vec::new(), Vec::new());
     let toggles_mark = audit.mark();
+    let mut toggle = Toggle { admin: &admin, exposure: &mut exposure, jaeger: &jaeger, clock: Clock::now() };
     for round in 1..=rounds {
         eprintln!("bench: toggle round {round}/{rounds}");
         tokio::time::sleep(Duration::from_millis(rng.below(PHASE_MS))).await;
-        admin.put("/api/v1/adapters/smb", &json!({"enabled": false})).await?.expect_status(200)?;
-        off.push(converge(&client, &nfs_only).await?);
+        let (took, moments) = toggle.run(false, &nfs_only).await?;
+        off.push(took);
+        off_stages.push(moments);
         tokio::time::sleep(Duration::from_millis(rng.below(PHASE_MS))).await;
-        admin.put("/api/v1/adapters/smb", &json!({"enabled": true})).await?.expect_status(200)?;
-        on.push(converge(&client, &both).await?);
+        let (took, moments) = toggle.run(true, &both).await?;
+        on.push(took);
+        on_stages.push(moments);
     }
 
     let toggles = audit.count_since(toggles_mark, component)?;
@@ -168,25 +218,43 @@ pub async fn run() -> anyhow::Result<()> {
     let (ctl_rss, ctl_cpu) = usage(controller.pid())?;
     let info_lines = pod.fs.info_requests_logged() - info_before;
     let rv_after = servers.get(SERVER).await?.metadata.resource_version;
-    let millicores = |ticks: u64| ticks as f64 * 10.0 / secs; // 100 ticks = 1 CPU-second
+    let millicores = |ticks: u64| periods::millicores(ticks, secs);
     let per_minute = info_lines as f64 * 60.0 / secs;
+    let flavor = if pod.fs.flavor.is_real() { "real dfs" } else { "dittofs-emulator" };
+    let period_window = Duration::from_secs(env_number("BENCH_PERIOD_SECS", 30));
+    let costs = periods::measure(&servers, &pod, period_window).await?;
     let median_off = {
         off.sort();
         percentile(&off, 0.5)
     };
 
     println!("## Adapter toggle → Kubernetes (Service, NetworkPolicy and container port all match)\n");
+    let period = dittofs_api::constants::DEFAULT_FAST_PATH_INTERVAL;
     println!(
-        "DittoFS: {}. Convergence polled every {:?}. Each toggle after a random wait of 0–{PHASE_MS} ms (seed \
-         {seed}, `BENCH_SEED` repeats it), so it lands at a random phase of the agent's 1 s fast path: about \
-         0.5 s of each figure is that wait on average, the rest is work.\n",
-        if pod.fs.flavor.is_real() { "real dfs" } else { "dittofs-emulator" },
-        crate::kube_env::MEASURE_EVERY
+        "DittoFS: {flavor}. Fast path every {period:?} (the agent's default). Each toggle after a random wait of \
+         0–{PHASE_MS} ms (seed {seed}, `BENCH_SEED` repeats it), a whole number of periods, so it lands at a \
+         uniformly random phase of the fast path: half a period ({:?}) of each figure is that wait on average, \
+         the rest is work. Seen: when a client's watch of the Services, NetworkPolicies and StatefulSet first \
+         shows all three matching.\n",
+        period / 2
     );
-    println!("| step | n | min | median | p90 | max |\n|---|---|---|---|---|---|");
-    println!("| first sync after the pod starts | 1 | | {:.2} s | | |", first.as_secs_f64());
+    println!("| step | n | min | median | p90 | p99 | max |\n|---|---|---|---|---|---|---|");
+    println!("| first sync after the pod starts | 1 | | {:.2} s | | | |", first.as_secs_f64());
     println!("{}", line("SMB disabled → Service, policy, port removed", &mut off));
     println!("{}", line("SMB enabled → Service, policy, port created", &mut on));
+    println!("\n## Where the time goes, per stage\n");
+    println!(
+        "From the trace of each toggle in Jaeger (agent poll → status apply → reconcile → writes; the reconcile \
+         records how long its watch event waited) and the bench's clocks (the toggle's answer, a watch of the \
+         three objects). Every process reads the same clock; a stage can read negative when a watch delivers \
+         a write before its writer has read the answer."
+    );
+    println!("{}", stages::table("SMB disabled", &off_stages));
+    println!("{}", stages::table("SMB enabled", &on_stages));
+    let groups = [stages::bars("SMB disabled", &off_stages), stages::bars("SMB enabled", &on_stages)];
+    std::fs::create_dir_all("target")?;
+    std::fs::write(STAGES_PLOT, plot::stage_bars("Adapter toggle → Kubernetes, per stage", "ms", &groups))?;
+    println!("\nPlot: `{STAGES_PLOT}` (median bars, p99 ticks).");
     println!("\n## Idle cost over {secs:.0} s\n");
     println!("| | agent | controller |\n|---|---|---|");
     println!(
@@ -207,6 +275,7 @@ pub async fn run() -> anyhow::Result<()> {
         if rv_before == rv_after { "0 (resourceVersion unchanged)" } else { "resourceVersion changed" }
     );
     println!("{}", requests_table(&toggles, 2 * rounds, &idle_requests, secs));
+    println!("{}", periods::table(&costs, flavor, period_window));
     println!("\n## Ratios\n");
     println!(
         "- Go operator by design (polls every 30 s, pollingInterval default): a toggle is seen after 15 s on median;"
