@@ -70,6 +70,10 @@ pub struct Cli {
     /// Pause between election attempts (Go duration).
     #[arg(long, env = "LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
     pub retry_period: Duration,
+    /// Most servers reconciled at once (at least 1).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = crate::config::DEFAULT_MAX_CONCURRENT_RECONCILES,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
     /// This replica's identity (default: the pod name, else a random one).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -112,6 +116,7 @@ impl Cli {
                 renew_deadline: self.renew_deadline,
                 retry_period: self.retry_period,
             }),
+            max_concurrent_reconciles: self.max_concurrent_reconciles,
         }
     }
 }

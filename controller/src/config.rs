@@ -21,7 +21,15 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Leader election (None: this instance always leads, e.g. a single replica or a test).
     pub leader_election: Option<LeaderElectionConfig>,
+    /// Most servers reconciled at once. Unbounded, a cold start with a thousand servers ran a thousand
+    /// reconciles at once, and the Lease renewal queued behind their requests in the apiserver (one user,
+    /// one flow): the bench's leader lost its Lease 17 times in four minutes and no server converged.
+    pub max_concurrent_reconciles: u16,
 }
+
+/// Default of [`Config::max_concurrent_reconciles`]: a toggle's reconcile never waits behind more than a
+/// handful of others, and a cold start keeps the apiserver busy without flooding it (docs/performance.md).
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 16;
 
 impl Config {
     /// A single-instance configuration (no leader election, all namespaces) with a random identity; the
@@ -33,6 +41,7 @@ impl Config {
             identity: random_identity(),
             namespace: None,
             leader_election: None,
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
         }
     }
 

@@ -22,7 +22,7 @@ use kube::runtime::PredicateConfig;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::watcher::ExponentialBackoff;
-use kube::runtime::{Controller as KubeController, WatchStreamExt, reflector, watcher};
+use kube::runtime::{Controller as KubeController, WatchStreamExt, controller, reflector, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -160,6 +160,7 @@ impl Controller {
             .watches_stream(self.children::<ServiceAccount>(writers.service_accounts), servers_of)
             .watches_stream(self.children::<Role>(writers.roles), servers_of)
             .watches_stream(self.children::<RoleBinding>(writers.role_bindings), servers_of)
+            .with_config(controller::Config::default().concurrency(self.config.max_concurrent_reconciles))
             .reconcile_all_on(once_synced(synced.clone()))
             .trigger_backoff(NoPause)
             .graceful_shutdown_on(term.clone().cancelled_owned());
