@@ -1,5 +1,5 @@
 //! Request accounting for the bench: the harness apiserver writes an audit log (metadata level, one JSON event
-//! per finished request), and the bench counts its events by component and verb over a window.
+//! per finished request), and the benches count its requests by component, verb and resource over a window.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom};
@@ -42,31 +42,40 @@ impl AuditLog {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
-    /// The events since `mark`, counted by (component, verb), with `who` naming the component of a user
-    /// (`None`: not counted).
-    pub fn count_since(
-        &self,
-        mark: u64,
-        who: impl Fn(&str) -> Option<&'static str>,
-    ) -> anyhow::Result<BTreeMap<(&'static str, String), u64>> {
+    /// The requests since `mark`, counted by (component, verb, resource), with `who` naming the component of
+    /// a user (`None`: not counted).
+    pub fn count_since(&self, mark: u64, who: impl Fn(&str) -> Option<&'static str>) -> anyhow::Result<Counts> {
         let mut file = std::fs::File::open(&self.path)?;
         file.seek(SeekFrom::Start(mark))?;
-        let mut counts = BTreeMap::new();
+        let mut counts = Counts::new();
         for line in BufReader::new(file).lines() {
             let Ok(event) = serde_json::from_str::<Value>(&line?) else { continue };
-            if let Some((component, verb)) = classify(&event, &who) {
-                *counts.entry((component, verb)).or_default() += 1;
+            if let Some(key) = classify(&event, &who) {
+                *counts.entry(key).or_default() += 1;
             }
         }
         Ok(counts)
     }
 }
 
-/// (component, verb) of one audit event, e.g. ("agent", "patch").
-fn classify(event: &Value, who: &impl Fn(&str) -> Option<&'static str>) -> Option<(&'static str, String)> {
-    let user = event.pointer("/user/username")?.as_str()?;
+/// Requests by (component, verb, resource), e.g. ("agent", "patch", "dittoservers/status").
+pub type Counts = BTreeMap<(&'static str, String, String), u64>;
+
+/// The key of one audit event, each request counted once: a watch when it starts (its `ResponseComplete`
+/// event comes when it ends), every other request when it completes.
+fn classify(event: &Value, who: &impl Fn(&str) -> Option<&'static str>) -> Option<(&'static str, String, String)> {
+    let component = who(event.pointer("/user/username")?.as_str()?)?;
     let verb = event.get("verb")?.as_str()?;
-    Some((who(user)?, verb.to_owned()))
+    if verb == "watch" && event.get("stage").and_then(Value::as_str) == Some("ResponseComplete") {
+        return None;
+    }
+    let text = |p: &str| event.pointer(p).and_then(Value::as_str);
+    let resource = match (text("/objectRef/resource"), text("/objectRef/subresource")) {
+        (Some(r), Some(sub)) => format!("{r}/{sub}"),
+        (Some(r), None) => r.to_owned(),
+        (None, _) => text("/requestURI").unwrap_or("?").to_owned(),
+    };
+    Some((component, verb.to_owned(), resource))
 }
 
 /// Reads and writes in one count: `get`, `list` and `watch` read; everything else writes.
@@ -84,14 +93,21 @@ mod tests {
         let (log, args) = AuditLog::in_dir(dir.path()).unwrap();
         assert!(args.iter().any(|a| a.starts_with("--audit-policy-file=")));
         assert_eq!(log.mark(), 0, "no log yet");
-        let event = |user: &str, verb: &str| format!("{{\"user\":{{\"username\":\"{user}\"}},\"verb\":\"{verb}\"}}\n");
-        std::fs::write(&log.path, event("system:serviceaccount:demo:files-agent", "patch")).unwrap();
+        let event = |user: &str, verb: &str, stage: &str| {
+            format!(
+                "{{\"user\":{{\"username\":\"{user}\"}},\"verb\":\"{verb}\",\"stage\":\"{stage}\",\
+                 \"objectRef\":{{\"resource\":\"dittoservers\",\"subresource\":\"status\"}}}}\n"
+            )
+        };
+        let agent = "system:serviceaccount:demo:files-agent";
+        std::fs::write(&log.path, event(agent, "patch", "ResponseComplete")).unwrap();
         let mark = log.mark();
         let more = [
-            event("system:serviceaccount:demo:files-agent", "patch"),
-            event("system:serviceaccount:demo:files-agent", "get"),
-            event("system:serviceaccount:demo:dittofs-controller", "update"),
-            event("system:kube-controller-manager", "update"),
+            event(agent, "patch", "ResponseComplete"),
+            event(agent, "watch", "ResponseStarted"),
+            event(agent, "watch", "ResponseComplete"),
+            event("system:serviceaccount:demo:dittofs-controller", "update", "ResponseComplete"),
+            event("system:kube-controller-manager", "update", "ResponseComplete"),
             "not json\n".to_owned(),
         ];
         std::fs::write(&log.path, format!("{}{}", std::fs::read_to_string(&log.path).unwrap(), more.concat())).unwrap();
@@ -101,13 +117,10 @@ mod tests {
             _ => None,
         };
         let counts = log.count_since(mark, who).unwrap();
-        let want: BTreeMap<(&str, String), u64> = [
-            (("agent", "get".to_owned()), 1),
-            (("agent", "patch".to_owned()), 1),
-            (("controller", "update".to_owned()), 1),
-        ]
-        .into();
-        assert_eq!(counts, want);
+        let key = |c, v: &str| (c, v.to_owned(), "dittoservers/status".to_owned());
+        let want: Counts =
+            [(key("agent", "patch"), 1), (key("agent", "watch"), 1), (key("controller", "update"), 1)].into();
+        assert_eq!(counts, want, "one watch counted once, from the mark on, only the named components");
         assert!(is_read("watch") && !is_read("patch"));
     }
 }

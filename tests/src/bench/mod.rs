@@ -1,10 +1,11 @@
-//! `make bench`: end-to-end figures of the release binaries on the local control plane — how fast Kubernetes
-//! follows an adapter toggle (median, p90, max over rounds), and what the agent and the controller cost while
-//! idle (RSS, CPU, DittoFS INFO log lines, apiserver requests by component and verb from the audit log), and
-//! where each toggle's time goes ([`stages`], from the traces both binaries send to a local Jaeger). Rounds
-//! and idle window come from `BENCH_ROUNDS` (default 50) and `BENCH_IDLE_SECS` (default 60); each toggle
-//! waits a random 0–1 s first (`BENCH_SEED`), so the fast path's phase is sampled instead of fixed.
-
+//! `make bench`: end-to-end figures of the release agent and controller on the local control plane — how fast
+//! Kubernetes follows an adapter toggle and a port change (median, p90, p99, max over rounds), where each
+//! toggle's time goes ([`stages`], from the traces both binaries send to a local Jaeger), what the agent and
+//! the controller cost while idle (RSS, CPU, DittoFS INFO log lines, apiserver requests by component, verb and
+//! resource from the audit log), and what the fast path costs at each period ([`periods`]). Rounds and idle
+//! window come from `BENCH_ROUNDS` (default 50) and `BENCH_IDLE_SECS` (default 60); each change waits a
+//! random 0–1 s first (`BENCH_SEED`), so the fast path's phase is sampled instead of fixed. [`scale`] is
+//! `make bench-scale`.
 pub mod exposure;
 pub mod periods;
 pub mod plot;
@@ -24,7 +25,7 @@ use serde_json::json;
 use self::exposure::Exposure;
 use self::stages::{Clock, Moments};
 use crate::{
-    audit::{AuditLog, is_read},
+    audit::{AuditLog, Counts, is_read},
     faults::Rng,
     jaeger::Jaeger,
     kube_env::{ControlPlane, ControlPlaneOptions},
@@ -35,6 +36,9 @@ use crate::{
 /// The random wait before a toggle is uniform in `0..PHASE_MS` ms: a whole number of fast-path periods (of
 /// the default and of every period measured), so the toggle's phase within a period is uniform too.
 const PHASE_MS: u64 = 1_000;
+
+/// Port changes measured after the toggles (each after a random wait, like them).
+const PORT_ROUNDS: usize = 20;
 
 /// Where the per-stage plot is written (beside the report the Makefile writes).
 const STAGES_PLOT: &str = "target/bench-stages.svg";
@@ -106,24 +110,21 @@ async fn controller_identity(cp: &ControlPlane, dir: &std::path::Path) -> anyhow
     Ok(path.display().to_string())
 }
 
-/// Requests per component and verb: per toggle over the toggle phase, per minute over the idle window.
-fn requests_table(
-    toggles: &BTreeMap<(&'static str, String), u64>,
-    toggle_count: u64,
-    idle: &BTreeMap<(&'static str, String), u64>,
-    idle_secs: f64,
-) -> String {
+/// Requests per component, verb and resource: per toggle over the toggle phase, per minute over the idle
+/// window.
+fn requests_table(toggles: &Counts, toggle_count: u64, idle: &Counts, idle_secs: f64) -> String {
     let mut out = String::from(
         "\n## apiserver requests (audit log, metadata level)\n\nPer toggle: all requests of the toggle phase \
-         (random waits and lease renewals included) over the number of toggles. Idle: over the idle window.\n\n\
-         | component | verb | kind | per toggle | idle, per minute |\n|---|---|---|---|---|\n",
+         (random waits and lease renewals included) over the number of toggles. Idle: over the idle window. A \
+         watch counts once, when it starts.\n\n\
+         | component | verb | resource | kind | per toggle | idle, per minute |\n|---|---|---|---|---|---|\n",
     );
     let keys: std::collections::BTreeSet<_> = toggles.keys().chain(idle.keys()).collect();
     for key in keys {
         let per_toggle = toggles.get(key).copied().unwrap_or(0) as f64 / toggle_count.max(1) as f64;
         let per_minute = idle.get(key).copied().unwrap_or(0) as f64 * 60.0 / idle_secs.max(1.0);
         let kind = if is_read(&key.1) { "read" } else { "write" };
-        out += &format!("| {} | {} | {kind} | {per_toggle:.2} | {per_minute:.1} |\n", key.0, key.1);
+        out += &format!("| {} | {} | {} | {kind} | {per_toggle:.2} | {per_minute:.1} |\n", key.0, key.1, key.2);
     }
     out
 }
@@ -201,6 +202,18 @@ pub async fn run() -> anyhow::Result<()> {
     }
 
     let toggles = audit.count_since(toggles_mark, component)?;
+
+    // Port changes: `/health/ready` shows none, the agent sees the old listener close (agent::listeners).
+    let mut moves = Vec::new();
+    for round in 1..=PORT_ROUNDS {
+        eprintln!("bench: port change {round}/{PORT_ROUNDS}");
+        tokio::time::sleep(Duration::from_millis(rng.below(PHASE_MS))).await;
+        let port = i32::from(crate::process::free_port()?);
+        admin.put("/api/v1/adapters/nfs", &json!({"port": port})).await?.expect_status(200)?;
+        let changed = Instant::now();
+        let want: BTreeMap<String, i32> = [("nfs".into(), port), ("smb".into(), smb)].into();
+        moves.push(exposure.matched(&want).await?.saturating_duration_since(changed));
+    }
     eprintln!("bench: idle window of {idle:?}…");
     // Let the agent's post-toggle follow-up polls settle before the quiet window starts.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -242,6 +255,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!("| first sync after the pod starts | 1 | | {:.2} s | | | |", first.as_secs_f64());
     println!("{}", line("SMB disabled → Service, policy, port removed", &mut off));
     println!("{}", line("SMB enabled → Service, policy, port created", &mut on));
+    println!("{}", line("NFS moved to another port → Service, policy, port follow", &mut moves));
     println!("\n## Where the time goes, per stage\n");
     println!(
         "From the trace of each toggle in Jaeger (agent poll → status apply → reconcile → writes; the reconcile \

@@ -134,11 +134,6 @@ async fn cold_start(n: usize, settings: &Settings) -> anyhow::Result<Duration> {
 async fn warm(n: usize, cold: Duration, settings: &Settings, rng: &mut Rng) -> anyhow::Result<Measured> {
     let dir = tempfile::Builder::new().prefix("dittofs-bench-scale-").tempdir()?;
     let (audit, args) = AuditLog::in_dir(dir.path())?;
-    let log = args
-        .iter()
-        .find_map(|a| a.strip_prefix("--audit-log-path="))
-        .map(std::path::PathBuf::from)
-        .context("no --audit-log-path among the audit flags")?;
     let (cp, kubeconfig) = control_plane(dir.path(), args).await?;
     let (controller, admin_port) = start_controller(&cp, NS, dir.path(), &[("KUBECONFIG", kubeconfig)])?;
     wait_leading(admin_port).await.map_err(|e| with_log(e, &controller))?;
@@ -161,7 +156,7 @@ async fn warm(n: usize, cold: Duration, settings: &Settings, rng: &mut Rng) -> a
     let idle_secs = window.elapsed().as_secs_f64();
     let (rss1, cpu1) = usage(controller.pid())?;
     let real_set: BTreeSet<String> = real.iter().cloned().collect();
-    let requests = report::count_requests(&log, mark, |user| report::component_of(user, &real_set))?;
+    let requests = audit.count_since(mark, |user| report::component_of(user, &real_set))?;
 
     let (off, on) = toggles(&fleet.tracker, toggled, settings, rng).await.map_err(|e| with_log(e, &controller))?;
     let driver = fleet.driver.stats();

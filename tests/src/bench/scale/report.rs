@@ -1,17 +1,11 @@
 //! The scale bench's figures: apiserver requests at rest by component, verb and resource (from the audit
 //! log), one Markdown section per N, the summary table over every N and the JSON a plot is drawn from.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    io::{BufRead as _, BufReader, Seek as _, SeekFrom},
-    path::Path,
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use anyhow::Context as _;
 use dittofs_api::names;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::super::{CONTROLLER_SA, percentile};
 use crate::{audit::is_read, scenario::NS};
@@ -21,7 +15,7 @@ pub const REAL_AGENTS: &str = "agents (real pods)";
 pub const SIMULATED_AGENTS: &str = "agents (simulated)";
 
 /// Requests by (component, verb, resource).
-pub type Requests = BTreeMap<(&'static str, String, String), u64>;
+pub type Requests = crate::audit::Counts;
 
 /// The component of an apiserver user: the controller's ServiceAccount, or a server's agent ServiceAccount
 /// (`<cr>-agent`), real or simulated; anything else (the harness, kube-controller-manager) is not counted.
@@ -32,36 +26,6 @@ pub fn component_of(user: &str, real: &BTreeSet<String>) -> Option<&'static str>
     }
     let server = sa.strip_suffix("-agent").filter(|cr| names::agent_service_account(cr) == sa)?;
     Some(if real.contains(server) { REAL_AGENTS } else { SIMULATED_AGENTS })
-}
-
-/// The requests of the audit log at `log` since `mark`, each counted once: a watch when it starts (its
-/// ResponseComplete event comes when it ends), every other request when it completes.
-pub fn count_requests(log: &Path, mark: u64, who: impl Fn(&str) -> Option<&'static str>) -> anyhow::Result<Requests> {
-    let mut file = std::fs::File::open(log).with_context(|| format!("open {}", log.display()))?;
-    file.seek(SeekFrom::Start(mark))?;
-    let mut counts = Requests::new();
-    for line in BufReader::new(file).lines() {
-        let Ok(event) = serde_json::from_str::<Value>(&line?) else { continue };
-        if let Some(key) = classify(&event, &who) {
-            *counts.entry(key).or_default() += 1;
-        }
-    }
-    Ok(counts)
-}
-
-fn classify(event: &Value, who: &impl Fn(&str) -> Option<&'static str>) -> Option<(&'static str, String, String)> {
-    let component = who(event.pointer("/user/username")?.as_str()?)?;
-    let verb = event.get("verb")?.as_str()?;
-    if verb == "watch" && event.get("stage").and_then(Value::as_str) == Some("ResponseComplete") {
-        return None;
-    }
-    let text = |p: &str| event.pointer(p).and_then(Value::as_str);
-    let resource = match (text("/objectRef/resource"), text("/objectRef/subresource")) {
-        (Some(r), Some(sub)) => format!("{r}/{sub}"),
-        (Some(r), None) => r.to_owned(),
-        (None, _) => text("/requestURI").unwrap_or("?").to_owned(),
-    };
-    Some((component, verb.to_owned(), resource))
 }
 
 /// The leader election's Lease: renewed every retry period whatever the load, so counted apart.
@@ -231,7 +195,7 @@ pub fn plot(all: &[Figures]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -247,6 +211,7 @@ mod tests {
         assert_eq!(component_of("system:kube-controller-manager", &real), None);
 
         let dir = tempfile::tempdir().unwrap();
+        let (audit, _) = crate::audit::AuditLog::in_dir(dir.path()).unwrap();
         let log = dir.path().join("audit.log");
         let event = |user: &str, verb: &str, stage: &str, resource: Value| {
             json!({"user": {"username": sa(user)}, "verb": verb, "stage": stage, "objectRef": resource}).to_string()
@@ -261,7 +226,7 @@ mod tests {
             "not json".to_owned(),
         ];
         std::fs::write(&log, lines.join("\n")).unwrap();
-        let counts = count_requests(&log, 0, |u| component_of(u, &real)).unwrap();
+        let counts = audit.count_since(0, |u| component_of(u, &real)).unwrap();
         let key = |c, v: &str, r: &str| (c, v.to_owned(), r.to_owned());
         let want: Requests = [
             (key(SIMULATED_AGENTS, "patch", "dittoservers/status"), 1),
