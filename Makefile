@@ -42,8 +42,8 @@ test: testenv lint build ## Everything: lint, unit tests and the real-server tie
 demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them working (TRACES=1: and a trace in Jaeger)
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" TRACES="$(TRACES)" $(CARGO) run --quiet --locked -p dittofs-tests --bin dittofs-demo
 
-# The benches measure the shipped binaries: the agent and the controller are built as `make release` builds them
-# (release profile, each by its own cargo build, so the agent does not inherit the controller's features). The
+# The benches measure the agent and the controller as they ship, but for the host's target (glibc, not musl):
+# release profile, each by its own cargo build, so the agent does not inherit the controller's features. The
 # harness and the emulator run from the debug build `make test` leaves, so no release build of them (the test
 # harness's dependency tree, with thin LTO and one codegen unit) stands between a change and its figures.
 MEASURED = $(CARGO) build --release --locked -p dittofs-agent --bins && \

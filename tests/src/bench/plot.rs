@@ -114,17 +114,23 @@ pub fn against_n(title: &str, series: &[Series<'_>]) -> String {
         for (n, v) in &s.points {
             let _ = write!(
                 svg,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#4a7fb5"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{v:.1}</text><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">N={n}</text>"##,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#4a7fb5"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">N={n}</text>"##,
                 px(*n),
                 py(*v),
                 px(*n),
                 py(*v) - 8.0,
+                label(*v),
                 px(*n),
                 y0 + chart + 14.0,
             );
         }
     }
     svg + "</svg>\n"
+}
+
+/// A value as its point's label: two decimals under 10 (0.18 s, not 0.2), one above.
+fn label(v: f64) -> String {
+    if v.abs() < 10.0 { format!("{v:.2}") } else { format!("{v:.1}") }
 }
 
 fn header(height: f64, title: &str) -> String {
@@ -178,5 +184,7 @@ mod tests {
         let svg = against_n("Scale", &series);
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("N=1000") && svg.contains("RSS (MiB)"));
+        assert!(svg.contains(">20.0<") && svg.contains(">40.0<"), "{svg}");
+        assert_eq!((label(0.18), label(74.66)), ("0.18".to_owned(), "74.7".to_owned()));
     }
 }
