@@ -88,6 +88,9 @@ pub mod reasons {
     /// AdaptersReady=Unknown: the agents' reports are older than `adapterServices.reportMaxAge`; adapter
     /// objects are kept or closed per `adapterServices.onStaleReport`.
     pub const REPORT_STALE: &str = "ReportStale";
+    /// Ready=False: the server's StatefulSet was not made by this controller or the Go operator in a shape
+    /// it can take over (e.g. a selector edited by hand); nothing is written until that is resolved.
+    pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
 }
 
 /// Reasons of the Events the controller emits on a `DittoServer`.
@@ -122,4 +125,8 @@ pub mod events {
     pub const CHILD_NOT_OWNED: &str = "ChildNotOwned";
     /// Warning: the agents' reports are older than the freshness limit (once per change).
     pub const REPORT_STALE: &str = "ReportStale";
+    /// Normal: a server the Go operator managed was taken over (the note says what was adopted).
+    pub const TAKEN_OVER: &str = "TakenOver";
+    /// Warning: a server of the Go operator cannot be taken over as it is (the note says why and what to do).
+    pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
 }

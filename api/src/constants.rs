@@ -30,6 +30,14 @@ pub const CONTROLLER_NAME: &str = "dittofs-controller";
 /// The finalizer the Go operator puts on a `DittoServer` (kept so that its objects can be adopted).
 pub const GO_OPERATOR_FINALIZER: &str = "dittofs.dittofs.com/finalizer";
 
+/// The field manager the Go operator's writes are recorded under: controller-runtime sets none, so the
+/// apiserver takes the binary's name, `manager` in the Go operator's image. A take-over moves what it
+/// owns on the server's children to this controller's managers (see the controller's `takeover`).
+pub const GO_OPERATOR_FIELD_MANAGER: &str = "manager";
+
+/// The Go operator's annotation counting transient auth failures on a `DittoServer` (removed on take-over).
+pub const GO_AUTH_RETRY_ANNOTATION: &str = "dittofs.dittofs.com/auth-retry-count";
+
 /// This controller's finalizer on a `DittoServer`: on deletion the Services go first, then the pods,
 /// and only when no pod is left may the NetworkPolicies go (the garbage collector takes them).
 pub const TEARDOWN_FINALIZER: &str = "dittofs.dittofs.com/teardown";

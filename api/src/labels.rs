@@ -52,14 +52,68 @@ pub const LABEL_TRUE: &str = "true";
 /// Pod-template annotation: hash of the rendered config and referenced Secrets (a change rolls the pod).
 pub const CONFIG_HASH_ANNOTATION: &str = "dittofs.io/config-hash";
 
-/// Labels selecting the server's pods (StatefulSet selector, Service selectors, NetworkPolicy podSelector).
+/// The Go operator's pod label `app` (value [`GO_APP`]).
+pub const GO_APP_LABEL: &str = "app";
+/// Value of [`GO_APP_LABEL`].
+pub const GO_APP: &str = "dittofs-server";
+/// The Go operator's pod label `instance`: the `DittoServer`'s name.
+pub const GO_INSTANCE_LABEL: &str = "instance";
+
+/// `DittoServer` annotation set when this controller took a server over from the Go operator and kept the
+/// live StatefulSet's selector (immutable): value [`POD_SELECTOR_GO`]. Absent: [`selector_labels`].
+pub const POD_SELECTOR_ANNOTATION: &str = "dittofs.dittofs.com/pod-selector";
+/// Value of [`POD_SELECTOR_ANNOTATION`]: the pods are selected by [`go_selector_labels`].
+pub const POD_SELECTOR_GO: &str = "go-operator";
+
+/// Which labels select a server's pods. Only these two, each scoped to the server's own name: the
+/// annotation that picks one is user-writable, so it must not be able to aim Services at other pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodSelector {
+    /// `app.kubernetes.io/{name,instance,component}` ([`selector_labels`]).
+    Standard,
+    /// `app=dittofs-server,instance=<cr>`: a StatefulSet the Go operator created keeps its selector.
+    GoOperator,
+}
+
+impl PodSelector {
+    /// The selector a server's annotations ask for (anything but [`POD_SELECTOR_GO`] is the standard one).
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Self {
+        match annotations.get(POD_SELECTOR_ANNOTATION).map(String::as_str) {
+            Some(POD_SELECTOR_GO) => Self::GoOperator,
+            _ => Self::Standard,
+        }
+    }
+
+    /// The labels selecting the pods of server `cr`.
+    pub fn labels(self, cr: &str) -> BTreeMap<String, String> {
+        match self {
+            Self::Standard => selector_labels(cr),
+            Self::GoOperator => go_selector_labels(cr),
+        }
+    }
+
+    /// The labels of the pod template: [`server_labels`], plus the selector's when it is the Go operator's.
+    pub fn pod_labels(self, cr: &str) -> BTreeMap<String, String> {
+        let mut labels = server_labels(cr);
+        labels.extend(self.labels(cr));
+        labels
+    }
+
+    /// `k=v,…` label selector of the server's pods.
+    pub fn selector(self, cr: &str) -> String {
+        self.labels(cr).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Labels selecting the server's pods (StatefulSet selector, Service selectors, NetworkPolicy podSelector)
+/// unless it was taken over from the Go operator ([`PodSelector`]).
 pub fn selector_labels(cr: &str) -> BTreeMap<String, String> {
     map([(NAME_LABEL, APP_NAME), (INSTANCE_LABEL, cr), (COMPONENT_LABEL, COMPONENT_SERVER)])
 }
 
-/// `k=v,…` label selector of [`selector_labels`]: the server's pods.
-pub fn pods_selector(cr: &str) -> String {
-    selector_labels(cr).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+/// The Go operator's pod selector: `app=dittofs-server,instance=<cr>`.
+pub fn go_selector_labels(cr: &str) -> BTreeMap<String, String> {
+    map([(GO_APP_LABEL, GO_APP), (GO_INSTANCE_LABEL, cr)])
 }
 
 /// `k=v,…` label selector of every object of the server this controller labels.
@@ -135,6 +189,17 @@ pub fn adapter_network_policies_selector(cr: &str) -> String {
     format!("{INSTANCE_LABEL}={cr},{ADAPTER_NETWORK_POLICY_LABEL}={LABEL_TRUE}")
 }
 
+/// Label selector listing the adapter Services the Go operator made for server `cr` (before this
+/// controller first applied them): `instance=<cr>,dittofs.io/adapter-service=true`.
+pub fn go_adapter_services_selector(cr: &str) -> String {
+    format!("{GO_INSTANCE_LABEL}={cr},{ADAPTER_SERVICE_LABEL}={LABEL_TRUE}")
+}
+
+/// Label selector listing the adapter NetworkPolicies the Go operator made for server `cr`.
+pub fn go_adapter_network_policies_selector(cr: &str) -> String {
+    format!("{GO_INSTANCE_LABEL}={cr},{ADAPTER_NETWORK_POLICY_LABEL}={LABEL_TRUE}")
+}
+
 fn map<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
@@ -179,6 +244,23 @@ mod tests {
             adapter_network_policies_selector("fs"),
             "app.kubernetes.io/instance=fs,dittofs.io/adapter-networkpolicy=true"
         );
+    }
+
+    #[test]
+    fn the_go_selector_is_kept_beside_ours_on_the_pods() {
+        let go = BTreeMap::from([(POD_SELECTOR_ANNOTATION.to_owned(), POD_SELECTOR_GO.to_owned())]);
+        let mode = PodSelector::from_annotations(&go);
+        assert_eq!(mode, PodSelector::GoOperator);
+        assert_eq!(mode.selector("fs"), "app=dittofs-server,instance=fs");
+        let pod = mode.pod_labels("fs");
+        for (k, v) in selector_labels("fs").iter().chain(go_selector_labels("fs").iter()) {
+            assert_eq!(pod.get(k), Some(v), "{k}");
+        }
+        // Any other value is the standard selector: the annotation cannot name arbitrary labels.
+        let other = BTreeMap::from([(POD_SELECTOR_ANNOTATION.to_owned(), "app=payments".to_owned())]);
+        assert_eq!(PodSelector::from_annotations(&other), PodSelector::Standard);
+        assert_eq!(PodSelector::Standard.pod_labels("fs"), server_labels("fs"));
+        assert_eq!(go_adapter_services_selector("fs"), "instance=fs,dittofs.io/adapter-service=true");
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub enum Error {
         /// Who owns it, e.g. "owned by DittoServer other (uid …)".
         holder: String,
     },
+    /// The server's StatefulSet has a shape this controller cannot take over (its selector is neither
+    /// this controller's nor the Go operator's): nothing is written; retried with the backoff, since the
+    /// fix (deleting that StatefulSet) changes an object that is not watched.
+    #[error("{0}")]
+    TakeoverBlocked(String),
     /// This instance lost the leader Lease while reconciling: the reconcile was cancelled.
     #[error("the leader Lease was lost; reconcile cancelled")]
     LeadershipLost,
@@ -89,6 +94,7 @@ impl Error {
             Error::Serialize { .. } => "serialize",
             Error::Adapters { .. } => "adapters_failed",
             Error::NotOwned { .. } => "not_owned",
+            Error::TakeoverBlocked(_) => "takeover_blocked",
             Error::LeadershipLost => "leadership_lost",
             Error::TimedOut(_) => "timed_out",
             Error::Kube { source, .. } => match source {

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod dittofs;
 pub mod dittofs_client;
 pub mod faults;
+pub mod go_operator;
 pub mod jaeger;
 pub mod kube_env;
 pub mod metrics_doc;

@@ -19,6 +19,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 
 use dittofs_api::DittoServer;
+use dittofs_api::labels::PodSelector;
+
+/// How the server's pods are selected: the standard labels, or the Go operator's when this controller
+/// took its StatefulSet over (see `crate::reconcile::takeover`).
+pub fn pod_selector(ds: &DittoServer) -> PodSelector {
+    PodSelector::from_annotations(ds.annotations())
+}
+
+/// The labels selecting the server's pods (StatefulSet selector, Service selectors, policy podSelectors).
+pub fn selector_labels(ds: &DittoServer) -> BTreeMap<String, String> {
+    pod_selector(ds).labels(&ds.name_any())
+}
 
 /// The controller owner reference every child carries, so that the garbage collector removes it with
 /// the server and the controller's owned-object watches map it back to the server.

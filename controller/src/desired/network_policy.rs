@@ -19,7 +19,7 @@ use kube::ResourceExt;
 
 use dittofs_api::constants::POLICY_FINALIZER;
 use dittofs_api::crd::AdapterSource;
-use dittofs_api::labels::{baseline_network_policy_labels, selector_labels};
+use dittofs_api::labels::baseline_network_policy_labels;
 use dittofs_api::{DittoServer, agent_env, names};
 
 use super::child_meta;
@@ -62,7 +62,10 @@ pub fn baseline_network_policy(ds: &DittoServer) -> NetworkPolicy {
     NetworkPolicy {
         metadata,
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&cr)), match_expressions: None }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(super::selector_labels(ds)),
+                match_expressions: None,
+            }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(ingress),
             egress: None,

@@ -8,11 +8,11 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use dittofs_api::labels::{metrics_service_labels, selector_labels, server_labels};
+use dittofs_api::labels::{metrics_service_labels, server_labels};
 use dittofs_api::{DittoServer, names};
 
-use super::child_meta;
 use super::config::metrics;
+use super::{child_meta, selector_labels};
 
 fn tcp_port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -31,7 +31,7 @@ pub fn headless_service(ds: &DittoServer) -> Service {
         metadata: child_meta(ds, names::headless_service(&cr), server_labels(&cr)),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
-            selector: Some(selector_labels(&cr)),
+            selector: Some(selector_labels(ds)),
             ports: Some(vec![tcp_port(names::API_PORT_NAME, ds.spec.control_plane.port)]),
             ..Default::default()
         }),
@@ -53,7 +53,7 @@ pub fn api_service(ds: &DittoServer) -> Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(ds.spec.service.r#type.as_str().into()),
-            selector: Some(selector_labels(&cr)),
+            selector: Some(selector_labels(ds)),
             ports: Some(vec![tcp_port(names::API_PORT_NAME, ds.spec.control_plane.port)]),
             ..Default::default()
         }),
@@ -75,7 +75,7 @@ pub fn metrics_service(ds: &DittoServer) -> Option<Service> {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
-            selector: Some(selector_labels(&cr)),
+            selector: Some(selector_labels(ds)),
             ports: Some(vec![tcp_port(names::METRICS_PORT_NAME, m.port)]),
             ..Default::default()
         }),

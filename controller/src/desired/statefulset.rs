@@ -24,11 +24,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use dittofs_api::labels::{CONFIG_HASH_ANNOTATION, selector_labels, server_labels};
+use dittofs_api::labels::{CONFIG_HASH_ANNOTATION, server_labels};
 use dittofs_api::{DittoServer, names};
 
-use super::child_meta;
 use super::config::{cert_secret, client_ca_secret, metrics};
+use super::{child_meta, pod_selector, selector_labels};
 use crate::config::AgentDefaults;
 
 /// Where the agent container finds its ServiceAccount token (the in-cluster client's default path).
@@ -94,14 +94,14 @@ pub fn statefulset_for(
         spec: Some(StatefulSetSpec {
             replicas: Some(ds.spec.replicas),
             service_name: Some(names::headless_service(&cr)),
-            selector: LabelSelector { match_labels: Some(selector_labels(&cr)), match_expressions: None },
+            selector: LabelSelector { match_labels: Some(selector_labels(ds)), match_expressions: None },
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
                 when_deleted: Some("Retain".into()),
                 when_scaled: Some("Retain".into()),
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(server_labels(&cr)),
+                    labels: Some(pod_selector(ds).pod_labels(&cr)),
                     annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())])),
                     ..Default::default()
                 }),

@@ -28,7 +28,10 @@ use tracing::Instrument as _;
 
 use dittofs_api::conditions::events as reasons;
 use dittofs_api::constants::{CONTROLLER_FIELD_MANAGER, CONTROLLER_PORTS_FIELD_MANAGER};
-use dittofs_api::labels::{adapter_network_policies_selector, adapter_services_selector};
+use dittofs_api::labels::{
+    PodSelector, adapter_network_policies_selector, adapter_services_selector, go_adapter_network_policies_selector,
+    go_adapter_services_selector,
+};
 use dittofs_api::{DittoServer, names};
 
 use crate::apply::{apply_params, owned_by};
@@ -77,6 +80,8 @@ trait AdapterKind: Child {
     const DELETED: &'static str;
     const FAILED: &'static str;
     fn selector(cr: &str) -> String;
+    /// How the Go operator labelled them (a server taken over: not yet applied by this controller).
+    fn go_selector(cr: &str) -> String;
     /// The ports, for Event notes, e.g. "12049/TCP".
     fn ports(&self) -> String;
 }
@@ -93,6 +98,9 @@ impl AdapterKind for Service {
     fn selector(cr: &str) -> String {
         adapter_services_selector(cr)
     }
+    fn go_selector(cr: &str) -> String {
+        go_adapter_services_selector(cr)
+    }
     fn ports(&self) -> String {
         let ports = self.spec.iter().flat_map(|s| s.ports.iter().flatten());
         let kind = self.spec.as_ref().and_then(|s| s.type_.clone()).unwrap_or_default();
@@ -107,6 +115,9 @@ impl AdapterKind for NetworkPolicy {
     const FAILED: &'static str = reasons::NETWORK_POLICY_FAILED;
     fn selector(cr: &str) -> String {
         adapter_network_policies_selector(cr)
+    }
+    fn go_selector(cr: &str) -> String {
+        go_adapter_network_policies_selector(cr)
     }
     fn ports(&self) -> String {
         let rules = self.spec.iter().flat_map(|s| s.ingress.iter().flatten());
@@ -130,6 +141,8 @@ struct Step<'a> {
     ns: String,
     uid: String,
     mode: Mode,
+    /// Taken over from the Go operator: its labelled objects are this server's too.
+    taken_over: bool,
     /// Scaled to zero with pods still terminating: adapter policies are not deleted yet.
     hold_policies: bool,
     held: bool,
@@ -166,6 +179,7 @@ pub async fn reconcile(
         ns,
         uid,
         mode,
+        taken_over: crate::desired::pod_selector(ds) == PodSelector::GoOperator,
         hold_policies,
         held: false,
         problems: Problems::default(),
@@ -248,10 +262,24 @@ impl Step<'_> {
     async fn sync<K: AdapterKind>(&mut self, desired: Vec<K>) {
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let kind = K::kind(&());
-        let live = match api.list(&ListParams::default().labels(&K::selector(&self.cr))).await {
-            Ok(list) => list.items,
-            Err(e) => return self.fail(K::FAILED, Error::kube(format!("list adapter {kind}s"), e)).await,
-        };
+        let mut selectors = vec![K::selector(&self.cr)];
+        if self.taken_over {
+            selectors.push(K::go_selector(&self.cr));
+        }
+        let mut live: Vec<K> = Vec::new();
+        for selector in selectors {
+            match api.list(&ListParams::default().labels(&selector)).await {
+                // Once applied here, a Go-made object carries both label sets: listed once.
+                Ok(list) => {
+                    for obj in list.items {
+                        if !live.iter().any(|l| l.uid() == obj.uid()) {
+                            live.push(obj);
+                        }
+                    }
+                }
+                Err(e) => return self.fail(K::FAILED, Error::kube(format!("list adapter {kind}s"), e)).await,
+            }
+        }
         let live: Vec<K> = live.into_iter().filter(|o| owned_by(o.meta(), &self.uid)).collect();
         let plan = plan(desired, &live);
         let hold = self.hold_policies && kind == NetworkPolicy::kind(&());

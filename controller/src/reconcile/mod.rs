@@ -12,6 +12,7 @@ pub mod children;
 pub mod observe;
 pub mod secrets;
 pub mod status;
+pub mod takeover;
 pub mod teardown;
 pub mod traced;
 pub mod values;
@@ -109,7 +110,11 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
             // Invalid specs and adapter failures have their own Warning Events already.
             if !matches!(
                 e,
-                Error::InvalidSpec(_) | Error::Adapters { .. } | Error::NotOwned { .. } | Error::LeadershipLost
+                Error::InvalidSpec(_)
+                    | Error::Adapters { .. }
+                    | Error::NotOwned { .. }
+                    | Error::TakeoverBlocked(_)
+                    | Error::LeadershipLost
             ) {
                 let note = format!("{} ({})", e, e.metric_label());
                 ctx.events.warning(&raw, reasons::RECONCILE_FAILED, "Reconcile", note).await;
@@ -164,10 +169,22 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
     if ds.metadata.uid.is_none() {
         return Err(Error::MissingMetadata("uid"));
     }
+    // Before any write: a server the Go operator left is taken over first (its selector decides every
+    // other selector), and a StatefulSet this controller cannot adopt stops everything.
+    let live = observe::statefulset(&ctx.client, &ds).await;
+    match &live {
+        Ok(sts) => match takeover::run(ctx, raw, &ds, sts.as_ref()).await {
+            Ok(true) => return Ok(Action::await_change()),
+            Ok(false) => {}
+            Err(error) => return Err(takeover_blocked(ctx, raw, error).await),
+        },
+        Err(_) if takeover::pending(raw) => return live.map(|_| Action::await_change()),
+        Err(_) => {}
+    }
     teardown::ensure_finalizer(ctx, raw).await?;
     let baseline = children::apply_baseline(ctx, raw, &ds).await;
 
-    let observed = match observe::observe(&ctx.client, &ds).await {
+    let observed = match async { observe::observe(&ctx.client, &ds, live?).await }.await {
         Ok(observed) => observed,
         Err(error) => return Err(blocked(ctx, raw, &ds, None, baseline, error).await),
     };
@@ -209,6 +226,15 @@ async fn blocked(
         status::report_blocked(ctx, raw, reason, reasons::CHILD_NOT_OWNED, error.to_string()).await;
     }
     baseline.err().unwrap_or(error)
+}
+
+/// A take-over that cannot go on: the condition and one Warning say why (a failed request is just retried).
+async fn takeover_blocked(ctx: &Context, raw: &RawDittoServer, error: Error) -> Error {
+    if let Error::TakeoverBlocked(note) = &error {
+        let reason = conditions::reasons::TAKEOVER_BLOCKED;
+        status::report_blocked(ctx, raw, reason, reasons::TAKEOVER_BLOCKED, note.clone()).await;
+    }
+    error
 }
 
 /// When to look again without a change: soon while pods terminate, in a while when referenced Secrets

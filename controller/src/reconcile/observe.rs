@@ -78,8 +78,16 @@ async fn get_managed(
     Ok(value.map(SecretString::new))
 }
 
-/// Reads everything in one pass (a handful of GETs, no list).
-pub async fn observe(client: &Client, ds: &DittoServer) -> Result<Observed, Error> {
+/// The live StatefulSet of the server, if any (read first: its selector decides a take-over).
+pub async fn statefulset(client: &Client, ds: &DittoServer) -> Result<Option<StatefulSet>, Error> {
+    let ns = ds.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let name = names::statefulset(&ds.name_any());
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    sts.get_opt(&name).await.map_err(|e| Error::kube(format!("get StatefulSet {name}"), e))
+}
+
+/// Reads everything else in one pass (a handful of GETs, no list); `statefulset` is what [`statefulset`] read.
+pub async fn observe(client: &Client, ds: &DittoServer, statefulset: Option<StatefulSet>) -> Result<Observed, Error> {
     let ns = ds.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let cr = ds.name_any();
     let uid = ds.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
@@ -94,7 +102,9 @@ pub async fn observe(client: &Client, ds: &DittoServer) -> Result<Observed, Erro
         let name = names::admin_bootstrap_secret(&cr);
         observed.managed_admin_password = get_managed(&secrets, &name, names::PASSWORD_KEY, uid, &mut observed).await?;
         if observed.managed_admin_password.is_none() {
-            // Switching from the Go operator: keep the password its DittoFS was bootstrapped with.
+            // Switching from the Go operator: keep the password its DittoFS was bootstrapped with. The former
+            // Secret stays (the Go operator deleted it; that would need the right to delete any Secret) and
+            // goes with the server, whose owner reference it carries.
             let legacy = get_secret(&secrets, &names::legacy_admin_secret(&cr)).await?;
             observed.managed_admin_password = value_of(legacy.as_ref(), names::PASSWORD_KEY).map(SecretString::new);
         }
@@ -126,9 +136,8 @@ pub async fn observe(client: &Client, ds: &DittoServer) -> Result<Observed, Erro
         }
     }
 
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let name = names::statefulset(&cr);
-    observed.statefulset = sts.get_opt(&name).await.map_err(|e| Error::kube(format!("get StatefulSet {name}"), e))?;
+    observed.statefulset = statefulset;
     check_owner("StatefulSet", &name, observed.statefulset.as_ref().map(|s| &s.metadata), uid)?;
     Ok(observed)
 }

@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use dittofs_api::constants::{GO_OPERATOR_FINALIZER, POLICY_FINALIZER, TEARDOWN_FINALIZER};
-use dittofs_api::labels::{instance_selector, pods_selector};
+use dittofs_api::labels::{PodSelector, instance_selector};
 use dittofs_api::names;
 
 use crate::apply::owned_by;
@@ -38,8 +38,10 @@ pub async fn pods_left(ctx: &Context, ds: &impl Resource) -> Result<usize, Error
     let ns = ds.meta().namespace.clone().ok_or(Error::MissingMetadata("namespace"))?;
     let cr = ds.meta().name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector =
+        PodSelector::from_annotations(ds.meta().annotations.as_ref().unwrap_or(&Default::default())).selector(&cr);
     let list = pods
-        .list_metadata(&ListParams::default().labels(&pods_selector(&cr)))
+        .list_metadata(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| Error::kube("list the pods of the server", e))?;
     Ok(list.items.len())

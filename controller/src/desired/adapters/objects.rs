@@ -17,13 +17,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use dittofs_api::crd::{AdapterStatus, ServiceType};
-use dittofs_api::labels::{adapter_network_policy_labels, adapter_service_labels, selector_labels};
+use dittofs_api::labels::{adapter_network_policy_labels, adapter_service_labels};
 use dittofs_api::{DittoServer, names};
 
 use super::aggregate::Exposed;
 use super::compare::PortKey;
-use crate::desired::child_meta;
 use crate::desired::network_policy::peer;
+use crate::desired::{child_meta, selector_labels};
 
 /// `<cr>-adapter-<type>`: the adapter's port, of `spec.adapterServices.type`, with its annotations.
 ///
@@ -53,7 +53,7 @@ pub fn service(ds: &DittoServer, adapter: &Exposed) -> Service {
             external_traffic_policy: (external && !blocks.is_empty()).then(|| "Local".to_owned()),
             load_balancer_source_ranges: (spec.r#type == ServiceType::LoadBalancer && !blocks.is_empty())
                 .then_some(blocks),
-            selector: Some(selector_labels(&cr)),
+            selector: Some(selector_labels(ds)),
             ports: Some(vec![ServicePort {
                 name: Some(names::adapter_port_name(&adapter.sanitized)),
                 port: adapter.port,
@@ -79,7 +79,7 @@ pub fn network_policy(ds: &DittoServer, adapter: &Exposed) -> NetworkPolicy {
             adapter_network_policy_labels(&cr, &adapter.sanitized),
         ),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&cr)), match_expressions: None }),
+            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(ds)), match_expressions: None }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: (!sources.is_empty()).then(|| sources.iter().map(peer).collect()),
