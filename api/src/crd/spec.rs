@@ -17,6 +17,10 @@ pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::SECRET_KEY_RULE, crate::crd::cel::SECRET_KEY_MESSAGE))]
     pub key: String,
+    /// Accepted for manifests written for the Go operator (a Kubernetes SecretKeySelector field) and
+    /// ignored, as the Go operator ignores it: the Secret and key are always required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
 }
 
 /// Persistent volumes of the server pod. A PVC is created from each size when the StatefulSet is

@@ -18,9 +18,11 @@ use super::child_meta;
 
 /// The JWT signing key DittoFS reads from `DITTOFS_CONTROLPLANE_SECRET`: the user's reference, or the managed Secret.
 pub fn jwt_ref(ds: &DittoServer) -> SecretKeyRef {
-    user_jwt_ref(ds)
-        .cloned()
-        .unwrap_or_else(|| SecretKeyRef { name: names::jwt_secret(&ds.name_any()), key: names::JWT_SECRET_KEY.into() })
+    user_jwt_ref(ds).cloned().unwrap_or_else(|| SecretKeyRef {
+        name: names::jwt_secret(&ds.name_any()),
+        key: names::JWT_SECRET_KEY.into(),
+        optional: None,
+    })
 }
 
 /// The user's JWT Secret reference, if any (then no `<cr>-jwt-secret` is managed).
@@ -59,6 +61,7 @@ pub fn admin_password_ref(ds: &DittoServer) -> SecretKeyRef {
     user_admin_ref(ds).cloned().unwrap_or_else(|| SecretKeyRef {
         name: names::admin_bootstrap_secret(&ds.name_any()),
         key: names::PASSWORD_KEY.into(),
+        optional: None,
     })
 }
 

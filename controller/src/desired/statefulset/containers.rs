@@ -103,7 +103,7 @@ fn server_env(ds: &DittoServer) -> Vec<EnvVar> {
     ];
     if let Some(pg) = ds.spec.database.postgres_secret_ref.as_ref().filter(|_| uses_postgres(&ds.spec)) {
         for (key, required) in POSTGRES_KEYS {
-            let r = SecretKeyRef { name: pg.name.clone(), key: key.into() };
+            let r = SecretKeyRef { name: pg.name.clone(), key: key.into(), optional: None };
             let var = format!("DITTOFS_DATABASE_POSTGRES_{}", key.to_uppercase());
             env.push(secret_env(&var, &r, !required));
         }
