@@ -8,6 +8,7 @@ pub mod demo;
 pub mod deploy;
 pub mod dittofs;
 pub mod dittofs_client;
+pub mod docs;
 pub mod faults;
 pub mod go_operator;
 pub mod jaeger;

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -26,8 +27,9 @@ use dittofs_api::labels::{MANAGED_BY_LABEL, POD_SELECTOR_ANNOTATION, POD_SELECTO
 use dittofs_api::{DittoServer, names};
 use dittofs_tests::agent_world::RunningAgent;
 use dittofs_tests::controller_world::adapters::wait_adapters_ready;
-use dittofs_tests::controller_world::start_controller;
+use dittofs_tests::controller_world::{AGENT_IMAGE, start_with};
 use dittofs_tests::dittofs::{ADMIN_PASSWORD, DittoFs, Options};
+use dittofs_tests::docs;
 use dittofs_tests::go_operator::GoServer;
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
 use dittofs_tests::objects::*;
@@ -126,7 +128,19 @@ async fn a_live_go_operator_server_is_taken_over_without_an_outage() -> anyhow::
             })
             .await?;
 
-            // Step 2 of the guide (the Go operator is stopped; it never ran here): start ours, watching everything.
+            // The guide's steps 1 and 2: the Go operator's Deployment scaled to zero, a backup, our CRD and
+            // install applied, as written.
+            let cp = ns.control_plane();
+            let go_deployment = go_operator_deployment(ns.client()).await?;
+            let scratch = docs::scratch_dir()?;
+            for command in docs::commands(&docs::section("### 1. ")?) {
+                docs::run_in(cp, scratch.path(), &command)?;
+            }
+            let replicas = go_deployment.get(GO_DEPLOYMENT).await?.spec.and_then(|s| s.replicas);
+            assert_eq!(replicas, Some(0), "the Go operator is stopped");
+            let backup = std::fs::read_to_string(scratch.path().join("dittoservers-backup.yaml"))?;
+            assert!(backup.contains("kind: DittoServer") && backup.contains(GO_OPERATOR_FINALIZER), "{backup}");
+            // Watch everything from here on.
             let (log, t0) = (Arc::new(Mutex::new(Vec::new())), Instant::now());
             let watchers = [
                 record::<Service>(ns, "Service", log.clone(), t0),
@@ -134,7 +148,15 @@ async fn a_live_go_operator_server_is_taken_over_without_an_outage() -> anyhow::
                 record::<StatefulSet>(ns, "StatefulSet", log.clone(), t0),
                 record::<Pod>(ns, "Pod", log.clone(), t0),
             ];
-            let controller = start_controller(ns.client(), ns.name());
+            for command in docs::commands(&docs::section("### 2. ")?) {
+                docs::run_in(cp, scratch.path(), &command)?;
+            }
+            // The installed Deployment's pod, in-process (no kubelet): with its ServiceAccount, so the
+            // take-over needs no right the install does not grant.
+            let sa = service_account_client(cp, "dittofs-system", "dittofs-controller", Reads::All).await?;
+            let mut config = dittofs_controller::Config::new(AGENT_IMAGE);
+            config.namespace = Some(ns.name().to_owned());
+            let controller = start_with(sa, config);
             let servers: Api<DittoServer> = ns.api();
             let statefulsets: Api<StatefulSet> = ns.api();
             wait_until("the agent injected into the live StatefulSet", WAIT, async || {
@@ -285,12 +307,47 @@ async fn a_live_go_operator_server_is_taken_over_without_an_outage() -> anyhow::
             assert_eq!(taken.len(), 1, "{taken:?}");
             assert!(taken[0].note.as_deref().unwrap_or_default().contains("StatefulSet fs"), "{:?}", taken[0].note);
 
+            // Steps 3 and 4 of the guide.
+            let checks = docs::commands(&docs::section("### 3. ")?);
+            let listed = docs::run_in(cp, scratch.path(), &checks[0])?;
+            assert!(listed.lines().any(|l| l.contains(ns.name()) && l.contains(" fs ")), "{listed}");
+            let events = docs::run_in(cp, scratch.path(), &checks[1])?;
+            assert!(events.lines().any(|l| l.contains(ns.name()) && l.contains("TakenOver")), "{events}");
+            for command in docs::commands(&docs::section("### 4. ")?) {
+                docs::run_in(cp, scratch.path(), &command)?;
+            }
+            assert!(go_deployment.get_opt(GO_DEPLOYMENT).await?.is_none());
+
             agent.stop().await?;
             controller.stop().await?;
             drop(fs);
             Ok(())
         })
         .await
+}
+
+/// The Go operator's Deployment as its kustomize install names it (no kubelet: it never runs).
+const GO_DEPLOYMENT: &str = "dittofs-operator-controller-manager";
+
+async fn go_operator_deployment(client: kube::Client) -> anyhow::Result<Api<Deployment>> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "dittofs"}}))?)
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        other => drop(other?),
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client, "dittofs");
+    let labels = json!({"control-plane": "controller-manager"});
+    let body = json!({"metadata": {"name": GO_DEPLOYMENT}, "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "manager",
+            "image": "marmos91c/dittofs-operator:latest", "command": ["/manager"]}]}}}});
+    match deployments.create(&PostParams::default(), &serde_json::from_value(body)?).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        other => drop(other?),
+    }
+    Ok(deployments)
 }
 
 #[tokio::test]
@@ -301,7 +358,7 @@ async fn a_go_statefulset_edited_by_hand_stops_the_take_over_and_changes_nothing
             let odd = json!({"app": "dittofs-server", "instance": CR, "tier": "gold"});
             let (_go, fs) = go_world(ns, Some(odd)).await?;
             let before = snapshot(ns).await?;
-            let controller = start_controller(ns.client(), ns.name());
+            let controller = dittofs_tests::controller_world::start_controller(ns.client(), ns.name());
             let servers: Api<DittoServer> = ns.api();
             let ds = wait_for_condition(&servers, CR, conditions::READY, "False", WAIT).await?;
             let ready = ds.status.unwrap().conditions.into_iter().find(|c| c.type_ == conditions::READY).unwrap();

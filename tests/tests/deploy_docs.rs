@@ -5,7 +5,6 @@
 //! agent's env string included.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,7 +14,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
-use dittofs_tests::deploy::{find, helm_bin, helm_home_env, kustomize, repo_root};
+use dittofs_tests::deploy::{find, kustomize, repo_root};
+use dittofs_tests::docs::{commands, run, section};
 use dittofs_tests::kube_env::{ControlPlane, ControlPlaneOptions, wait_until};
 use dittofs_tests::objects::wait_gone;
 
@@ -24,47 +24,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 const CRD: &str = "dittoservers.dittofs.dittofs.com";
 const SYSTEM: &str = "dittofs-system";
-
-/// The section of docs/install.md whose heading starts with `heading`, up to the next `## `.
-fn section(heading: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(repo_root().join("docs/install.md"))?;
-    let start = text.find(heading).ok_or_else(|| anyhow::anyhow!("docs/install.md has no {heading:?}"))?;
-    let rest = &text[start + heading.len()..];
-    Ok(rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned())
-}
-
-/// The lines of a section's ```sh blocks.
-fn commands(section: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for block in section.split("```sh\n").skip(1) {
-        let body = block.split("```").next().unwrap_or_default();
-        out.extend(body.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
-    }
-    out
-}
-
-/// Runs `command` as a reader of the docs would, against `cp`.
-fn run(cp: &ControlPlane, command: &str) -> anyhow::Result<String> {
-    let home = tempfile::tempdir()?;
-    let helm_dir = helm_bin()?.parent().map(Path::to_path_buf).unwrap_or_default();
-    let path = std::env::join_paths(
-        [cp.bin_dir().to_path_buf(), helm_dir]
-            .into_iter()
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )?;
-    let mut cmd = Command::new("bash");
-    helm_home_env(&mut cmd, home.path());
-    let out = cmd
-        .current_dir(repo_root())
-        .env("PATH", path)
-        .env("KUBECONFIG", cp.kubeconfig_path())
-        .args(["-c", command])
-        .output()?;
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("$ {command}\n{stdout}{stderr}");
-    anyhow::ensure!(out.status.success(), "`{command}` failed ({}): {stderr}", out.status);
-    Ok(stdout.into_owned())
-}
 
 /// An empty apiserver: not even the namespace the install creates.
 async fn empty_control_plane(controller_manager: bool) -> anyhow::Result<ControlPlane> {
