@@ -11,8 +11,8 @@
 //! [`listeners`] (the pod's listening ports); [`dittofs`] (the API client, a leaf that knows nothing of the
 //! agent); [`error`], [`metrics`] (which
 //! observes the client), [`config`]; [`credentials`] (the credentials Secret), [`discovery`] (API list →
-//! report, pure), [`auth`] (account and tokens); [`status`] (the entry and its server-side apply);
-//! [`poller`] (the loop); and [`run`] here.
+//! report, pure), [`events`] (the auth Events on the DittoServer), [`auth`] (account and tokens);
+//! [`status`] (the entry and its server-side apply); [`poller`] (the loop); and [`run`] here.
 
 pub mod auth;
 mod backoff;
@@ -21,6 +21,7 @@ pub mod credentials;
 pub mod discovery;
 pub mod dittofs;
 pub mod error;
+pub mod events;
 pub mod listeners;
 pub mod metrics;
 pub mod poller;
@@ -48,8 +49,9 @@ pub use secret::SecretString;
 pub use tokio_util::sync::CancellationToken;
 
 /// Runs the agent until `shutdown` is cancelled. `kube` must act as the pod's ServiceAccount: it needs
-/// get/list/watch on its DittoServer, patch on its status, and get/patch on the credentials Secret —
-/// nothing else (no `update`: the token pair is written with a merge patch; no Events: it creates none).
+/// get/list/watch on its DittoServer, patch on its status, get/patch on the credentials Secret, and
+/// create on `events.k8s.io` events in its namespace (the auth Events; never patch: see [`events`]) —
+/// nothing else (no `update`: the token pair is written with a merge patch).
 pub async fn run(config: AgentConfig, kube: kube::Client, shutdown: CancellationToken) -> Result<(), AgentError> {
     run_with_metrics(config, kube, shutdown, Arc::new(Metrics::new())).await
 }
@@ -86,7 +88,8 @@ pub async fn run_with_metrics(
 
     let client = dittofs::Client::new(&config.dittofs_url, &config.timings.client_limits(), metrics.clone())?;
     let store = credentials::Store::new(kube.clone(), &config.namespace, config.credentials_secret());
-    let mut auth = auth::Auth::new(&config, client.clone(), store, metrics.clone());
+    let events = events::Events::spawn(kube.clone(), &config.pod_name, shutdown.clone());
+    let mut auth = auth::Auth::new(&config, client.clone(), store, metrics.clone()).with_events(events);
     auth.restore().await;
     let writer =
         status::Writer::new(kube.clone(), &config.namespace, &config.server_name, &config.pod_name, metrics.clone());

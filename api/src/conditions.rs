@@ -1,4 +1,5 @@
-//! Condition types and reasons of `status.conditions`, and the reasons of the Events the controller emits.
+//! Condition types and reasons of `status.conditions`, and the reasons of the Events the controller and the
+//! agents emit.
 //!
 //! The types and reasons of the Go operator are kept so dashboards and scripts written for it keep working.
 
@@ -93,7 +94,7 @@ pub mod reasons {
     pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
 }
 
-/// Reasons of the Events the controller emits on a `DittoServer`.
+/// Reasons of the Events on a `DittoServer`: the controller's, then the agents' (reporter `dittofs-agent`).
 pub mod events {
     /// Warning: the spec sets fields this controller keeps but does not implement yet (the note names them).
     pub const UNIMPLEMENTED_FIELDS: &str = "UnimplementedFields";
@@ -129,4 +130,18 @@ pub mod events {
     pub const TAKEN_OVER: &str = "TakenOver";
     /// Warning: a server of the Go operator cannot be taken over as it is (the note says why and what to do).
     pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
+    /// Normal: the server is being deleted (`status.phase` is `Deleting`); once per deletion.
+    pub const DELETING: &str = "Deleting";
+
+    /// Normal (agent): the DittoFS account `k8s-operator` was created, or its password reset, and logged in.
+    pub const AUTH_PROVISIONED: &str = "AuthProvisioned";
+    /// Warning (agent): authentication failed for a reason retrying does not fix (the note says which).
+    pub const AUTH_FAILED: &str = "AuthFailed";
+    /// Warning (agent): DittoFS did not answer (or answered 5xx) while the agent authenticated; once per outage.
+    pub const AUTH_API_UNREACHABLE: &str = "AuthAPIUnreachable";
+    /// Warning (agent): DittoFS refused the admin password of the managed bootstrap Secret.
+    pub const ADMIN_BOOTSTRAP_UNAUTHORIZED: &str = "AdminBootstrapUnauthorized";
+    /// Warning (agent): DittoFS refused the admin password of `identity.admin.passwordSecretRef` (the note
+    /// names the Secret and key).
+    pub const ADMIN_CREDENTIAL_UNAUTHORIZED: &str = "AdminCredentialUnauthorized";
 }

@@ -130,6 +130,14 @@ impl Events {
         }
     }
 
+    /// A Normal Event on `ds` once per object (uid) and reason while this controller runs, for the same reason
+    /// as [`Events::warning_on_change`]: callers check the stored status first, which lags behind their write.
+    pub async fn normal_once(&self, ds: &RawDittoServer, reason: &str, action: &str, note: String) {
+        if self.first_announcement(ds, reason, String::new()) {
+            self.normal(ds, reason, action, note).await;
+        }
+    }
+
     /// Records `announcement` as the last one for `reason` on `ds`; false when it already was.
     fn first_announcement(&self, ds: &RawDittoServer, reason: &str, announcement: String) -> bool {
         let key = (ds.uid().unwrap_or_else(|| ds.name_any()), reason.to_owned());

@@ -1,6 +1,7 @@
 //! The agent's ServiceAccount token, exactly as a pod gets it: it can read and watch its own DittoServer,
 //! patch that server's status (and the controller acts on the report), read and patch its credentials
-//! Secret — and nothing else: no full update of that Secret, no Events.
+//! Secret, create events.k8s.io Events in its namespace — and nothing else: no full update of that Secret,
+//! no core Events, no reading, patching or deleting Events.
 
 use std::time::Duration;
 
@@ -101,7 +102,7 @@ async fn the_agent_token_reaches_its_own_server_only() -> anyhow::Result<()> {
             "update its credentials",
             secrets.replace("a-operator-credentials", &PostParams::default(), &fresh).await,
         );
-        // No Events, in either API group: the agent reports through its status entry only.
+        // Events: create in events.k8s.io (the recorder's group), and nothing more.
         let about = ObjectReference {
             api_version: Some("dittofs.dittofs.com/v1alpha1".into()),
             kind: Some("DittoServer".into()),
@@ -121,7 +122,20 @@ async fn the_agent_token_reaches_its_own_server_only() -> anyhow::Result<()> {
             ..Default::default()
         };
         let events: Api<Event> = Api::namespaced(client.clone(), ns.name());
-        expect_forbidden("create an events.k8s.io Event", events.create(&PostParams::default(), &event).await);
+        let created = events.create(&PostParams::default(), &event).await?;
+        let name = created.metadata.name.clone().unwrap_or_default();
+        expect_forbidden(
+            "patch an Event (no series)",
+            events.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"note": "x"}))).await,
+        );
+        expect_forbidden("read an Event", events.get(&name).await);
+        expect_forbidden("list Events", events.list(&ListParams::default()).await);
+        expect_forbidden("delete an Event", events.delete(&name, &Default::default()).await);
+        let elsewhere: Api<Event> = Api::namespaced(client.clone(), "default");
+        expect_forbidden(
+            "create an Event in another namespace",
+            elsewhere.create(&PostParams::default(), &event).await,
+        );
         let core_event = CoreEvent {
             metadata: ObjectMeta { generate_name: Some("a-agent-".into()), ..Default::default() },
             involved_object: about,

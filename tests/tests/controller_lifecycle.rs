@@ -1,7 +1,8 @@
 //! Exposure over time, against the real control plane: a report that goes stale (by itself, with no write)
 //! is kept or closed as `onStaleReport` says; IP-block sources keep client addresses on external Services;
 //! on the way down (scaled to zero, deleted, even with foreground cascading) the Services go first and the
-//! NetworkPolicies stay until the last pod is gone — a pod held by a finalizer shows the order.
+//! NetworkPolicies stay until the last pod is gone — a pod held by a finalizer shows the order — and the
+//! server shows `phase: Deleting` meanwhile, with one `Deleting` Event however many times it is looked at.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use serde_json::{Value, json};
 
 use dittofs_api::DittoServer;
 use dittofs_api::conditions::{events as reasons, reasons as why};
+use dittofs_api::constants::CONTROLLER_NAME;
+use dittofs_api::crd::Phase;
 use dittofs_tests::controller_world::adapters::*;
 use dittofs_tests::controller_world::*;
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
@@ -178,6 +181,46 @@ async fn policies_outlive_the_pods_on_the_way_down() -> anyhow::Result<()> {
                 Ok(())
             })
             .await?;
+            running.stop().await
+        })
+        .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn a_deleted_server_shows_phase_deleting_with_one_event_while_its_pods_terminate() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("ctrl-deleting", async |ns| {
+            let (running, servers) = started(ns, CR, json!({"storage": {"metadataSize": "1Gi"}})).await?;
+            let pods = hold_pod(ns).await?;
+            servers.delete(CR, &DeleteParams::default()).await?;
+            wait_until("phase Deleting and the pod terminating", WAIT, async || {
+                let phase = servers.get(CR).await?.status.and_then(|s| s.phase);
+                anyhow::ensure!(phase == Some(Phase::Deleting) && terminating(&pods).await?, "{phase:?}");
+                Ok(())
+            })
+            .await?;
+            // Several passes of the way down (one every 2 s while the pod terminates): the phase stays, and
+            // the Event of the first pass is the only one (a later pass's would be published before the next).
+            for _ in 0..3 {
+                looked_again(&running).await?;
+            }
+            let ds = servers.get(CR).await?;
+            assert_eq!(ds.status.and_then(|s| s.phase), Some(Phase::Deleting));
+            let deleting = events_for(ns.client(), ns.name(), CR)
+                .await?
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reasons::DELETING))
+                .collect::<Vec<_>>();
+            assert_eq!(deleting.len(), 1, "one Deleting Event per deletion: {deleting:?}");
+            // Not a series either: the recorder counts repeats of an Event into `series` of the first one.
+            assert_eq!(deleting[0].series, None, "emitted once, not once per pass");
+            assert_eq!(deleting[0].type_.as_deref(), Some("Normal"));
+            assert_eq!(deleting[0].reporting_controller.as_deref(), Some(CONTROLLER_NAME));
+            assert_eq!(deleting[0].regarding.as_ref().and_then(|r| r.uid.clone()), ds.metadata.uid);
+
+            release_pod(&pods).await?;
+            wait_gone(&servers, CR, Duration::from_secs(60)).await?;
             running.stop().await
         })
         .await

@@ -9,6 +9,7 @@ use crate::{
     credentials::SecretStore,
     dittofs::{ApiError, DittoFs, OPERATOR_ROLE, TokenPair},
     error::AuthError,
+    events::Provisioned,
     secret::SecretString,
 };
 
@@ -106,6 +107,7 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             Ok(()) => {
                 self.metrics.auth_step("provision", "created");
                 tracing::info!("created DittoFS user {OPERATOR_USERNAME:?} with role {OPERATOR_ROLE}");
+                self.provisioned = Some(Provisioned::Created);
                 return Ok(());
             }
             Err(ApiError::Conflict(_)) => {}
@@ -125,6 +127,7 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             Ok(()) => {
                 self.metrics.auth_step("provision", "password_reset");
                 tracing::info!("DittoFS user {OPERATOR_USERNAME:?} exists; its password was reset");
+                self.provisioned = Some(Provisioned::PasswordReset);
                 Ok(())
             }
             Err(e) => {

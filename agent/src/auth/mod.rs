@@ -16,15 +16,24 @@
 //! - Failures: no answer or 5xx is transient and retried by the poll schedule; anything else (refused
 //!   admin password, Secret unusable, …) backs off exponentially with jitter
 //!   ([`Timings::auth_backoff_min`]…max).
+//! - Events: each renewal's outcome goes through [`Announced`], which queues the Go operator's auth Event
+//!   when the state changed (`AuthProvisioned`, `AuthFailed`, `AuthAPIUnreachable`,
+//!   `AdminBootstrapUnauthorized`, `AdminCredentialUnauthorized`); a retry of the same failure queues none.
 
 mod account;
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod tests;
 mod tokens;
 
 use std::{sync::Arc, time::Duration};
 
-use dittofs_api::names::OPERATOR_USERNAME;
+use dittofs_api::{
+    DittoServer,
+    names::{self, OPERATOR_USERNAME},
+};
+use kube::Resource as _;
 use tokio::time::Instant;
 
 pub(crate) use self::tokens::Clock;
@@ -35,6 +44,7 @@ use crate::{
     credentials::{Mirror, SecretStore, Store},
     dittofs::{ApiError, Client, DittoFs, OPERATOR_ROLE},
     error::AuthError,
+    events::{AdminSecret, Announced, Events, Provisioned},
     metrics::{Metrics, WriteResult},
     secret::SecretString,
     text::truncate_chars,
@@ -75,6 +85,11 @@ pub struct Auth<C = Client, S = Store> {
     forbidden_checked: bool,
     /// The last role repair: the role found and when, for the status entry.
     repaired: Option<(String, jiff::Timestamp)>,
+    events: Events,
+    announced: Announced,
+    admin_secret: AdminSecret,
+    /// Set by the renewal in progress when it created the account or reset its password.
+    provisioned: Option<Provisioned>,
 }
 
 impl<C: DittoFs, S: SecretStore> Auth<C, S> {
@@ -95,7 +110,22 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             view: None,
             forbidden_checked: false,
             repaired: None,
+            events: Events::none(),
+            announced: Announced::default(),
+            admin_secret: admin_secret_of(config),
+            provisioned: None,
         }
+    }
+
+    /// Emits the auth Events through `events` (none by default).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The DittoServer the Events regard, as the watch delivered it.
+    pub fn regarding(&self, server: &DittoServer) {
+        self.events.regarding(server.object_ref(&()));
     }
 
     /// Counts token lifetimes on `clock` (tests: tokio's paused clock).
@@ -162,6 +192,7 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
     pub fn confirm(&mut self) {
         if !self.view.as_ref().is_some_and(|v| v.authenticated) {
             self.view = Some(self.succeeded());
+            self.announced.succeeded(None);
         }
     }
 
@@ -258,6 +289,14 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             _ => Step::Login,
         };
         let result = self.try_renew(from).await;
+        let provisioned = self.provisioned.take();
+        let event = match &result {
+            Ok(()) => self.announced.succeeded(provisioned),
+            Err(e) => self.announced.failed(e, self.admin_secret),
+        };
+        if let Some(event) = event {
+            self.events.emit(event);
+        }
         match &result {
             Ok(()) => {
                 self.backoff.reset();
@@ -291,5 +330,15 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             message.push_str(&format!("; its role was {role:?} and was set back to {OPERATOR_ROLE} at {at:.0}"));
         }
         AuthView { authenticated: true, reason: "AuthenticationSucceeded", message }
+    }
+}
+
+/// The controller's bootstrap Secret, unless the agent was told of another (the user's
+/// `identity.admin.passwordSecretRef`). No Secret at all (outside Kubernetes) counts as the bootstrap one.
+fn admin_secret_of(config: &AgentConfig) -> AdminSecret {
+    let managed = names::admin_bootstrap_secret(&config.server_name);
+    match &config.admin_secret {
+        Some(s) if s.name != managed || s.key != names::PASSWORD_KEY => AdminSecret::User,
+        _ => AdminSecret::Managed,
     }
 }

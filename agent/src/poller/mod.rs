@@ -261,6 +261,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
 
     fn on_object(&mut self, obj: DittoServer) {
         self.object_seen = true;
+        self.auth.regarding(&obj);
         self.heartbeat = heartbeat_of(&obj.spec.adapter_services);
         let interval = obj.spec.polling_interval();
         if interval != self.interval {

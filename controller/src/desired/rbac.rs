@@ -1,10 +1,12 @@
-//! The agent's ServiceAccount, Role and RoleBinding: least privilege, every rule pinned by `resourceNames`.
+//! The agent's ServiceAccount, Role and RoleBinding: least privilege, every rule but Events pinned by
+//! `resourceNames`.
 //!
-//! The agent may read and watch its own `DittoServer`, patch that server's status, and read and patch the
-//! operator-credentials Secret (where it stores the token pair, with a merge patch of its own keys).
-//! Nothing else: not `update` of that Secret (a full replace could drop the controller's keys), no Events
-//! (the agent creates none; what it sees goes into its status entry), not another server, not another
-//! Secret, not the admin password (which reaches it as a file of a Secret volume the kubelet mounts).
+//! The agent may read and watch its own `DittoServer`, patch that server's status, read and patch the
+//! operator-credentials Secret (where it stores the token pair, with a merge patch of its own keys), and
+//! create `events.k8s.io` Events in its namespace (the Go operator's auth Events, on its DittoServer).
+//! Nothing else: not `update` of that Secret (a full replace could drop the controller's keys), not `patch`
+//! of Events (the agent never aggregates them into series), not another server, not another Secret, not
+//! the admin password (which reaches it as a file of a Secret volume the kubelet mounts).
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -47,6 +49,9 @@ pub fn agent_rbac(ds: &DittoServer) -> (ServiceAccount, Role, RoleBinding) {
             rule(crd::GROUP, crd::PLURAL, only(cr.clone()), &["get", "list", "watch"]),
             rule(crd::GROUP, &format!("{}/status", crd::PLURAL), only(cr.clone()), &["get", "patch"]),
             rule("", "secrets", only(names::operator_credentials_secret(&cr)), &["get", "patch"]),
+            // Not pinned: a create request has no object name yet when it is authorized (the Event's name is
+            // generated), so `resourceNames` cannot restrict it. The namespace is the bound: the Role's.
+            rule("events.k8s.io", "events", None, &["create"]),
         ]),
     };
 
@@ -79,8 +84,8 @@ mod tests {
         assert_eq!(sa.metadata.name.as_deref(), Some("fs-agent"));
         assert_eq!(sa.automount_service_account_token, Some(false));
         let rules = role.rules.unwrap();
-        assert_eq!(rules.len(), 3);
-        for rule in &rules {
+        assert_eq!(rules.len(), 4);
+        for rule in &rules[..3] {
             let names = rule.resource_names.as_ref().expect("pinned");
             assert_eq!(names.len(), 1);
         }
@@ -90,10 +95,18 @@ mod tests {
         assert_eq!(rules[2].resource_names.as_ref().unwrap()[0], "fs-operator-credentials");
         assert_eq!(rules[2].verbs, ["get", "patch"], "a merge patch of its keys; never a full update");
         assert!(
-            !rules.iter().any(|r| r.verbs.iter().any(|v| ["delete", "update", "create", "*"].contains(&v.as_str())))
+            !rules[..3]
+                .iter()
+                .any(|r| r.verbs.iter().any(|v| ["delete", "update", "create", "*"].contains(&v.as_str())))
         );
-        let events = |r: &PolicyRule| r.resources.iter().flatten().any(|res| res == "events");
-        assert!(!rules.iter().any(events), "the agent creates no Events");
+        // Events: create only, in the events.k8s.io group only (the recorder's), nothing to read back.
+        let events: Vec<_> =
+            rules.iter().filter(|r| r.resources.iter().flatten().any(|res| res.starts_with("events"))).collect();
+        assert_eq!(events.len(), 1, "one rule for Events");
+        assert_eq!(events[0].api_groups.as_deref(), Some(&["events.k8s.io".to_owned()][..]));
+        assert_eq!(events[0].resources.as_deref(), Some(&["events".to_owned()][..]));
+        assert_eq!(events[0].verbs, ["create"], "no patch: the agent never updates an Event");
+        assert_eq!(events[0].resource_names, None, "a create cannot be pinned by name");
         let subject = &binding.subjects.unwrap()[0];
         assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), ("fs-agent", Some("ns")));
         assert_eq!(binding.role_ref.name, "fs-agent");

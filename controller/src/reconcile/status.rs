@@ -8,8 +8,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use dittofs_api::conditions::{self as c, events as reasons};
-use dittofs_api::crd::DittoServerStatus;
 use dittofs_api::crd::unimplemented::unimplemented_message;
+use dittofs_api::crd::{DittoServerStatus, Phase};
 use dittofs_api::{DittoServer, names, unimplemented_fields};
 
 use crate::apply::apply_params;
@@ -102,6 +102,32 @@ pub async fn update(
 
 fn condition_message(status: Option<&DittoServerStatus>, type_: &str) -> Option<(String, String)> {
     status?.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.message.clone()))
+}
+
+/// A deleted server shows `phase: Deleting`, written once, and gets one Normal `Deleting` Event per deletion
+/// (as the Go operator's, minus its Event on every pass). Best-effort: the way down goes on whatever happens.
+/// A merge patch of the one field: the controller's status apply needs a spec that parses, and the rest of
+/// the status (conditions, the agents' entries) stays as it was.
+pub async fn mark_deleting(ctx: &Context, raw: &RawDittoServer) {
+    let phase = raw.status.as_ref().and_then(|s| s.get("phase")).and_then(|p| p.as_str());
+    if phase == Some(Phase::Deleting.as_str()) {
+        return;
+    }
+    let (Some(ns), name) = (raw.namespace(), raw.name_any()) else {
+        return;
+    };
+    let api: Api<RawDittoServer> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = json!({"status": {"phase": Phase::Deleting.as_str()}});
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        Ok(_) => {
+            ctx.metrics.wrote("DittoServerStatus");
+            let note = "DittoServer is being deleted: its Services go first, then its pods, then its NetworkPolicies";
+            ctx.events.normal_once(raw, reasons::DELETING, "Delete", note.to_owned()).await;
+        }
+        // Gone already: nothing left to show.
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => tracing::warn!(error = %e, "could not set the phase of the deleted server to Deleting"),
+    }
 }
 
 /// A stored spec that does not parse: Ready=False naming the field and a Warning, once per generation.

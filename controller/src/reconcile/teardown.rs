@@ -73,6 +73,7 @@ async fn set_finalizers(ctx: &Context, raw: &RawDittoServer, finalizers: &[Strin
 
 /// One step of the way down of a deleted server; requeued until its pods are gone.
 pub async fn run(ctx: &Context, raw: &RawDittoServer) -> Result<Action, Error> {
+    super::status::mark_deleting(ctx, raw).await;
     let ours = raw.finalizers().iter().any(|f| f == TEARDOWN_FINALIZER);
     let go = raw.finalizers().iter().any(|f| f == GO_OPERATOR_FINALIZER);
     if !ours && !go {
