@@ -10,6 +10,7 @@
 pub mod adapters;
 pub mod children;
 pub mod observe;
+pub mod percona;
 pub mod secrets;
 pub mod status;
 pub mod takeover;

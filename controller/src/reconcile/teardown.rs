@@ -93,6 +93,8 @@ pub async fn run(ctx: &Context, raw: &RawDittoServer) -> Result<Action, Error> {
         }
         release_policy(ctx, &ns, &uid, &names::baseline_network_policy(&cr)).await?;
     }
+    // The Go operator's cleanup that still matters: its database cluster stays unless asked otherwise.
+    super::percona::before_finalizer_goes(ctx, raw).await?;
     let remaining: Vec<String> =
         raw.finalizers().iter().filter(|f| *f != TEARDOWN_FINALIZER && *f != GO_OPERATOR_FINALIZER).cloned().collect();
     set_finalizers(ctx, raw, &remaining).await?;

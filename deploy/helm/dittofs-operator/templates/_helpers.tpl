@@ -113,4 +113,7 @@ verb is needed.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: ["pgv2.percona.com"]
+  resources: ["perconapgclusters"]
+  verbs: ["get", "patch"]
 {{- end }}
