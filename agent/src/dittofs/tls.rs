@@ -144,16 +144,17 @@ pub(super) fn load(settings: &TlsSettings) -> Result<Loaded, String> {
 
 /// The TLS failure in an error's source chain, with rustls's wording; `None` if it is not a TLS failure.
 ///
-/// tokio-rustls wraps rustls's error in an `io::Error`, whose `source()` skips the wrapped error, so each
-/// `io::Error` of the chain is opened too.
+/// tokio-rustls wraps rustls's error in an `io::Error`, and hyper-rustls wraps that in another; an
+/// `io::Error`'s `source()` skips the error it wraps, so each one met is opened, however deep.
 pub(super) fn classify(error: &(dyn std::error::Error + 'static)) -> Option<(TlsFailure, String)> {
     let mut next = Some(error);
     while let Some(err) = next {
-        let wrapped = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as _);
-        for candidate in [Some(err), wrapped].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+        let mut candidate = Some(err);
+        while let Some(c) = candidate {
+            if let Some(tls) = c.downcast_ref::<rustls::Error>() {
                 return Some((failure_of(tls), clean(&tls.to_string())));
             }
+            candidate = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|e| e as _);
         }
         next = err.source();
     }
@@ -207,9 +208,10 @@ mod tests {
         ];
         let mut reasons = std::collections::BTreeSet::new();
         for (error, want) in cases {
-            // As tokio-rustls hands it over, below a wrapper that only names its source.
+            // As tokio-rustls hands it over, wrapped again by hyper-rustls, below a wrapper that only names
+            // its source (hyper's "client error (Connect)").
             let io = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
-            let outer = std::io::Error::other(Wrapper(io));
+            let outer = std::io::Error::other(Wrapper(std::io::Error::other(io)));
             let (got, text) = classify(&outer).expect("a TLS failure");
             assert_eq!(got, want, "{text}");
             reasons.insert(got.reason());
