@@ -2,7 +2,8 @@
 //! block goes through DittoFS's own `controlplane.tls` config) and a real apiserver: a CA-signed certificate
 //! for `<cr>-api.<ns>.svc` is trusted on loopback; a certificate of another CA, an expired one and one for
 //! another name are each refused with their own reason in the status entry while the adapters already
-//! reported stay; mutual TLS works with the cert Secret's own certificate and is refused without one.
+//! reported stay; mutual TLS works with the cert Secret's own certificate and is refused without one; the
+//! agent re-reads its own files after a failure (a rotated Secret), and DittoFS its certificate.
 
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use dittofs_api::crd::AgentStatus;
 use dittofs_tests::{
     agent_world::{Rig, SERVER, adapter},
     dittofs::Options,
-    kube_env::ControlPlane,
-    tls::{Ca, HarnessTls, Validity, api_service_name},
+    kube_env::{ControlPlane, wait_until},
+    tls::{Ca, HarnessTls, Validity, api_service_name, is_tls_failure},
 };
 use serde_json::json;
 
@@ -50,6 +51,56 @@ async fn a_ca_signed_certificate_for_the_api_service_is_trusted_on_loopback() ->
                 Ok(())
             })
             .await?;
+            rig.assert_agent_running();
+
+            // DittoFS re-reads its certificate when the files change, without a restart: a new
+            // connection gets the new one (here an expired one, which the harness refuses too).
+            rig.fs.replace_certificate(&ca.issue(&[&api_service_name(SERVER, ns.name())], Validity::Expired)?)?;
+            wait_until("a new handshake to get the replaced certificate", Duration::from_secs(10), async || match rig
+                .fs
+                .api()
+                .get("/health")
+                .await
+            {
+                Err(e) if is_tls_failure(&e) => Ok(()),
+                other => anyhow::bail!("{other:?}"),
+            })
+            .await?;
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn the_agent_rereads_its_tls_files_after_a_failure_as_a_rotated_secret_updates_them() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-tls-files", async |ns| {
+            let ca = Ca::new("dittofs-test-ca")?;
+            let mut rig = Rig::new(ns, tls_options(&ca, ns.name(), false)?, "30s").await?;
+            let config = rig.config();
+            let ca_file = config.tls.as_ref().expect("TLS").ca_file.clone();
+
+            // The optional volume without ca.crt: reported, not a crash.
+            std::fs::remove_file(&ca_file)?;
+            rig.start_agent(config);
+            let wait_reason = |reason: &'static str| {
+                let rig = &rig;
+                async move {
+                    rig.wait_entry(&format!("reason {reason}"), Duration::from_secs(20), |e| {
+                        anyhow::ensure!(reach(e) == (false, reason.to_owned()), "{:?}", reach(e));
+                        Ok(())
+                    })
+                    .await
+                }
+            };
+            wait_reason("TLSFilesUnusable").await?;
+            // The kubelet writes a ca.crt of another CA: read at the next request, and refused.
+            std::fs::write(&ca_file, Ca::new("another-ca")?.pem)?;
+            wait_reason("TLSUntrusted").await?;
+            // The right CA lands in the same file: trusted without a restart of the agent.
+            std::fs::write(&ca_file, &ca.pem)?;
+            rig.wait_in_sync(Duration::from_secs(20)).await?;
             rig.assert_agent_running();
             Ok(())
         })
