@@ -15,7 +15,7 @@ use std::{
 use dittofs_api::{agent_env, constants};
 
 use crate::{
-    dittofs::Limits,
+    dittofs::{Limits, TlsSettings},
     error::{AdminPasswordError, AgentError},
     secret::SecretString,
 };
@@ -70,8 +70,11 @@ pub struct AgentConfig {
     pub namespace: String,
     /// Name of the DittoServer this pod serves.
     pub server_name: String,
-    /// DittoFS control-plane URL, on loopback in a pod (`http://127.0.0.1:8080`).
+    /// DittoFS control-plane URL, on loopback in a pod (`http://127.0.0.1:8080`, `https://` when DittoFS
+    /// serves TLS itself).
     pub dittofs_url: String,
+    /// Trust root, expected name and client certificate for an `https://` URL; `None` for plain HTTP.
+    pub tls: Option<TlsSettings>,
     /// Bootstrap admin user (DittoFS hard-codes `admin`).
     pub admin_username: String,
     /// Bootstrap admin password (or its file); used only to create, reset or repair the `k8s-operator` account.
@@ -173,6 +176,7 @@ impl AgentConfig {
             namespace: namespace.into(),
             server_name: server_name.into(),
             dittofs_url: dittofs_url.into(),
+            tls: None,
             admin_username: constants::DEFAULT_ADMIN_USERNAME.to_owned(),
             admin_password: AdminPassword::Value(admin_password),
             admin_secret: None,
@@ -205,11 +209,36 @@ impl AgentConfig {
             (Some(name), key) => Some(SecretKeyRef { name, key: key.unwrap_or_else(|| "password".to_owned()) }),
             (None, _) => None,
         };
+        let (pod_name, namespace, server_name) = (
+            required(agent_env::POD_NAME)?,
+            required(agent_env::POD_NAMESPACE)?,
+            required(agent_env::DITTOSERVER_NAME)?,
+        );
+        let tls = match get(agent_env::TLS_CA_FILE) {
+            None => None,
+            Some(ca) => Some(TlsSettings {
+                ca_file: ca.into(),
+                server_name: get(agent_env::TLS_SERVER_NAME)
+                    .unwrap_or_else(|| format!("{}.{namespace}.svc", dittofs_api::names::api_service(&server_name))),
+                client_identity: match (get(agent_env::TLS_CLIENT_CERT_FILE), get(agent_env::TLS_CLIENT_KEY_FILE)) {
+                    (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+                    (None, None) => None,
+                    _ => {
+                        return Err(AgentError::Config(format!(
+                            "{} and {} go together",
+                            agent_env::TLS_CLIENT_CERT_FILE,
+                            agent_env::TLS_CLIENT_KEY_FILE
+                        )));
+                    }
+                },
+            }),
+        };
         let config = AgentConfig {
-            pod_name: required(agent_env::POD_NAME)?,
-            namespace: required(agent_env::POD_NAMESPACE)?,
-            server_name: required(agent_env::DITTOSERVER_NAME)?,
+            pod_name,
+            namespace,
+            server_name,
             dittofs_url,
+            tls,
             admin_username: get(agent_env::ADMIN_USERNAME)
                 .unwrap_or_else(|| constants::DEFAULT_ADMIN_USERNAME.to_owned()),
             admin_password: match get(agent_env::ADMIN_PASSWORD_FILE) {
@@ -231,9 +260,20 @@ impl AgentConfig {
     /// Checks what would otherwise fail later and less clearly.
     pub fn validate(&self) -> Result<(), AgentError> {
         let url = &self.dittofs_url;
-        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-        if !scheme_ok || reqwest::Url::parse(url).is_err() {
+        let https = url.starts_with("https://");
+        let scheme_ok = url.starts_with("http://") || https;
+        let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
+        if !scheme_ok || parsed.is_none() {
             return Err(AgentError::Config(format!("{}={url:?} is not an http(s):// URL", agent_env::DITTOFS_URL)));
+        }
+        // Never https without a trust root (no system store is consulted, and nothing is skipped), and no
+        // TLS files beside a plain URL, which would say the pod template is inconsistent.
+        if https != self.tls.is_some() {
+            return Err(AgentError::Config(format!(
+                "{}={url:?} and {}: an https:// URL needs a CA file, and only it does",
+                agent_env::DITTOFS_URL,
+                agent_env::TLS_CA_FILE
+            )));
         }
         for (what, value) in
             [("pod name", &self.pod_name), ("namespace", &self.namespace), ("DittoServer name", &self.server_name)]
@@ -307,6 +347,39 @@ mod tests {
         let mut off = base.to_vec();
         off.push(("AGENT_ADMIN_ADDR", "off"));
         assert_eq!(AgentConfig::from_lookup(env(&off)).unwrap().admin_addr, None);
+    }
+
+    #[test]
+    fn tls_settings_come_with_an_https_url_only() {
+        let base = [("POD_NAME", "fs-0"), ("POD_NAMESPACE", "ns"), ("DITTOSERVER_NAME", "fs")];
+        let with = |extra: &[(&'static str, &'static str)]| AgentConfig::from_lookup(env(&[&base[..], extra].concat()));
+        let c = with(&[("DITTOFS_URL", "https://127.0.0.1:8080"), ("DITTOFS_TLS_CA_FILE", "/tls/ca.crt")]).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.server_name, "fs-api.ns.svc", "the -api Service name by default");
+        assert_eq!((tls.ca_file.to_str(), tls.client_identity), (Some("/tls/ca.crt"), None));
+        let c = with(&[
+            ("DITTOFS_URL", "https://127.0.0.1:8080"),
+            ("DITTOFS_TLS_CA_FILE", "/tls/ca.crt"),
+            ("DITTOFS_TLS_SERVER_NAME", "fs-api.ns.svc.cluster.local"),
+            ("DITTOFS_TLS_CLIENT_CERT_FILE", "/tls/tls.crt"),
+            ("DITTOFS_TLS_CLIENT_KEY_FILE", "/tls/tls.key"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.server_name, "fs-api.ns.svc.cluster.local");
+        assert_eq!(tls.client_identity, Some(("/tls/tls.crt".into(), "/tls/tls.key".into())));
+        // https without a CA, a CA with http, a certificate without its key: refused at start.
+        for refused in [
+            &[("DITTOFS_URL", "https://127.0.0.1:8080")][..],
+            &[("DITTOFS_TLS_CA_FILE", "/tls/ca.crt")],
+            &[
+                ("DITTOFS_URL", "https://127.0.0.1:8080"),
+                ("DITTOFS_TLS_CA_FILE", "/tls/ca.crt"),
+                ("DITTOFS_TLS_CLIENT_CERT_FILE", "/tls/tls.crt"),
+            ],
+        ] {
+            assert!(with(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

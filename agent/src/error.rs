@@ -152,7 +152,12 @@ pub const POLL_FAILURE_LABELS: &[&str] = &[
     "server_error",
     "unexpected_status",
     "malformed",
-    "tls_unsupported",
+    "tls_untrusted",
+    "tls_expired",
+    "tls_name_mismatch",
+    "tls_client_cert_rejected",
+    "tls_files_unusable",
+    "tls_handshake",
     "admin_refused",
     "operator_refused",
     "credentials_secret",
@@ -164,6 +169,13 @@ pub const POLL_FAILURE_LABELS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tls_label_is_a_poll_failure_label() {
+        for label in crate::dittofs::TlsFailure::LABELS {
+            assert!(POLL_FAILURE_LABELS.contains(&label), "{label}");
+        }
+    }
 
     #[test]
     fn refused_admin_names_the_secret_and_key() {

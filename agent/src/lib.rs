@@ -82,11 +82,13 @@ pub async fn run_with_metrics(
         server = config.server_name,
         namespace = config.namespace,
         dittofs = config.dittofs_url,
+        tls_server_name = config.tls.as_ref().map(|t| t.server_name.as_str()),
         admin_password = config.admin_password_source(),
         "agent starting"
     );
 
-    let client = dittofs::Client::new(&config.dittofs_url, &config.timings.client_limits(), metrics.clone())?;
+    let limits = config.timings.client_limits();
+    let client = dittofs::Client::new(&config.dittofs_url, config.tls.clone(), &limits, metrics.clone())?;
     let store = credentials::Store::new(kube.clone(), &config.namespace, config.credentials_secret());
     let events = events::Events::spawn(kube.clone(), &config.pod_name, shutdown.clone());
     let mut auth = auth::Auth::new(&config, client.clone(), store, metrics.clone()).with_events(events);

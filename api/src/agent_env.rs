@@ -8,6 +8,21 @@ pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
 pub const DITTOSERVER_NAME: &str = "DITTOSERVER_NAME";
 /// DittoFS control-plane URL on loopback, e.g. `http://127.0.0.1:8080`.
 pub const DITTOFS_URL: &str = "DITTOFS_URL";
+/// PEM bundle of the CA(s) DittoFS's certificate must chain to: the `ca.crt` of the cert Secret
+/// (`controlPlane.certSecretName`), mounted into the agent container only ([`TLS_DIR`]). Set exactly when
+/// DittoFS serves TLS itself, and then [`DITTOFS_URL`] is `https://127.0.0.1:<port>`.
+pub const TLS_CA_FILE: &str = "DITTOFS_TLS_CA_FILE";
+/// DNS name DittoFS's certificate must carry, checked although the agent dials loopback: the `-api`
+/// Service's `<cr>-api.<ns>.svc` (the default when unset and [`TLS_CA_FILE`] is set).
+pub const TLS_SERVER_NAME: &str = "DITTOFS_TLS_SERVER_NAME";
+/// Client certificate the agent presents under mutual TLS (`controlPlane.clientCASecretName`): the cert
+/// Secret's own `tls.crt`, which must then allow client authentication and chain to the client CA.
+pub const TLS_CLIENT_CERT_FILE: &str = "DITTOFS_TLS_CLIENT_CERT_FILE";
+/// The private key of [`TLS_CLIENT_CERT_FILE`] (the cert Secret's `tls.key`).
+pub const TLS_CLIENT_KEY_FILE: &str = "DITTOFS_TLS_CLIENT_KEY_FILE";
+/// Where the controller mounts the cert Secret's files (`ca.crt`, and under mutual TLS `tls.crt` and
+/// `tls.key`) in the agent container.
+pub const TLS_DIR: &str = "/var/run/secrets/dittofs/tls";
 /// Path of the file holding the bootstrap admin password: in a pod, the Secret volume the controller mounts
 /// into the agent container only ([`ADMIN_PASSWORD_DIR`]). Used only to provision the operator account and
 /// to repair its role; read each time it is needed, so a Secret the kubelet updated in the volume is used.

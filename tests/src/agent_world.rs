@@ -8,10 +8,12 @@ use crate::{
     dittofs::{ADMIN_PASSWORD, DittoFs, Options},
     kube_env::{TempNamespace, measure_until, wait_until},
     objects::{Reads, install_crd, service_account_client},
+    tls::ClientTls,
 };
 use anyhow::Context as _;
 use dittofs_agent::{
-    AgentConfig, AgentError, CancellationToken, Metrics, SecretKeyRef, SecretString, metrics::WriteResult,
+    AgentConfig, AgentError, CancellationToken, Metrics, SecretKeyRef, SecretString, dittofs::TlsSettings,
+    metrics::WriteResult,
 };
 use dittofs_api::{
     DittoServer, DittoServerSpec,
@@ -134,11 +136,30 @@ impl Rig {
         Ok((rig, entry))
     }
 
-    /// The configuration the controller's pod template would give the agent, with the harness's DittoFS.
+    /// The configuration the controller's pod template would give the agent, with the harness's DittoFS
+    /// (over TLS, trusting and presenting what the harness's own client does, when it serves TLS).
     pub fn config(&self) -> AgentConfig {
         let mut c = AgentConfig::new(POD, &self.ns, SERVER, self.fs.url(), SecretString::new(ADMIN_PASSWORD));
         c.admin_secret = Some(SecretKeyRef { name: names::admin_bootstrap_secret(SERVER), key: "password".into() });
+        c.tls = self.fs.tls().map(|tls| self.agent_tls(&tls.client).expect("write the agent's TLS files"));
         c
+    }
+
+    /// The agent's TLS files for `trust`, written as the kubelet would project the cert Secret's keys
+    /// (`ca.crt`, `tls.crt`, `tls.key`) into a directory of their own.
+    pub fn agent_tls(&self, trust: &ClientTls) -> anyhow::Result<TlsSettings> {
+        let dir = self.fs.dir().join(format!("agent-tls-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("ca.crt"), &trust.ca_pem)?;
+        let client_identity = match &trust.identity {
+            Some(id) => {
+                std::fs::write(dir.join("tls.crt"), &id.cert_pem)?;
+                std::fs::write(dir.join("tls.key"), &id.key_pem)?;
+                Some((dir.join("tls.crt"), dir.join("tls.key")))
+            }
+            None => None,
+        };
+        Ok(TlsSettings { ca_file: dir.join("ca.crt"), server_name: trust.server_name.clone(), client_identity })
     }
 
     /// Starts the agent in-process with the ServiceAccount client.

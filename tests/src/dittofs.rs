@@ -62,6 +62,9 @@ pub struct Options {
     /// config). The instance's own port, host and database still apply, through the env vars
     /// `DITTOFS_CONTROLPLANE_{PORT,HOST}` and `DITTOFS_DATABASE_SQLITE_PATH`, which win over the file.
     pub config_yaml: Option<String>,
+    /// Serve the API over TLS (`controlplane.tls` in the generated config, as the controller renders it
+    /// for `certSecretName`); the harness's own client then uses `tls.client`.
+    pub tls: Option<crate::tls::HarnessTls>,
 }
 
 /// A running (or stopped) DittoFS instance. Dropping it stops the server and removes its directory.
@@ -120,7 +123,27 @@ impl DittoFs {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        let scheme = if self.options.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The TLS setup it was started with.
+    pub fn tls(&self) -> Option<&crate::tls::HarnessTls> {
+        self.options.tls.as_ref()
+    }
+
+    /// Where `controlplane.tls` points: `tls.crt`, `tls.key` and `client-ca.crt`.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// Replaces the served certificate's files (DittoFS re-reads them at the next handshake after their
+    /// modification time moved; a restart reads them too).
+    pub fn replace_certificate(&self, cert: &crate::tls::Issued) -> anyhow::Result<()> {
+        let dir = self.tls_dir();
+        // The key first: a handshake between the two writes sees a moved key and keeps the old pair.
+        std::fs::write(dir.join("tls.key"), &cert.key_pem)?;
+        std::fs::write(dir.join("tls.crt"), &cert.cert_pem).context("write tls.crt")
     }
 
     pub fn dir(&self) -> &Path {
@@ -157,9 +180,12 @@ impl DittoFs {
         self.adapter_ports.get(kind).copied()
     }
 
-    /// An API client with no credentials.
+    /// An API client with no credentials (over TLS with the harness's trust when the server serves TLS).
     pub fn api(&self) -> Api {
-        Api::new(&self.url())
+        match &self.options.tls {
+            Some(tls) => Api::with_tls(&self.url(), &tls.client).expect("the harness's own TLS material is valid"),
+            None => Api::new(&self.url()),
+        }
     }
 
     /// An API client logged in as the bootstrap admin.
@@ -182,14 +208,30 @@ impl DittoFs {
         let ttl = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
         let config = format!(
             "logging:\n  level: INFO\n  format: text\n  output: stdout\n\
-             controlplane:\n  host: 127.0.0.1\n  port: {port}\n  jwt:\n    access_token_duration: {access}\n    refresh_token_duration: {refresh}\n\
+             controlplane:\n  host: 127.0.0.1\n  port: {port}\n  jwt:\n    access_token_duration: {access}\n    refresh_token_duration: {refresh}\n{tls}\
              database:\n  type: sqlite\n  sqlite:\n    path: {db}\n",
+            tls = self.write_tls_files()?,
             port = self.api_port,
             access = ttl(&self.options.access_ttl, "15m"),
             refresh = ttl(&self.options.refresh_ttl, "168h"),
             db = self.db_path().display(),
         );
         std::fs::write(self.dir.path().join("config.yaml"), config).context("write DittoFS config")
+    }
+
+    /// Writes the files of `controlplane.tls` and returns that block (the controller renders the same keys
+    /// for `certSecretName`/`clientCASecretName`); empty without TLS.
+    fn write_tls_files(&self) -> anyhow::Result<String> {
+        let Some(tls) = &self.options.tls else { return Ok(String::new()) };
+        let dir = self.tls_dir();
+        std::fs::create_dir_all(&dir)?;
+        self.replace_certificate(&tls.server.cert)?;
+        let mut block = format!("  tls:\n    cert_file: {0}/tls.crt\n    key_file: {0}/tls.key\n", dir.display());
+        if let Some(ca) = &tls.server.client_ca_pem {
+            std::fs::write(dir.join("client-ca.crt"), ca)?;
+            block.push_str(&format!("    client_ca: {}/client-ca.crt\n", dir.display()));
+        }
+        Ok(block)
     }
 
     async fn start_process(&mut self) -> anyhow::Result<()> {
@@ -228,7 +270,12 @@ impl DittoFs {
             if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 return Ok(Err(status));
             }
-            let reply = api.get("/health").await?;
+            // A certificate the harness does not trust (a refusal test serves one) still proves that the
+            // server is up and speaking TLS on its port.
+            let reply = match api.get("/health").await {
+                Err(e) if crate::tls::is_tls_failure(&e) => return Ok(Ok(())),
+                other => other?,
+            };
             anyhow::ensure!(reply.status == 200, "HTTP {}", reply.status);
             Ok(Ok(()))
         })

@@ -51,6 +51,8 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
+    /// HTTPS to a DittoFS serving TLS ([`crate::tls`]); reqwest still builds the requests.
+    https: Option<crate::tls::Https>,
     base: String,
     pub token: Option<String>,
     /// The last login or refresh answer.
@@ -64,7 +66,12 @@ impl Api {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("reqwest client");
-        Api { http, base: base.trim_end_matches('/').to_string(), token: None, session: None }
+        Api { http, https: None, base: base.trim_end_matches('/').to_string(), token: None, session: None }
+    }
+
+    /// A client of an `https://` `base`, trusting and presenting what `trust` says.
+    pub fn with_tls(base: &str, trust: &crate::tls::ClientTls) -> anyhow::Result<Api> {
+        Ok(Api { https: Some(crate::tls::https_client(trust)?), ..Api::new(base) })
     }
 
     /// Logs in and keeps the access token; errors on anything but 200.
@@ -127,6 +134,22 @@ impl Api {
     async fn send(&self, mut request: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(https) = &self.https {
+            let request: http::Request<reqwest::Body> = request.build()?.try_into()?;
+            let response = tokio::time::timeout(Duration::from_secs(40), https.request(request))
+                .await
+                .context("no answer within 40 s")??;
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let bytes = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+            let body = String::from_utf8_lossy(&bytes).into_owned();
+            return Ok(Reply { status, content_type, body });
         }
         let response = request.send().await?;
         let status = response.status().as_u16();

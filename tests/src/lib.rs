@@ -19,5 +19,6 @@ pub mod pod;
 pub(crate) mod process;
 pub mod release;
 pub mod scenario;
+pub mod tls;
 
 pub use process::{free_port, workspace_bin};

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::tls::TlsFailure;
 use crate::text::clean;
 
 /// The HTTP client could not be built (a TLS backend or resolver that fails to initialise).
@@ -33,9 +34,9 @@ pub enum ApiError {
     Unexpected { status: u16, message: String },
     #[error("malformed response: {0}")]
     Malformed(String),
-    /// DittoFS serves https, which this agent build cannot verify yet (no CA of the server is mounted).
-    #[error("DittoFS serves https, which the agent does not support yet; reach it over http on loopback")]
-    TlsUnsupported,
+    /// The TLS handshake failed (or the agent's TLS files are unusable): no HTTP answer, like a refusal.
+    #[error("TLS: {detail}")]
+    Tls { failure: TlsFailure, detail: String },
 }
 
 impl ApiError {
@@ -52,7 +53,7 @@ impl ApiError {
             ApiError::Server { .. } => "server_error",
             ApiError::Unexpected { .. } => "unexpected_status",
             ApiError::Malformed(_) => "malformed",
-            ApiError::TlsUnsupported => "tls_unsupported",
+            ApiError::Tls { failure, .. } => failure.label(),
         }
     }
 
@@ -69,13 +70,14 @@ impl ApiError {
             ApiError::Server { .. } => "ServerError",
             ApiError::Unexpected { .. } => "UnexpectedStatus",
             ApiError::Malformed(_) => "MalformedResponse",
-            ApiError::TlsUnsupported => "TLSUnsupported",
+            ApiError::Tls { failure, .. } => failure.reason(),
         }
     }
 
-    /// No HTTP answer at all: DittoFS is down, hung or unreachable.
+    /// No HTTP answer at all: DittoFS is down, hung or unreachable — or cannot be trusted (TLS), which the
+    /// agent treats the same way: it keeps its last adapter list and reports the entry unreachable.
     pub fn is_transport(&self) -> bool {
-        matches!(self, ApiError::Refused(_) | ApiError::Timeout(_) | ApiError::Transport(_))
+        matches!(self, ApiError::Refused(_) | ApiError::Timeout(_) | ApiError::Transport(_) | ApiError::Tls { .. })
     }
 
     /// Worth retrying soon without changing credentials (the Go operator's "transient" class).
@@ -96,17 +98,17 @@ impl ApiError {
         }
     }
 
-    /// Classifies a reqwest failure (no HTTP answer, or the body could not be read).
-    pub(crate) fn from_reqwest(e: &reqwest::Error, timeout: Duration) -> ApiError {
-        if e.is_timeout() {
-            return ApiError::Timeout(timeout);
+    /// Classifies a failure without an HTTP answer (connect, TLS, or the body could not be read).
+    pub(crate) fn from_transport(e: &(dyn std::error::Error + 'static), url: &str) -> ApiError {
+        if let Some((failure, detail)) = super::tls::classify(e) {
+            return ApiError::Tls { failure, detail };
         }
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut source = Some(e);
         while let Some(err) = source {
             if let Some(io) = err.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::ConnectionRefused
             {
-                return ApiError::Refused(e.url().map(|u| u.to_string()).unwrap_or_default());
+                return ApiError::Refused(url.to_owned());
             }
             source = err.source();
         }

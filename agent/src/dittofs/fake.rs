@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub lifetime: Duration,
     /// No answer at all (connection refused) to every call.
     pub down: bool,
+    /// Every call fails with this error (an outage of another kind than a refusal, e.g. a TLS failure).
+    pub broken: Option<ApiError>,
     /// `PUT /users/{name}` answers 200 but changes nothing (a role that does not stick).
     pub ignore_role_updates: bool,
     /// The next call to each endpoint listed fails with its error (in order).
@@ -62,6 +64,7 @@ impl FakeDittoFs {
             users: BTreeMap::from([(ADMIN.to_owned(), (ADMIN_PASSWORD.to_owned(), "admin".to_owned()))]),
             lifetime: Duration::from_secs(100),
             down: false,
+            broken: None,
             ignore_role_updates: false,
             failures: VecDeque::new(),
             ready: BTreeSet::new(),
@@ -106,6 +109,9 @@ impl FakeDittoFs {
         s.calls.push(Call { endpoint, user, at: Instant::now() });
         if s.down {
             return Err(ApiError::Refused(URL.to_owned()));
+        }
+        if let Some(error) = &s.broken {
+            return Err(error.clone());
         }
         if let Some(i) = s.failures.iter().position(|(e, _)| *e == endpoint)
             && let Some((_, error)) = s.failures.remove(i)

@@ -1,19 +1,21 @@
 //! The DittoFS control-plane API as the agent uses it: a leaf that knows nothing of the agent.
 //!
 //! [`DittoFs`] is what the agent needs from DittoFS (login, refresh, the three provisioning calls, the
-//! adapter list, `/health/ready`); [`Client`] implements it over reqwest, with its own [`ApiError`], the [`Limits`]
+//! adapter list, `/health/ready`); [`Client`] implements it over hyper (plain HTTP or TLS, [`TlsSettings`]), with its own [`ApiError`], the [`Limits`]
 //! it is given, and an [`Observer`] told about every request (the agent's metrics implement it).
 
 mod client;
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
+mod tls;
 mod types;
 
 use std::{collections::BTreeSet, future::Future, time::Duration};
 
 pub use client::Client;
 pub use error::{ApiError, ClientError};
+pub use tls::{TlsFailure, TlsSettings};
 pub use types::{ApiAdapter, ApiHealth, LoginUser, TokenPair};
 
 use crate::secret::SecretString;

@@ -29,7 +29,7 @@ use crate::{
     config::{AgentConfig, Timings},
     credentials::fake::FakeStore,
     dittofs::{
-        ApiAdapter, ApiError, Endpoint, OPERATOR_ROLE,
+        ApiAdapter, ApiError, Endpoint, OPERATOR_ROLE, TlsFailure,
         fake::{ADMIN, ADMIN_PASSWORD, FakeDittoFs, URL},
     },
     metrics::{Metrics, PollKind},
@@ -313,6 +313,30 @@ async fn a_failed_poll_keeps_the_reported_adapters_and_retries_with_growing_gaps
     fs.state().down = false;
     sleep(Duration::from_secs(2)).await;
     assert!(rig.last().reachability.unwrap().reachable, "back at the next sample, not the next retry");
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tls_failure_is_reported_by_its_reason_and_keeps_the_adapters_like_an_outage() {
+    let fs = dittofs(&["nfs", "smb"]);
+    let rig = Rig::start(&fs, "10s");
+    sleep(Duration::from_millis(500)).await;
+    let before = rig.last();
+    assert!(before.reachability.as_ref().unwrap().reachable);
+
+    let expired = ApiError::Tls { failure: TlsFailure::Expired, detail: "certificate expired".into() };
+    fs.state().broken = Some(expired);
+    sleep(Duration::from_secs(5)).await;
+    let last = rig.last();
+    assert_eq!(last.adapters, before.adapters, "a TLS failure never changes the adapters");
+    let reach = last.reachability.unwrap();
+    assert_eq!((reach.reachable, reach.reason.as_str()), (false, "TLSExpired"));
+    assert!(reach.message.unwrap().contains("certificate expired"));
+    assert!(rig.metrics.polls(PollKind::Full, "tls_expired") >= 1);
+
+    fs.state().broken = None;
+    sleep(Duration::from_secs(2)).await;
+    assert!(rig.last().reachability.unwrap().reachable, "trusted again at the next sample");
     rig.stop().await;
 }
 

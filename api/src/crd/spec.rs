@@ -131,16 +131,18 @@ pub struct ControlPlaneSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Reach the API over https. Implied by certSecretName; set it alone when TLS is terminated in
-    /// front of the pod (e.g. by a mesh).
+    /// front of the pod (e.g. by a mesh): DittoFS, its probes and the agent then use plain http.
     #[serde(default)]
     pub tls: bool,
-    /// Name of a kubernetes.io/tls Secret (keys tls.crt and tls.key, optionally ca.crt) with which
-    /// the server serves the API over TLS. The agent verifies the server against its ca.crt.
+    /// Name of a kubernetes.io/tls Secret (keys tls.crt, tls.key and ca.crt) with which the server
+    /// serves the API over TLS. The agent verifies the server against its ca.crt and the name
+    /// <name>-api.<namespace>.svc, which the certificate must carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub cert_secret_name: Option<String>,
     /// Name of a Secret with a CA bundle under ca.crt: the API then requires client certificates
-    /// signed by it (mutual TLS). Needs certSecretName.
+    /// signed by it (mutual TLS). Needs certSecretName. The agent presents certSecretName's own
+    /// certificate, which must then allow client authentication and be signed by this CA.
     #[serde(default, rename = "clientCASecretName", skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub client_ca_secret_name: Option<String>,

@@ -217,6 +217,7 @@ fn volumes(ds: &DittoServer) -> Vec<Volume> {
     if let Some(cert) = cert_secret(spec) {
         volumes.push(secret_volume(TLS_VOLUME, cert, None));
     }
+    volumes.extend(containers::agent_tls_volume(ds));
     if let Some(ca) = client_ca_secret(spec) {
         volumes.push(secret_volume(TLS_CLIENT_CA_VOLUME, ca, None));
     }

@@ -16,6 +16,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid value {value:?} for {key}: {reason}")]
     Invalid { key: &'static str, value: String, reason: String },
+    #[error("controlplane.tls.{0}")]
+    Tls(&'static str),
     #[error("JWT secret must be at least 32 characters (set controlplane.jwt.secret or DITTOFS_CONTROLPLANE_SECRET)")]
     ShortSecret,
 }
@@ -44,6 +46,44 @@ pub enum LogFormat {
     Json,
 }
 
+/// `controlplane.tls` with both files set (DittoFS's `TLSConfig.Enabled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Mutual TLS: client certificates signed by these CAs are required.
+    pub client_ca: Option<PathBuf>,
+    /// "1.2" (default) or "1.3".
+    pub min_version: Option<String>,
+}
+
+/// `tlsconfig.Config.Validate`: both files or none, a client CA only with them, a known minimum version.
+fn tls_config(get: impl Fn(&str) -> Option<String>) -> Result<Option<TlsConfig>, ConfigError> {
+    let key = |name: &str| get(&format!("controlplane.tls.{name}")).filter(|v| !v.is_empty());
+    let (cert, private, ca, min) = (key("cert_file"), key("key_file"), key("client_ca"), key("min_version"));
+    if min.as_deref().is_some_and(|v| !["1.2", "1.3"].contains(&v)) {
+        return Err(ConfigError::Tls("min_version is not supported (use \"1.2\" or \"1.3\")"));
+    }
+    match (cert, private) {
+        (Some(cert_file), Some(key_file)) => Ok(Some(TlsConfig {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            client_ca: ca.map(PathBuf::from),
+            min_version: min,
+        })),
+        (Some(_), None) => {
+            Err(ConfigError::Tls("cert_file is set but key_file is missing; both are required to enable TLS"))
+        }
+        (None, Some(_)) => {
+            Err(ConfigError::Tls("key_file is set but cert_file is missing; both are required to enable TLS"))
+        }
+        (None, None) if ca.is_some() => {
+            Err(ConfigError::Tls("client_ca requires cert_file and key_file (mTLS needs a server certificate)"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// What the emulator needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,6 +100,8 @@ pub struct Config {
     /// `stdout`, `stderr` or a file path.
     pub log_output: String,
     pub admin_initial_password: Option<String>,
+    /// `controlplane.tls`: HTTPS when set (both files), see `tls.rs`.
+    pub tls: Option<TlsConfig>,
     /// Emulator-only: a file of fault rules (see `faults.rs`); the real server has no such setting.
     pub faults_file: Option<PathBuf>,
 }
@@ -142,6 +184,7 @@ impl Config {
             log_format,
             log_output: get("logging.output").unwrap_or_else(|| format!("{state_home}/dittofs/dittofs.log")),
             admin_initial_password: env.get("DITTOFS_ADMIN_INITIAL_PASSWORD").filter(|p| !p.is_empty()).cloned(),
+            tls: tls_config(get)?,
             faults_file: env.get("DITTOFS_EMULATOR_FAULTS_FILE").map(PathBuf::from),
         })
     }
@@ -243,6 +286,24 @@ mod tests {
             Config::load(Some(&path), &env(&[("DITTOFS_CONTROLPLANE_SECRET", "env-secret-env-secret-env-secret-env")]))
                 .unwrap();
         assert!(cfg.jwt_secret.starts_with("env-secret"));
+    }
+
+    #[test]
+    fn the_tls_block_is_validated_like_dittofs() {
+        let secret = ("DITTOFS_CONTROLPLANE_SECRET", "0123456789abcdef0123456789abcdef");
+        let tls = |pairs: &[(&str, &str)]| Config::load(None, &env(&[&[secret][..], pairs].concat())).map(|c| c.tls);
+        assert_eq!(tls(&[]).unwrap(), None);
+        let both = [("DITTOFS_CONTROLPLANE_TLS_CERT_FILE", "/t/c"), ("DITTOFS_CONTROLPLANE_TLS_KEY_FILE", "/t/k")];
+        let got = tls(&both).unwrap().unwrap();
+        assert_eq!((got.cert_file, got.client_ca, got.min_version), (PathBuf::from("/t/c"), None, None));
+        for refused in [
+            &both[..1],
+            &both[1..],
+            &[("DITTOFS_CONTROLPLANE_TLS_CLIENT_CA", "/t/ca")],
+            &[both[0], both[1], ("DITTOFS_CONTROLPLANE_TLS_MIN_VERSION", "1.1")],
+        ] {
+            assert!(matches!(tls(refused), Err(ConfigError::Tls(_))), "{refused:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod log;
 pub mod runtime;
 pub mod store;
+pub mod tls;
 
 use std::{
     sync::{
@@ -65,9 +66,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             std::process::exit(2);
         }
     }
+    // Built before the listener opens: a bad certificate path stops the start, as in DittoFS.
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
     let address = listener.local_addr()?.to_string();
-    log.info("API server listening", &[("addr", (&address).into()), ("scheme", "http".into()), ("mtls", false.into())]);
+    let (scheme, mtls) =
+        (if tls.is_some() { "https" } else { "http" }, config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
+    log.info("API server listening", &[("addr", (&address).into()), ("scheme", scheme.into()), ("mtls", mtls.into())]);
     let app = Arc::new(App {
         signer: Signer::new(&config.jwt_secret),
         config,
@@ -78,7 +83,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         started_at: Timestamp::now(),
         requests: AtomicU64::new(0),
     });
-    axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    match tls {
+        None => axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?,
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls, log.clone())?;
+            axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(shutdown_signal()).await?
+        }
+    }
     app.runtime.stop_all().await;
     log.info("Server stopped gracefully", &[]);
     Ok(())

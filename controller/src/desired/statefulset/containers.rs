@@ -6,6 +6,12 @@
 //! file of [`admin_password_volume`], mounted into the agent only: no container's env holds it, so it
 //! is not inherited by child processes nor fixed for the container's life (the kubelet updates the file
 //! when the Secret changes).
+//!
+//! When DittoFS serves TLS itself (`controlPlane.certSecretName`), the agent dials
+//! `https://127.0.0.1:<port>` and checks the certificate against the cert Secret's `ca.crt` and the `-api`
+//! Service name, from [`agent_tls_volume`] (agent only); under mutual TLS it presents the same Secret's
+//! `tls.crt`/`tls.key`. `controlPlane.tls` alone means TLS ends in front of the pod: DittoFS serves plain
+//! HTTP, so the probes and the agent do too.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +65,57 @@ pub(super) fn admin_password_volume(ds: &DittoServer) -> Volume {
         }),
         ..Default::default()
     }
+}
+
+/// The cert Secret's files the agent needs, mounted into the agent container only: `ca.crt` (its trust
+/// root), and under mutual TLS `tls.crt` and `tls.key` (its client certificate). `None` without native TLS.
+///
+/// Optional: a Secret without `ca.crt` must not keep DittoFS from starting (a pod whose volume misses a
+/// key does not start); the agent then reports `TLSFilesUnusable` in its status entry. Same file modes as
+/// [`admin_password_volume`], for the same reason.
+pub(super) fn agent_tls_volume(ds: &DittoServer) -> Option<Volume> {
+    let cert = cert_secret(&ds.spec)?;
+    let mut keys = vec![TLS_CA_KEY];
+    if client_ca_secret(&ds.spec).is_some() {
+        keys.extend([TLS_CERT_KEY, TLS_KEY_KEY]);
+    }
+    let items = keys.into_iter().map(|key| KeyToPath { key: key.into(), path: key.into(), mode: None }).collect();
+    let mode = if pod_security_context(ds).fs_group.is_some() { 0o440 } else { 0o444 };
+    Some(Volume {
+        name: AGENT_TLS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(cert.into()),
+            items: Some(items),
+            default_mode: Some(mode),
+            optional: Some(true),
+        }),
+        ..Default::default()
+    })
+}
+
+/// The agent's volume with the cert Secret's files.
+pub(super) const AGENT_TLS_VOLUME: &str = "agent-tls";
+/// Keys of a kubernetes.io/tls Secret (cert-manager adds `ca.crt`).
+const TLS_CA_KEY: &str = "ca.crt";
+const TLS_CERT_KEY: &str = "tls.crt";
+const TLS_KEY_KEY: &str = "tls.key";
+
+/// The agent's TLS env: the CA file and the name to check, plus the client certificate under mutual TLS.
+fn agent_tls_env(ds: &DittoServer) -> Vec<EnvVar> {
+    if cert_secret(&ds.spec).is_none() {
+        return Vec::new();
+    }
+    let file = |key: &str| format!("{}/{key}", agent_env::TLS_DIR);
+    // The -api Service's name without the cluster domain: what a certificate for the Service names
+    // whatever the domain, and what the Service's clients resolve.
+    let name = format!("{}.{}.svc", names::api_service(&ds.name_any()), ds.namespace().unwrap_or_default());
+    let mut env =
+        vec![plain_env(agent_env::TLS_CA_FILE, file(TLS_CA_KEY)), plain_env(agent_env::TLS_SERVER_NAME, name)];
+    if client_ca_secret(&ds.spec).is_some() {
+        env.push(plain_env(agent_env::TLS_CLIENT_CERT_FILE, file(TLS_CERT_KEY)));
+        env.push(plain_env(agent_env::TLS_CLIENT_KEY_FILE, file(TLS_KEY_KEY)));
+    }
+    env
 }
 
 fn admin_password_file() -> String {
@@ -130,7 +187,8 @@ fn http_probe(path: &str, port: i32, https: bool, timing: (i32, i32, i32, i32)) 
 
 fn server_probe(ds: &DittoServer, path: &str, timing: (i32, i32, i32, i32)) -> Probe {
     let port = ds.spec.control_plane.port;
-    let mut probe = http_probe(path, port, ds.spec.api_uses_tls(), timing);
+    // HTTPS only when DittoFS itself serves TLS: with `controlPlane.tls` alone it serves plain HTTP.
+    let mut probe = http_probe(path, port, cert_secret(&ds.spec).is_some(), timing);
     // Under mutual TLS the kubelet cannot present a client certificate: probe the TCP port instead.
     if client_ca_secret(&ds.spec).is_some() {
         probe.http_get = None;
@@ -305,7 +363,8 @@ pub(super) fn server_container(ds: &DittoServer) -> Container {
 pub(super) fn agent_container(ds: &DittoServer, image: &str, telemetry: &AgentTelemetry) -> Container {
     let cr = ds.name_any();
     let agent = ds.spec.agent.as_ref();
-    let scheme = if ds.spec.api_uses_tls() { "https" } else { "http" };
+    // What DittoFS really serves on loopback (see the module docs).
+    let scheme = if cert_secret(&ds.spec).is_some() { "https" } else { "http" };
     let admin = admin_password_ref(ds);
     let mut env = vec![
         field_env(agent_env::POD_NAME, "metadata.name"),
@@ -318,6 +377,7 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str, telemetry: &AgentTe
         plain_env(agent_env::ADMIN_SECRET_KEY, admin.key.clone()),
         plain_env(agent_env::ADMIN_ADDR, format!("0.0.0.0:{}", agent_env::DEFAULT_ADMIN_PORT)),
     ];
+    env.extend(agent_tls_env(ds));
     env.extend(telemetry_env(ds, telemetry).into_iter().map(|(name, value)| plain_env(&name, value)));
     let admin_port = i32::from(agent_env::DEFAULT_ADMIN_PORT);
     let quantity = |q: &str| Quantity(q.into());
@@ -350,20 +410,30 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str, telemetry: &AgentTe
         }),
         liveness_probe: Some(http_probe("/livez", admin_port, false, (5, 10, 3, 3))),
         readiness_probe: Some(http_probe("/readyz", admin_port, false, (2, 5, 3, 3))),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: AGENT_TOKEN_VOLUME.into(),
-                mount_path: SA_TOKEN_DIR.into(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: AGENT_TOKEN_VOLUME.into(),
+                    mount_path: SA_TOKEN_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: ADMIN_PASSWORD_VOLUME.into(),
+                    mount_path: agent_env::ADMIN_PASSWORD_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(cert_secret(&ds.spec).map(|_| VolumeMount {
+                name: AGENT_TLS_VOLUME.into(),
+                mount_path: agent_env::TLS_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: ADMIN_PASSWORD_VOLUME.into(),
-                mount_path: agent_env::ADMIN_PASSWORD_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Default::default()
     }
 }

@@ -273,14 +273,71 @@ fn tls_metrics_content_and_postgres() {
     for path in ["/tls", "/tls-client-ca", "/metrics-token", "/data/store/block"] {
         assert!(mounts.contains(&path), "{path} in {mounts:?}");
     }
-    // mTLS: TCP probes; the agent dials https.
-    assert!(dfs.readiness_probe.as_ref().unwrap().tcp_socket.is_some());
+    // mTLS: TCP probes (the kubelet has no client certificate); the agent dials https.
+    for probe in [&dfs.liveness_probe, &dfs.readiness_probe, &dfs.startup_probe] {
+        let probe = probe.as_ref().unwrap();
+        assert!(probe.tcp_socket.is_some() && probe.http_get.is_none(), "{probe:?}");
+    }
     let agent = container(&pod, "agent");
     assert!(agent.env.as_ref().unwrap()[3].value.as_deref().unwrap().starts_with("https://"));
     let env: Vec<_> = dfs.env.as_ref().unwrap().iter().map(|e| e.name.clone()).collect();
     assert!(env.contains(&"DITTOFS_DATABASE_POSTGRES_HOST".to_owned()));
     let ports: Vec<_> = dfs.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
     assert_eq!(ports, [8080, 9090]);
+}
+
+/// The agent's env value of `name` in a pod.
+fn env_of(pod: &PodSpec, name: &str) -> Option<String> {
+    container(pod, "agent").env.iter().flatten().find(|e| e.name == name).and_then(|e| e.value.clone())
+}
+
+fn probe_schemes(pod: &PodSpec) -> Vec<Option<String>> {
+    let dfs = container(pod, "dittofs");
+    [&dfs.liveness_probe, &dfs.readiness_probe, &dfs.startup_probe]
+        .map(|p| p.as_ref().unwrap().http_get.as_ref().and_then(|h| h.scheme.clone()))
+        .to_vec()
+}
+
+#[test]
+fn with_tls_terminated_in_front_dittofs_serves_http_and_is_probed_and_polled_so() {
+    let pod = pod(&build(json!({"controlPlane": {"tls": true}})));
+    assert_eq!(probe_schemes(&pod), vec![Some("HTTP".to_owned()); 3]);
+    assert_eq!(env_of(&pod, "DITTOFS_URL").as_deref(), Some("http://127.0.0.1:8080"));
+    assert_eq!(env_of(&pod, "DITTOFS_TLS_CA_FILE"), None);
+    assert!(pod.volumes.iter().flatten().all(|v| v.name != "agent-tls"));
+}
+
+#[test]
+fn with_native_tls_the_agent_alone_gets_the_ca_and_checks_the_api_service_name() {
+    let pod = pod(&build(json!({"controlPlane": {"certSecretName": "cert"}})));
+    assert_eq!(probe_schemes(&pod), vec![Some("HTTPS".to_owned()); 3]);
+    assert_eq!(env_of(&pod, "DITTOFS_URL").as_deref(), Some("https://127.0.0.1:8080"));
+    let ca = "/var/run/secrets/dittofs/tls/ca.crt";
+    assert_eq!(env_of(&pod, "DITTOFS_TLS_CA_FILE").as_deref(), Some(ca));
+    assert_eq!(env_of(&pod, "DITTOFS_TLS_SERVER_NAME").as_deref(), Some("fs-api.ns.svc"));
+    assert_eq!(env_of(&pod, "DITTOFS_TLS_CLIENT_CERT_FILE"), None, "no client certificate without mutual TLS");
+
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == "agent-tls").expect("agent-tls volume");
+    let secret = volume.secret.as_ref().unwrap();
+    let keys: Vec<_> = secret.items.iter().flatten().map(|i| (i.key.as_str(), i.path.as_str())).collect();
+    assert_eq!((secret.secret_name.as_deref(), keys), (Some("cert"), vec![("ca.crt", "ca.crt")]));
+    assert_eq!((secret.optional, secret.default_mode), (Some(true), Some(0o440)));
+    let mounted_by = |c: &Container| c.volume_mounts.iter().flatten().find(|m| m.name == "agent-tls").cloned();
+    let mount = mounted_by(container(&pod, "agent")).expect("mounted into the agent");
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/var/run/secrets/dittofs/tls", Some(true)));
+    assert!(mounted_by(container(&pod, "dittofs")).is_none(), "DittoFS has its own /tls");
+}
+
+#[test]
+fn under_mutual_tls_the_agent_presents_the_cert_secrets_own_certificate() {
+    let pod = pod(&build(json!({"controlPlane": {"certSecretName": "cert", "clientCASecretName": "ca"}})));
+    let dir = "/var/run/secrets/dittofs/tls";
+    assert_eq!(env_of(&pod, "DITTOFS_TLS_CLIENT_CERT_FILE"), Some(format!("{dir}/tls.crt")));
+    assert_eq!(env_of(&pod, "DITTOFS_TLS_CLIENT_KEY_FILE"), Some(format!("{dir}/tls.key")));
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == "agent-tls").unwrap();
+    let keys: Vec<_> = volume.secret.as_ref().unwrap().items.iter().flatten().map(|i| i.key.clone()).collect();
+    assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+    assert_eq!(probe_schemes(&pod), vec![None; 3], "TCP probes");
 }
 
 #[test]
