@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cel;
+pub mod identity;
 pub mod network;
 pub mod observability;
 mod render;
@@ -19,6 +20,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use agent::{AgentLogFormat, AgentOtelSpec, AgentSpec, PullPolicy, TraceSampler};
+pub use identity::{Idmap, KerberosSpec, LdapSpec, MachineAccountSpec};
 pub use network::{
     AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource, ServiceType,
     StaleReportPolicy,

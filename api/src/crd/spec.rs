@@ -183,16 +183,12 @@ pub struct IdentitySpec {
     /// The first admin user of DittoFS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSpec>,
-    /// LDAP / Active Directory identity provider (Go-operator field). Not implemented by this
-    /// controller yet: kept as written and reported by the SpecSupported condition and a Warning Event.
+    /// LDAP / Active Directory identity provider of DittoFS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::cel::preserved_object")]
-    pub ldap: Option<serde_json::Value>,
-    /// Kerberos / Active Directory authentication (Go-operator field). Not implemented by this
-    /// controller yet: kept as written and reported by the SpecSupported condition and a Warning Event.
+    pub ldap: Option<super::identity::LdapSpec>,
+    /// Kerberos / Active Directory authentication of NFS and SMB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::cel::preserved_object")]
-    pub kerberos: Option<serde_json::Value>,
+    pub kerberos: Option<super::identity::KerberosSpec>,
 }
 
 /// JWT settings of the API.

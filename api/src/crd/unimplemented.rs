@@ -4,10 +4,6 @@ use serde_json::Value;
 
 use super::DittoServerSpec;
 
-/// `spec.identity.ldap`.
-pub const LDAP: &str = "identity.ldap";
-/// `spec.identity.kerberos`.
-pub const KERBEROS: &str = "identity.kerberos";
 /// `spec.percona`.
 pub const PERCONA: &str = "percona";
 /// `spec.snapshotPolicies`.
@@ -16,7 +12,7 @@ pub const SNAPSHOT_POLICIES: &str = "snapshotPolicies";
 pub const SERVICE_MONITOR: &str = "metrics.serviceMonitor";
 
 /// Every field kept verbatim without being implemented, as paths under `spec`.
-pub const ALL: [&str; 5] = [LDAP, KERBEROS, PERCONA, SNAPSHOT_POLICIES, SERVICE_MONITOR];
+pub const ALL: [&str; 3] = [PERCONA, SNAPSHOT_POLICIES, SERVICE_MONITOR];
 
 /// The unimplemented fields that `spec` sets, in the order of [`ALL`]: the controller reports them
 /// in the SpecSupported condition and a Warning Event.
@@ -25,10 +21,7 @@ pub const ALL: [&str; 5] = [LDAP, KERBEROS, PERCONA, SNAPSHOT_POLICIES, SERVICE_
 /// `{enabled: false}` (or `null`) asks for nothing, so ignoring it is faithful. A list counts when
 /// it has entries.
 pub fn unimplemented_fields(spec: &DittoServerSpec) -> Vec<&'static str> {
-    let identity = spec.identity.as_ref();
     let candidates = [
-        (LDAP, identity.and_then(|i| i.ldap.as_ref())),
-        (KERBEROS, identity.and_then(|i| i.kerberos.as_ref())),
         (PERCONA, spec.percona.as_ref()),
         (SNAPSHOT_POLICIES, spec.snapshot_policies.as_ref()),
         (SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref())),

@@ -1,8 +1,8 @@
 //! The DittoFS `config.yaml` rendered from the spec (the real server's format, as the Go operator renders it),
 //! and the ConfigMap `<cr>-config` that carries it into the pod.
 //!
-//! No secrets go into the file: DittoFS reads the JWT key, the admin password and the PostgreSQL
-//! settings from env vars the pod template fills from Secrets. The file has no adapter section:
+//! No secrets go into the file: DittoFS reads the JWT key, the admin password, the PostgreSQL settings and
+//! the LDAP and machine-account passwords from env vars the pod template fills from Secrets. The file has no adapter section:
 //! adapters live in DittoFS's database and are managed through its API.
 
 use std::collections::BTreeMap;
@@ -41,6 +41,10 @@ struct Config<'a> {
     admin: Admin<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<Metrics<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ldap: Option<super::identity::Ldap<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kerberos: Option<super::identity::Kerberos<'a>>,
 }
 
 #[derive(Serialize)]
@@ -197,6 +201,8 @@ pub fn render(spec: &DittoServerSpec) -> String {
             auth: if m.bearer_token_secret.is_some() { "token" } else { "none" },
             token_file: m.bearer_token_secret.as_ref().map(|_| format!("{METRICS_TOKEN_DIR}/token")),
         }),
+        ldap: super::identity::ldap(spec),
+        kerberos: super::identity::kerberos(spec),
     };
     serde_saphyr::to_string(&config).expect("the config structs serialize to YAML")
 }

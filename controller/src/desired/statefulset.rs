@@ -218,6 +218,7 @@ fn volumes(ds: &DittoServer) -> Vec<Volume> {
         volumes.push(secret_volume(TLS_VOLUME, cert, None));
     }
     volumes.extend(containers::agent_tls_volume(ds));
+    volumes.extend(crate::desired::identity::volumes(spec).into_iter().map(|(v, _)| v));
     if let Some(ca) = client_ca_secret(spec) {
         volumes.push(secret_volume(TLS_CLIENT_CA_VOLUME, ca, None));
     }

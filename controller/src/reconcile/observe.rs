@@ -119,6 +119,7 @@ pub async fn observe(client: &Client, ds: &DittoServer, statefulset: Option<Stat
     if let Some(pg) = &ds.spec.database.postgres_secret_ref {
         wanted.extend(POSTGRES_KEYS.iter().map(|(k, _)| (pg.name.clone(), (*k).to_owned())));
     }
+    wanted.extend(crate::desired::identity::referenced(&ds.spec).into_iter().map(|r| (r.name.clone(), r.key.clone())));
     let mut cache: BTreeMap<String, Option<Secret>> = BTreeMap::new();
     for (name, key) in wanted {
         if !cache.contains_key(&name) {

@@ -165,6 +165,7 @@ fn server_env(ds: &DittoServer) -> Vec<EnvVar> {
             env.push(secret_env(&var, &r, !required));
         }
     }
+    env.extend(crate::desired::identity::env(&ds.spec, |name, r| secret_env(name, r, false)));
     env
 }
 
@@ -336,6 +337,7 @@ pub(super) fn server_container(ds: &DittoServer) -> Container {
     if metrics(spec).is_some_and(|m| m.bearer_token_secret.is_some()) {
         mounts.push(mount(METRICS_TOKEN_VOLUME, METRICS_TOKEN_DIR, true));
     }
+    mounts.extend(crate::desired::identity::volumes(spec).into_iter().map(|(_, m)| m));
     Container {
         name: names::SERVER_CONTAINER.into(),
         image: Some(spec.image.clone()),
