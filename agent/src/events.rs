@@ -28,7 +28,7 @@ pub const REPORTER: &str = "dittofs-agent";
 const MAX_QUEUED: usize = 64;
 
 /// The API caps an Event's note at 1 kB.
-const MAX_NOTE_BYTES: usize = 1000;
+const MAX_NOTE_BYTES: usize = dittofs_api::text::MAX_EVENT_NOTE_BYTES;
 
 /// One Event, as the auth loop decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ async fn publish(
         let kube_event = Event {
             type_: if event.warning { EventType::Warning } else { EventType::Normal },
             reason: event.reason.into(),
-            note: Some(truncate(event.note, MAX_NOTE_BYTES)),
+            note: Some(dittofs_api::text::truncate(event.note, MAX_NOTE_BYTES)),
             action: event.action.into(),
             secondary: None,
         };
@@ -121,17 +121,6 @@ async fn publish(
             Err(e) => tracing::info!(reason = event.reason, error = %e, "could not publish an Event; dropped"),
         }
     }
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
 }
 
 /// Which admin Secret the agent uses: the one the controller manages, or the user's
@@ -240,11 +229,5 @@ mod tests {
         assert_eq!(e.reason, "AdminCredentialUnauthorized");
         assert!(e.note.contains("Secret ns/my-admin key \"pw\""), "{}", e.note);
         assert!(!e.note.contains("dfsctl"), "{}", e.note);
-    }
-
-    #[test]
-    fn notes_are_cut_on_a_char_boundary() {
-        assert_eq!(truncate("é".repeat(600), MAX_NOTE_BYTES).len(), MAX_NOTE_BYTES);
-        assert_eq!(truncate("abc".into(), MAX_NOTE_BYTES), "abc");
     }
 }

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod labels;
 pub mod names;
 pub mod secret;
+pub mod text;
 
 pub use crd::{
     DittoServer, DittoServerSpec, DittoServerStatus, crd_yaml, custom_resource_definition, unimplemented_fields,

@@ -169,31 +169,11 @@ impl Events {
     ) {
         let reference: ObjectReference = ds.object_ref(&());
         // The API caps the note at 1 kB.
-        let note = truncate(note, 1000);
+        let note = dittofs_api::text::truncate(note, dittofs_api::text::MAX_EVENT_NOTE_BYTES);
         let recorder = self.recorder(reason, &note);
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: related };
         if let Err(e) = self.queue.try_send(Queued { recorder, event, reference }) {
             tracing::warn!(error = %e, reason, "Event dropped: too many waiting to be published");
         }
-    }
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn notes_are_cut_on_a_char_boundary() {
-        assert_eq!(super::truncate("é".repeat(600), 1000).len(), 1000);
-        assert_eq!(super::truncate("abc".into(), 1000), "abc");
     }
 }
