@@ -89,7 +89,6 @@ fn everything_sample_keeps_the_unimplemented_sections() {
         ("/identity/ldap", &raw["spec"]["identity"]["ldap"]),
         ("/identity/kerberos", &raw["spec"]["identity"]["kerberos"]),
         ("/percona", &raw["spec"]["percona"]),
-        ("/snapshotPolicies", &raw["spec"]["snapshotPolicies"]),
         ("/metrics/serviceMonitor", &raw["spec"]["metrics"]["serviceMonitor"]),
     ] {
         assert_eq!(back.pointer(path), Some(original), "{path} must round-trip verbatim");
