@@ -336,6 +336,7 @@ fn status_class(status: u16) -> &'static str {
         200..=299 => "ok",
         401 => "unauthorized",
         403 => "forbidden",
+        404 => "not_found",
         409 => "conflict",
         400..=499 => "client_error",
         500..=599 => "server_error",
