@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(parse_interval(" @Daily "), Ok(86_400_000_000_000));
         assert_eq!(parse_interval("1h30m"), Ok(5_400_000_000_000));
         assert_eq!(parse_interval("1.5h"), Ok(5_400_000_000_000));
-        // The texts DittoFS v0.29.0 answered (docs/dittofs-captures.md#snapshot-policies).
+        // The texts DittoFS v0.29.0 answered (docs/dittofs-api.md#snapshot-policies).
         assert_eq!(parse_interval("0s").unwrap_err(), r#"schedule: interval must be positive, got "0s""#);
         assert_eq!(
             parse_interval("bogus").unwrap_err(),
