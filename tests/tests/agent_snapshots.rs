@@ -1,7 +1,8 @@
 //! spec.snapshotPolicies on the real apiserver, applied by the agent to DittoFS (the emulator, or the real
 //! `dfs` with `DITTOFS_BIN`) and read back through DittoFS's own API as admin: an entry is applied, a change is
 //! applied once, a removal deletes it (and leaves a policy someone made by hand), a missing share is pending
-//! until it exists, and a policy DittoFS refuses is one Warning Event and a failed entry. Throughout, the
+//! until it exists, a policy DittoFS refuses is one Warning Event and a failed entry, and a DittoFS that
+//! restarts is checked (and one with a fresh database given the policy again). Throughout, the
 //! agent's own account stays `operator`: the policies go through short admin sessions only.
 
 use std::time::Duration;
@@ -206,6 +207,45 @@ async fn a_policy_dittofs_refuses_is_one_warning_and_a_failed_entry() -> anyhow:
             let generation = set_policies(&rig, json!([{"share": "/archive", "interval": "48h"}])).await?;
             wait_state(&rig, "/archive", SnapshotPolicyState::Applied, generation).await?;
             assert_eq!(policies(&rig.fs.admin().await?).await?["/archive"]["interval"], "48h0m0s");
+            assert_operator(&rig).await?;
+            Ok(())
+        })
+        .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries and DittoFS; run `make test`"]
+async fn a_restart_is_checked_and_a_reset_database_gets_the_policy_again() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("agent-snap-reset", async |ns| {
+            let mut rig = Rig::new(ns, Options::default(), "1s").await?;
+            create_share(&rig.fs.admin().await?, "/archive").await?;
+            let generation = set_policies(&rig, json!([{"share": "/archive", "interval": "6h"}])).await?;
+            let metrics = rig.start_agent(quick(rig.config()));
+            wait_state(&rig, "/archive", SnapshotPolicyState::Applied, generation).await?;
+            let checks = |m: &Metrics| m.requests(Endpoint::ListSnapshotPolicies, "ok");
+            let silent = |m: &Metrics| m.polls(PollKind::Ready, "refused");
+
+            // A restart keeps the database: the agent checks, finds the policy as written, writes nothing.
+            let (checked, gone) = (checks(&metrics), silent(&metrics));
+            rig.fs.stop().await?;
+            rig.wait_count("the fast path to find DittoFS gone", gone + 1, Duration::from_secs(10), silent).await?;
+            rig.fs.start_again().await?;
+            rig.wait_count("a check after the restart", checked + 1, Duration::from_secs(20), checks).await?;
+            assert_eq!(metrics.requests(Endpoint::PutSnapshotPolicy, "ok"), 1);
+
+            // A fresh database has neither the share nor the policy: pending until the share is back, then
+            // applied again, without any change of the spec.
+            let gone = silent(&metrics);
+            rig.fs.stop().await?;
+            rig.wait_count("the fast path to find DittoFS gone", gone + 1, Duration::from_secs(10), silent).await?;
+            rig.fs.reset_database().await?;
+            let pending = wait_state(&rig, "/archive", SnapshotPolicyState::Pending, generation).await?;
+            assert!(pending.managed, "still the agent's to delete: {pending:?}");
+            create_share(&rig.fs.admin().await?, "/archive").await?;
+            wait_state(&rig, "/archive", SnapshotPolicyState::Applied, generation).await?;
+            assert_eq!(policies(&rig.fs.admin().await?).await?["/archive"]["interval"], "6h0m0s");
+            assert_eq!(metrics.requests(Endpoint::PutSnapshotPolicy, "ok"), 2);
             assert_operator(&rig).await?;
             Ok(())
         })
