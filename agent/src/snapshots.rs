@@ -64,8 +64,12 @@ pub struct Snapshots {
 
 /// The outcome of one share in a sync.
 enum Outcome {
-    Applied { wrote: bool },
+    Applied {
+        wrote: bool,
+    },
     Deleted,
+    /// A removed entry whose policy is no longer in DittoFS (the share was deleted, or someone removed it).
+    Gone,
     Pending(String),
     Failed(String),
 }
@@ -169,8 +173,7 @@ impl Snapshots {
         for share in removed {
             let outcome = match client.delete_snapshot_policy(&admin, &share).await {
                 Ok(()) => Outcome::Deleted,
-                // Already gone (the share was deleted, or someone removed it): nothing left to do.
-                Err(ApiError::NotFound(_)) => Outcome::Applied { wrote: false },
+                Err(ApiError::NotFound(_)) => Outcome::Gone,
                 Err(e) if e.is_transient() => Outcome::Pending(format!("deleting the removed policy: {e}")),
                 Err(e) => Outcome::Failed(format!("DittoFS refused to delete the removed policy: {e}")),
             };
@@ -197,34 +200,27 @@ impl Snapshots {
     /// Records one share's outcome in the results and queues its Event if it is news.
     fn record(&mut self, share: &str, spec: Option<&SnapshotPolicySpec>, outcome: Outcome) {
         let body = spec.map(PolicyBody::of);
-        let (state, message) = match outcome {
+        let (state, message) = match &outcome {
             Outcome::Applied { wrote } => {
                 self.managed.insert(share.to_owned());
                 self.announced.remove(share);
-                if wrote {
+                if *wrote {
                     tracing::info!(share, "snapshot policy applied");
-                    self.emit(
-                        false,
-                        reasons::SNAPSHOT_POLICY_APPLIED,
-                        "Apply",
-                        format!("snapshot policy of share {share} applied"),
-                    );
-                }
-                if spec.is_none() {
-                    // A removed entry whose policy is already gone.
-                    self.managed.remove(share);
-                    self.results.remove(share);
-                    return;
+                    let note = format!("snapshot policy of share {share} applied");
+                    self.emit(false, reasons::SNAPSHOT_POLICY_APPLIED, "Apply", note);
                 }
                 (SnapshotPolicyState::Applied, None)
             }
-            Outcome::Deleted => {
-                tracing::info!(share, "snapshot policy deleted (its entry left the spec)");
+            Outcome::Deleted | Outcome::Gone => {
                 self.managed.remove(share);
                 self.results.remove(share);
                 self.announced.remove(share);
-                let note = format!("snapshot policy of share {share} deleted: its entry left spec.snapshotPolicies");
-                self.emit(false, reasons::SNAPSHOT_POLICY_DELETED, "Delete", note);
+                if matches!(outcome, Outcome::Deleted) {
+                    tracing::info!(share, "snapshot policy deleted (its entry left the spec)");
+                    let note =
+                        format!("snapshot policy of share {share} deleted: its entry left spec.snapshotPolicies");
+                    self.emit(false, reasons::SNAPSHOT_POLICY_DELETED, "Delete", note);
+                }
                 return;
             }
             Outcome::Pending(message) => (SnapshotPolicyState::Pending, Some(message)),
@@ -244,7 +240,7 @@ impl Snapshots {
             state,
             managed: self.managed.contains(share),
             observed_generation: self.generation,
-            message: message.map(|m| truncate_chars(&m, 1024)),
+            message: message.map(|m| truncate_chars(m, 1024)),
         };
         self.results.insert(share.to_owned(), entry);
     }
