@@ -115,6 +115,9 @@ pub struct Timings {
     pub min_poll_gap: Duration,
     /// How long the first status write waits for the DittoServer to be seen (for its generation).
     pub first_object_wait: Duration,
+    /// Period of the retries of a snapshot policy whose share does not exist yet (or that DittoFS did not
+    /// answer): each one is an admin login, so it is slow (the Go operator's 30 s requeue).
+    pub snapshot_retry: Duration,
 }
 
 impl Default for Timings {
@@ -131,6 +134,7 @@ impl Default for Timings {
             max_body_bytes: 1 << 20,
             min_poll_gap: constants::DEFAULT_FAST_PATH_INTERVAL,
             first_object_wait: Duration::from_secs(5),
+            snapshot_retry: Duration::from_secs(30),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Kubernetes Events (events.k8s.io/v1) on the agent's DittoServer, reporter `dittofs-agent`, instance the
 //! pod: the authentication Events of the Go operator, with its reasons and types, so `kubectl describe ditto`
-//! shows them as it did.
+//! shows them as it did, and the snapshot-policy Events ([`crate::snapshots`] decides those).
 //!
 //! - One Event per change of the authentication state, never one per attempt: [`Announced`] remembers the
 //!   last failure announced (its reason and the kind of error) and stays silent while it repeats; a success

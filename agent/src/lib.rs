@@ -11,8 +11,9 @@
 //! [`listeners`] (the pod's listening ports); [`dittofs`] (the API client, a leaf that knows nothing of the
 //! agent); [`error`], [`metrics`] (which
 //! observes the client), [`config`]; [`credentials`] (the credentials Secret), [`discovery`] (API list →
-//! report, pure), [`events`] (the auth Events on the DittoServer), [`auth`] (account and tokens);
-//! [`status`] (the entry and its server-side apply); [`poller`] (the loop); and [`run`] here.
+//! report, pure), [`events`] (the Events on the DittoServer), [`auth`] (account and tokens);
+//! [`snapshots`] (spec.snapshotPolicies applied in short admin sessions); [`status`] (the entry and its
+//! server-side apply); [`poller`] (the loop); and [`run`] here.
 
 pub mod auth;
 mod backoff;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod poller;
 /// Passwords and tokens never shown in `Debug` (shared with the controller).
 pub use dittofs_api::secret;
+pub mod snapshots;
 pub mod status;
 pub mod text;
 
@@ -91,6 +93,7 @@ pub async fn run_with_metrics(
     let client = dittofs::Client::new(&config.dittofs_url, config.tls.clone(), &limits, metrics.clone())?;
     let store = credentials::Store::new(kube.clone(), &config.namespace, config.credentials_secret());
     let events = events::Events::spawn(kube.clone(), &config.pod_name, shutdown.clone());
+    let snapshots = snapshots::Snapshots::new(&config.pod_name, config.timings.snapshot_retry, events.clone());
     let mut auth = auth::Auth::new(&config, client.clone(), store, metrics.clone()).with_events(events);
     auth.restore().await;
     let writer =
@@ -102,7 +105,8 @@ pub async fn run_with_metrics(
     let objects = watcher(servers, watcher::Config::default().fields(&selector)).default_backoff().boxed();
 
     let poller =
-        poller::Poller::new(client, auth, writer, metrics, health, config.timings.clone(), config.server_name.clone());
+        poller::Poller::new(client, auth, writer, metrics, health, config.timings.clone(), config.server_name.clone())
+            .with_snapshots(snapshots);
     poller.run(objects, shutdown.clone()).await;
 
     // The poller returns once `shutdown` is cancelled, which also stops the admin server.

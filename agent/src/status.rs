@@ -11,7 +11,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use dittofs_api::{
     DittoServer,
     constants::agent_field_manager,
-    crd::{AgentAdapterStatus, AgentAuth, AgentStatus, Reachability},
+    crd::{AgentAdapterStatus, AgentAuth, AgentSnapshotPolicyStatus, AgentStatus, Reachability},
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -45,6 +45,8 @@ pub struct Observed<'a> {
     /// When that poll ended, on the loop's clock (for the heartbeat; wall-clock seconds are too coarse).
     pub polled_at: Option<tokio::time::Instant>,
     pub traceparent: Option<String>,
+    /// The results of spec.snapshotPolicies ([`crate::snapshots`]).
+    pub snapshot_policies: &'a [AgentSnapshotPolicyStatus],
 }
 
 /// The two apiserver calls of the writer.
@@ -215,6 +217,7 @@ pub fn build_entry(pod: &str, prev: Option<&AgentStatus>, obs: &Observed<'_>, no
         reachability,
         auth,
         adapters: obs.adapters.map(<[_]>::to_vec).unwrap_or_default(),
+        snapshot_policies: obs.snapshot_policies.to_vec(),
         last_poll_time: obs.last_poll.map(k8s_time),
         traceparent: obs.traceparent.clone(),
     };

@@ -144,4 +144,12 @@ pub mod events {
     /// Warning (agent): DittoFS refused the admin password of `identity.admin.passwordSecretRef` (the note
     /// names the Secret and key).
     pub const ADMIN_CREDENTIAL_UNAUTHORIZED: &str = "AdminCredentialUnauthorized";
+    /// Normal (agent): a snapshot policy of the spec was written to DittoFS, or a removed one deleted (once
+    /// per change; the note names the share).
+    pub const SNAPSHOT_POLICY_APPLIED: &str = "SnapshotPolicyApplied";
+    /// Warning (agent): DittoFS refused a snapshot policy, or the admin login to apply it failed (the Go
+    /// operator's reason; once per change of the entry or of the error, never per retry).
+    pub const SNAPSHOT_POLICY_FAILED: &str = "SnapshotPolicyFailed";
+    /// Normal (agent): the policy of an entry removed from spec.snapshotPolicies was deleted from DittoFS.
+    pub const SNAPSHOT_POLICY_DELETED: &str = "SnapshotPolicyDeleted";
 }

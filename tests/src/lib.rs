@@ -21,6 +21,7 @@ pub mod pod;
 pub(crate) mod process;
 pub mod release;
 pub mod scenario;
+pub mod shares;
 pub mod tls;
 
 pub use process::{free_port, workspace_bin};

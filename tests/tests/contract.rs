@@ -9,6 +9,7 @@ use dittofs_tests::{
     dittofs::{ADMIN_PASSWORD, DittoFs, Options},
     dittofs_client::Api,
     kube_env::wait_until,
+    shares::{create_share, policies, put_policy},
 };
 use serde_json::{Value, json};
 
@@ -212,6 +213,10 @@ async fn operator_role_reads_adapters_and_is_refused_every_mutation() -> Result<
         operator.get("/api/v1/users").await?,
         operator.post("/api/v1/users", &json!({"username": "x", "password": "long-enough-pw"})).await?,
         operator.get("/api/v1/shares").await?,
+        // The snapshot policies too, which is why the agent applies them in an admin session.
+        operator.put("/api/v1/shares/archive/snapshot-policy", &json!({"interval": "1h"})).await?,
+        operator.delete("/api/v1/shares/archive/snapshot-policy").await?,
+        operator.get("/api/v1/snapshot-policies").await?,
     ];
     for reply in refused {
         assert_eq!(reply.clone().expect_status(403)?.plain_text()?, "Admin access required");
@@ -453,5 +458,81 @@ async fn out_of_range_port_is_a_bare_500_and_leaves_the_adapter_stopped() -> Res
     let back = admin.put("/api/v1/adapters/smb", &json!({"port": smb_port})).await?.expect_status(200)?.json()?;
     assert_eq!(back["running"], true);
     wait_listening(smb_port, true).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (emulator, or DITTOFS_BIN); run `make test`"]
+async fn snapshot_policies_need_their_share_and_are_validated_listed_and_deleted() -> Result<()> {
+    let fs = start().await?;
+    let admin = fs.admin().await?;
+    let path = "/api/v1/shares/archive/snapshot-policy";
+    // No share yet: 404 (the agent's "pending"), and the list is an empty array, not null.
+    let missing = admin.put(path, &json!({"interval": "24h"})).await?.expect_status(404)?;
+    assert_eq!(missing.problem_detail()?, "share not found");
+    assert_eq!(admin.get("/api/v1/snapshot-policies").await?.expect_status(200)?.body.trim_end(), "[]");
+
+    let share = create_share(&admin, "archive").await?;
+    assert_eq!((share["name"].as_str(), share["default_permission"].as_str()), (Some("/archive"), Some("none")));
+    let dup = json!({"name": "/archive", "metadata_store_id": "meta-archive", "local_block_store": "block-archive"});
+    assert_eq!(admin.post("/api/v1/shares", &dup).await?.expect_status(409)?.problem_detail()?, "Share already exists");
+    let no_store = json!({"name": "/x", "metadata_store_id": "nope", "local_block_store": "block-archive"});
+    let reply = admin.post("/api/v1/shares", &no_store).await?.expect_status(400)?;
+    assert_eq!(reply.problem_detail()?, "Metadata store not found: nope");
+
+    // Durations come back in Go's String() form; a zero ttl and an empty prefix are omitted.
+    let body = json!({"interval": "24h", "keep_last": 3, "ttl": "90m", "name_prefix": "k8s"});
+    let stored = put_policy(&admin, "/archive", &body).await?;
+    assert_eq!(
+        (stored["share"].as_str(), stored["interval"].as_str(), stored["ttl"].as_str(), stored["keep_last"].as_i64()),
+        (Some("/archive"), Some("24h0m0s"), Some("1h30m0s"), Some(3))
+    );
+    assert_eq!((stored["enabled"].as_bool(), stored["name_prefix"].as_str()), (Some(true), Some("k8s")));
+    // An upsert keeps created_at; the escaped name with its slash and a trailing slash reach the same route.
+    let updated = admin
+        .put("/api/v1/shares/%2Farchive/snapshot-policy/", &json!({"interval": "@Daily", "enabled": false}))
+        .await?
+        .expect_status(200)?
+        .json()?;
+    assert_eq!((updated["interval"].as_str(), updated["enabled"].as_bool()), (Some("24h0m0s"), Some(false)));
+    assert_eq!(updated["created_at"], stored["created_at"]);
+    assert!(updated.get("ttl").is_none() && updated.get("name_prefix").is_none(), "{updated}");
+    let listed = policies(&admin).await?;
+    assert_eq!(listed.keys().collect::<Vec<_>>(), ["/archive"]);
+    assert_eq!(listed["/archive"], admin.get(path).await?.expect_status(200)?.json()?);
+
+    for (body, detail) in [
+        (json!({"interval": "0s"}), r#"invalid interval: schedule: interval must be positive, got "0s""#),
+        (
+            json!({"interval": "bogus"}),
+            r#"invalid interval: schedule: invalid interval "bogus": time: invalid duration "bogus""#,
+        ),
+        (
+            json!({"interval": "@yearly"}),
+            r#"invalid interval: schedule: unknown shorthand "@yearly" (want @hourly, @daily, @weekly)"#,
+        ),
+        (
+            json!({"interval": "9999999999h"}),
+            r#"invalid interval: schedule: invalid interval "9999999999h": time: invalid duration "9999999999h""#,
+        ),
+        (json!({}), "invalid interval: schedule: empty interval"),
+        (json!({"interval": "1h", "ttl": "-1s"}), "invalid ttl: must be >= 0"),
+        (json!({"interval": "1h", "keep_last": -1}), "keep_last must be >= 0"),
+        (json!({"interval": "1h", "name_prefix": "a/b"}), "invalid name_prefix: must match ^[A-Za-z0-9_-]{0,64}$"),
+    ] {
+        let reply = admin.put(path, &body).await?.expect_status(400)?;
+        assert_eq!(reply.problem_detail()?, detail, "{body}");
+    }
+    let reply = admin.request("POST", path).await?.expect_status(405)?;
+    assert!(reply.body.is_empty(), "{reply:?}");
+
+    admin.delete(path).await?.expect_status(204)?;
+    let gone = admin.delete(path).await?.expect_status(404)?;
+    assert_eq!(gone.problem_detail()?, "snapshot policy not found");
+    assert_eq!(admin.get(path).await?.expect_status(404)?.problem_detail()?, "snapshot policy not found");
+    // Deleting the share takes its policy with it.
+    put_policy(&admin, "archive", &json!({"interval": "1h"})).await?;
+    admin.delete("/api/v1/shares/archive").await?.expect_status(204)?;
+    assert!(policies(&admin).await?.is_empty());
     Ok(())
 }

@@ -158,7 +158,7 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
     }
 
     /// An admin access token, from the bootstrap password read now (a rotated Secret file is seen).
-    async fn admin_token(&mut self) -> Result<SecretString, AuthError> {
+    pub(super) async fn admin_token(&mut self) -> Result<SecretString, AuthError> {
         let password = self.admin_password.read()?;
         if password.is_empty() {
             return Err(AuthError::NoAdminPassword(self.admin_source.clone()));

@@ -90,6 +90,8 @@ pub struct Auth<C = Client, S = Store> {
     admin_secret: AdminSecret,
     /// Set by the renewal in progress when it created the account or reset its password.
     provisioned: Option<Provisioned>,
+    /// How many times the account had to be created: a DittoFS whose database is new (or was reset).
+    created: u64,
 }
 
 impl<C: DittoFs, S: SecretStore> Auth<C, S> {
@@ -114,6 +116,7 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
             announced: Announced::default(),
             admin_secret: admin_secret_of(config),
             provisioned: None,
+            created: 0,
         }
     }
 
@@ -228,6 +231,18 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
         self.current().map(Some)
     }
 
+    /// How many times the agent had to create its account: a change means DittoFS's database is new, so
+    /// whatever the agent had written to it (snapshot policies) must be checked again.
+    pub fn accounts_created(&self) -> u64 {
+        self.created
+    }
+
+    /// An admin access token for one short task (the snapshot policies, admin-only in DittoFS), from the
+    /// bootstrap password read now. The caller drops it when the task is done; it is never stored.
+    pub async fn admin_session(&mut self) -> Result<SecretString, AuthError> {
+        self.admin_token().await
+    }
+
     /// How long until the access token should be refreshed; `None` without a token.
     pub fn refresh_in(&self) -> Option<Duration> {
         let t = self.tokens.as_ref()?;
@@ -290,6 +305,9 @@ impl<C: DittoFs, S: SecretStore> Auth<C, S> {
         };
         let result = self.try_renew(from).await;
         let provisioned = self.provisioned.take();
+        if provisioned == Some(Provisioned::Created) {
+            self.created += 1;
+        }
         let event = match &result {
             Ok(()) => self.announced.succeeded(provisioned),
             Err(e) => self.announced.failed(e, self.admin_secret),

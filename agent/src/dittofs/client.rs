@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{
-    ApiAdapter, ApiError, ClientError, DittoFs, Endpoint, Limits, Observer, TokenPair,
+    ApiAdapter, ApiError, ApiSnapshotPolicy, ClientError, DittoFs, Endpoint, Limits, Observer, PolicyBody, TokenPair,
+    policy_path,
     tls::{self, TlsFailure, TlsSettings},
     types::ReadyResponse,
 };
@@ -308,6 +309,26 @@ impl DittoFs for Client {
         let answer = self.send(Endpoint::ListAdapters, req, timeout, limit).await?;
         decode(expect(answer, 200)?)
     }
+
+    async fn list_snapshot_policies(&self, admin: &SecretString) -> Result<Vec<ApiSnapshotPolicy>, ApiError> {
+        let req = self.request(Method::GET, "/api/v1/snapshot-policies", Some(admin));
+        let (timeout, limit) = (self.limits.mutation_timeout, self.limits.max_body_bytes);
+        let answer = self.send(Endpoint::ListSnapshotPolicies, req, timeout, limit).await?;
+        decode(expect(answer, 200)?)
+    }
+
+    async fn put_snapshot_policy(&self, admin: &SecretString, share: &str, body: &PolicyBody) -> Result<(), ApiError> {
+        let body = serde_json::to_value(body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+        let req = self.request(Method::PUT, &policy_path(share), Some(admin)).json(&body);
+        let answer = self.send(Endpoint::PutSnapshotPolicy, req, self.limits.mutation_timeout, SMALL_BODY).await?;
+        expect(answer, 200).map(drop)
+    }
+
+    async fn delete_snapshot_policy(&self, admin: &SecretString, share: &str) -> Result<(), ApiError> {
+        let req = self.request(Method::DELETE, &policy_path(share), Some(admin));
+        let answer = self.send(Endpoint::DeleteSnapshotPolicy, req, self.limits.mutation_timeout, SMALL_BODY).await?;
+        expect(answer, 204).map(drop)
+    }
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -315,6 +336,7 @@ fn status_class(status: u16) -> &'static str {
         200..=299 => "ok",
         401 => "unauthorized",
         403 => "forbidden",
+        404 => "not_found",
         409 => "conflict",
         400..=499 => "client_error",
         500..=599 => "server_error",

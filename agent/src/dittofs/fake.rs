@@ -12,7 +12,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{ApiAdapter, ApiError, DittoFs, Endpoint, LoginUser, TokenPair};
+use super::{ApiAdapter, ApiError, ApiSnapshotPolicy, DittoFs, Endpoint, LoginUser, PolicyBody, TokenPair};
 use crate::secret::SecretString;
 
 pub(crate) const ADMIN: &str = "admin";
@@ -46,6 +46,9 @@ pub(crate) struct State {
     /// The ports [`DittoFs::listening_ports`] reports (`None`: unknown).
     pub listening: Option<BTreeSet<u16>>,
     pub adapters: Vec<ApiAdapter>,
+    /// Shares that exist, and their snapshot policies (as the PUT bodies that set them).
+    pub shares: BTreeSet<String>,
+    pub policies: BTreeMap<String, PolicyBody>,
     pub calls: Vec<Call>,
     /// access token → (user, expiry, role when issued); refresh token → user.
     access: BTreeMap<String, (String, Instant, String)>,
@@ -70,6 +73,8 @@ impl FakeDittoFs {
             ready: BTreeSet::new(),
             listening: None,
             adapters: Vec::new(),
+            shares: BTreeSet::new(),
+            policies: BTreeMap::new(),
             calls: Vec::new(),
             access: BTreeMap::new(),
             refresh: BTreeMap::new(),
@@ -252,6 +257,43 @@ impl DittoFs for FakeDittoFs {
         match s.bearer(token)?.as_str() {
             "admin" | "operator" => Ok(s.adapters.clone()),
             _ => Err(ApiError::Forbidden("Insufficient permissions".into())),
+        }
+    }
+
+    async fn list_snapshot_policies(&self, admin: &SecretString) -> Result<Vec<ApiSnapshotPolicy>, ApiError> {
+        let s = self.enter(Endpoint::ListSnapshotPolicies, self.user_of(admin))?;
+        s.admin(admin)?;
+        // As DittoFS writes them: durations in Go's String() form.
+        let go = |d: &str| if d.ends_with('h') { format!("{d}0m0s") } else { d.to_owned() };
+        Ok(s.policies
+            .iter()
+            .map(|(share, b)| ApiSnapshotPolicy {
+                share: share.clone(),
+                enabled: b.enabled,
+                interval: go(&b.interval),
+                keep_last: i64::from(b.keep_last.unwrap_or(0)),
+                ttl: b.ttl.as_deref().map(go),
+                name_prefix: b.name_prefix.clone(),
+            })
+            .collect())
+    }
+
+    async fn put_snapshot_policy(&self, admin: &SecretString, share: &str, body: &PolicyBody) -> Result<(), ApiError> {
+        let mut s = self.enter(Endpoint::PutSnapshotPolicy, self.user_of(admin))?;
+        s.admin(admin)?;
+        if !s.shares.contains(share) {
+            return Err(ApiError::NotFound("share not found".into()));
+        }
+        s.policies.insert(share.to_owned(), body.clone());
+        Ok(())
+    }
+
+    async fn delete_snapshot_policy(&self, admin: &SecretString, share: &str) -> Result<(), ApiError> {
+        let mut s = self.enter(Endpoint::DeleteSnapshotPolicy, self.user_of(admin))?;
+        s.admin(admin)?;
+        match s.policies.remove(share) {
+            Some(_) => Ok(()),
+            None => Err(ApiError::NotFound("snapshot policy not found".into())),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The DittoFS control-plane API as the agent uses it: a leaf that knows nothing of the agent.
 //!
 //! [`DittoFs`] is what the agent needs from DittoFS (login, refresh, the three provisioning calls, the
-//! adapter list, `/health/ready`); [`Client`] implements it over hyper (plain HTTP or TLS, [`TlsSettings`]), with its own [`ApiError`], the [`Limits`]
+//! adapter list, `/health/ready`, and the three snapshot-policy calls, made as admin); [`Client`] implements it over hyper (plain HTTP or TLS, [`TlsSettings`]), with its own [`ApiError`], the [`Limits`]
 //! it is given, and an [`Observer`] told about every request (the agent's metrics implement it).
 
 mod client;
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
+mod policies;
 mod tls;
 mod types;
 
@@ -15,6 +16,7 @@ use std::{collections::BTreeSet, future::Future, time::Duration};
 
 pub use client::Client;
 pub use error::{ApiError, ClientError};
+pub use policies::{ApiSnapshotPolicy, PolicyBody, policy_path};
 pub use tls::{TlsFailure, TlsSettings};
 pub use types::{ApiAdapter, ApiHealth, LoginUser, TokenPair};
 
@@ -30,6 +32,9 @@ pub enum Endpoint {
     ResetPassword,
     UpdateUser,
     ListAdapters,
+    ListSnapshotPolicies,
+    PutSnapshotPolicy,
+    DeleteSnapshotPolicy,
 }
 
 impl Endpoint {
@@ -42,6 +47,9 @@ impl Endpoint {
             Endpoint::ResetPassword => "reset_password",
             Endpoint::UpdateUser => "update_user",
             Endpoint::ListAdapters => "list_adapters",
+            Endpoint::ListSnapshotPolicies => "list_snapshot_policies",
+            Endpoint::PutSnapshotPolicy => "put_snapshot_policy",
+            Endpoint::DeleteSnapshotPolicy => "delete_snapshot_policy",
         }
     }
 
@@ -128,4 +136,26 @@ pub trait DittoFs: Send + Sync {
 
     /// `GET /api/v1/adapters` (admin or operator). A JSON `null` or any non-array is malformed, never "empty".
     fn list_adapters(&self, token: &SecretString) -> impl Future<Output = Result<Vec<ApiAdapter>, ApiError>> + Send;
+
+    /// `GET /api/v1/snapshot-policies` (admin): every share's policy.
+    fn list_snapshot_policies(
+        &self,
+        admin: &SecretString,
+    ) -> impl Future<Output = Result<Vec<ApiSnapshotPolicy>, ApiError>> + Send;
+
+    /// `PUT /api/v1/shares/{share}/snapshot-policy` (admin): create or replace; [`ApiError::NotFound`] when
+    /// the share does not exist.
+    fn put_snapshot_policy(
+        &self,
+        admin: &SecretString,
+        share: &str,
+        body: &PolicyBody,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// `DELETE /api/v1/shares/{share}/snapshot-policy` (admin); [`ApiError::NotFound`] when there is none.
+    fn delete_snapshot_policy(
+        &self,
+        admin: &SecretString,
+        share: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 }

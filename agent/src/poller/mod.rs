@@ -14,6 +14,8 @@
 //!   can tell a live agent from a silent one (it does not reconcile on these writes alone).
 //! - After DittoFS was unreachable, the next poll first refreshes the token: the refresh re-reads the
 //!   user, so a DittoFS that came back with a fresh database is re-provisioned at once.
+//! - Snapshot policies ([`crate::snapshots`]) are synced when the spec's list changes, when DittoFS comes
+//!   back or its account had to be created, and on their own slow retry.
 //!
 //! One task does everything in turn; DittoFS is one local server, so nothing is gained by concurrency.
 
@@ -34,7 +36,9 @@ use crate::{
     config::Timings,
     credentials::{SecretStore, Store},
     dittofs::{Client, DittoFs},
+    events::Events,
     metrics::Metrics,
+    snapshots::Snapshots,
     status::{KubeStatus, ReachView, StatusApi, Writer},
 };
 
@@ -87,6 +91,9 @@ pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     closed_polled: Option<BTreeSet<u16>>,
     object_seen: bool,
     live: Option<DittoServer>,
+    /// spec.snapshotPolicies, and the account creations it has seen (each one: a new database to check).
+    snapshots: Snapshots,
+    accounts_created: u64,
 
     // What is due when.
     started: Instant,
@@ -146,6 +153,8 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             closed_polled: None,
             object_seen: false,
             live: None,
+            snapshots: Snapshots::new("", timings.snapshot_retry, Events::none()),
+            accounts_created: 0,
             started: now,
             next_ready: now,
             next_full: now,
@@ -159,6 +168,13 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             heal_at: None,
             timings,
         }
+    }
+
+    /// Applies spec.snapshotPolicies with `snapshots` (by default they are followed without Events and without
+    /// the policies the agent wrote before it started).
+    pub fn with_snapshots(mut self, snapshots: Snapshots) -> Self {
+        self.snapshots = snapshots;
+        self
     }
 
     /// Runs until `shutdown` is cancelled. Requests in flight are abandoned at once on shutdown.
@@ -204,7 +220,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
         if let Some(refresh) = self.refresh_due() {
             due = due.min(refresh);
         }
-        for at in [self.write_due, self.heal_at].into_iter().flatten() {
+        for at in [self.write_due, self.heal_at, self.snapshots.due()].into_iter().flatten() {
             due = due.min(at);
         }
         due
@@ -239,6 +255,16 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                 self.write_due = Some(Instant::now());
             }
         }
+        if self.auth.accounts_created() != self.accounts_created {
+            self.accounts_created = self.auth.accounts_created();
+            self.snapshots.recheck();
+        }
+        if self.snapshots.due().is_some_and(|at| at <= Instant::now()) {
+            let span = tracing::info_span!("dittofs.snapshot_policies");
+            self.snapshots.sync(&self.client, &mut self.auth).instrument(span.clone()).await;
+            let traceparent = span.in_scope(dittofs_telemetry::trace::current_traceparent);
+            self.write_status(traceparent).instrument(span).await;
+        }
         if self.write_due.is_some_and(|at| at <= Instant::now()) {
             // A deferred write (retry, generation change, heal) is its own trace.
             let span = tracing::info_span!("status.deferred_write");
@@ -262,6 +288,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
     fn on_object(&mut self, obj: DittoServer) {
         self.object_seen = true;
         self.auth.regarding(&obj);
+        self.snapshots.on_object(&obj);
         self.heartbeat = heartbeat_of(&obj.spec.adapter_services);
         let interval = obj.spec.polling_interval();
         if interval != self.interval {

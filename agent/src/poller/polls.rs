@@ -36,6 +36,8 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
                 if recovered {
                     tracing::info!("DittoFS answers again");
                     self.revalidate = true;
+                    // It may have restarted with another database: what was applied may be gone.
+                    self.snapshots.recheck();
                     self.poll_soon("dittofs_back");
                 } else if previous.is_some() && previous != self.ready_types {
                     tracing::debug!(types = ?self.ready_types, "running adapters changed");
@@ -219,7 +221,9 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
     }
 
     async fn write_status_inner(&mut self, traceparent: Option<String>) {
+        let snapshot_policies = self.snapshots.report();
         let obs = Observed {
+            snapshot_policies: &snapshot_policies,
             adapters: self.adapters.as_deref(),
             reachability: self.reach.as_ref(),
             auth: self.auth.view(),
@@ -228,7 +232,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             polled_at: self.polled_at,
             traceparent,
         };
-        if obs.reachability.is_none() && obs.auth.is_none() && obs.adapters.is_none() {
+        if obs.reachability.is_none() && obs.auth.is_none() && obs.adapters.is_none() && snapshot_policies.is_empty() {
             return; // Nothing known yet.
         }
         match self.writer.write_if_changed(&obs, self.heartbeat).await {

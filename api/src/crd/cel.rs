@@ -214,21 +214,6 @@ pub fn preserved_object(_: &mut schemars::SchemaGenerator) -> Schema {
     })
 }
 
-/// Schema of a list of objects kept verbatim (see [`preserved_object`]), at most 64 entries of at most
-/// 64 fields each.
-pub fn preserved_object_list(_: &mut schemars::SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "nullable": true,
-        "maxItems": 64,
-        "items": {
-            "type": "object",
-            "maxProperties": 64,
-            "x-kubernetes-preserve-unknown-fields": true
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod network;
 pub mod observability;
 mod render;
+pub mod snapshot;
 pub mod spec;
 pub mod status;
 pub mod unimplemented;
@@ -27,6 +28,7 @@ pub use network::{
 };
 pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
+pub use snapshot::{AgentSnapshotPolicyStatus, SnapshotPolicySpec, SnapshotPolicyState};
 pub use spec::{
     AdminSpec, ControlPlaneSpec, DatabaseSpec, DatabaseType, IdentitySpec, IdentityType, JwtSpec, SecretKeyRef,
     SqliteSpec, StorageSpec,
@@ -156,12 +158,18 @@ pub struct DittoServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::crd::cel::preserved_object")]
     pub percona: Option<serde_json::Value>,
-    /// Scheduled snapshot policies per share (Go-operator field: share, interval, keepLast, ttl,
-    /// enabled, namePrefix). Not implemented by this controller yet: kept as written and reported by
-    /// the SpecSupported condition and a Warning Event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::cel::preserved_object_list")]
-    pub snapshot_policies: Option<serde_json::Value>,
+    /// Scheduled snapshot policies, one per share (the Go operator's field). The agent applies them to
+    /// its DittoFS with a short admin login whenever this list changes (and after DittoFS restarts),
+    /// deletes the policy of an entry removed from the list if it applied it, and reports each entry under
+    /// status.agents[].snapshotPolicies; a refusal gives one SnapshotPolicyFailed Warning Event. At most 64
+    /// entries, one per share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["share".into()]),
+        validation = cel::rule(snapshot::SAME_SHARE_RULE, snapshot::SAME_SHARE_MESSAGE)
+    )]
+    pub snapshot_policies: Vec<SnapshotPolicySpec>,
 }
 
 fn default_image() -> String {

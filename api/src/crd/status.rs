@@ -123,6 +123,12 @@ pub struct AgentStatus {
     #[schemars(length(max = 16))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub adapters: Vec<AgentAdapterStatus>,
+    /// The agent's result for each entry of spec.snapshotPolicies, and for a removed entry whose policy it
+    /// could not delete yet (keyed by share).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["share".into()]))]
+    pub snapshot_policies: Vec<crate::crd::snapshot::AgentSnapshotPolicyStatus>,
     /// When the agent last read the adapter list successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_poll_time: Option<Time>,

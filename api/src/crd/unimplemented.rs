@@ -6,13 +6,11 @@ use super::DittoServerSpec;
 
 /// `spec.percona`.
 pub const PERCONA: &str = "percona";
-/// `spec.snapshotPolicies`.
-pub const SNAPSHOT_POLICIES: &str = "snapshotPolicies";
 /// `spec.metrics.serviceMonitor`.
 pub const SERVICE_MONITOR: &str = "metrics.serviceMonitor";
 
 /// Every field kept verbatim without being implemented, as paths under `spec`.
-pub const ALL: [&str; 3] = [PERCONA, SNAPSHOT_POLICIES, SERVICE_MONITOR];
+pub const ALL: [&str; 2] = [PERCONA, SERVICE_MONITOR];
 
 /// The unimplemented fields that `spec` sets, in the order of [`ALL`]: the controller reports them
 /// in the SpecSupported condition and a Warning Event.
@@ -23,7 +21,6 @@ pub const ALL: [&str; 3] = [PERCONA, SNAPSHOT_POLICIES, SERVICE_MONITOR];
 pub fn unimplemented_fields(spec: &DittoServerSpec) -> Vec<&'static str> {
     let candidates = [
         (PERCONA, spec.percona.as_ref()),
-        (SNAPSHOT_POLICIES, spec.snapshot_policies.as_ref()),
         (SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref())),
     ];
     candidates.into_iter().filter(|(_, value)| value.is_some_and(requests_something)).map(|(name, _)| name).collect()
@@ -69,7 +66,6 @@ mod tests {
                 "kerberos": {"servicePrincipal": "nfs/h@R"}
             },
             "percona": {"enabled": true},
-            "snapshotPolicies": [{"share": "/a", "interval": "24h"}],
             "metrics": {"enabled": true, "serviceMonitor": {"enabled": true}}
         }));
         assert_eq!(unimplemented_fields(&s), ALL.to_vec());
@@ -85,7 +81,6 @@ mod tests {
             "storage": {"metadataSize": "1Gi"},
             "identity": {"ldap": {"enabled": false, "url": "x", "baseDN": "y", "bindDN": "z"}},
             "percona": {"enabled": false},
-            "snapshotPolicies": [],
             "metrics": {"serviceMonitor": {"enabled": false}}
         }));
         assert!(unimplemented_fields(&s).is_empty());

@@ -103,8 +103,6 @@ fn preserved_sections_are_bounded_at_their_top_level() {
     for path in ["spec.percona", "spec.metrics.serviceMonitor"] {
         assert_eq!(node(path)["maxProperties"], 64, "{path}");
     }
-    assert_eq!(node("spec.snapshotPolicies")["maxItems"], 64);
-    assert_eq!(node("spec.snapshotPolicies")["items"]["maxProperties"], 64);
 }
 
 #[test]
@@ -119,4 +117,34 @@ fn allowed_adapter_types_are_a_short_bounded_set_defaulting_to_nfs_and_smb() {
     // 14 characters after the longest server name (40) and "-adapter-" keep a 63-character name whole.
     let longest = dittofs_api::names::adapter_object_name(&"a".repeat(40), &"t".repeat(14));
     assert_eq!(longest, format!("{}-adapter-{}", "a".repeat(40), "t".repeat(14)));
+}
+
+#[test]
+fn snapshot_policies_are_refused_as_dittofs_would_refuse_them_with_the_field_named() {
+    use dittofs_api::crd::snapshot as s;
+    let policies = |list: Value| refusals(json!({"snapshotPolicies": list}));
+    let ok = json!([
+        {"share": "/archive", "interval": "24h", "keepLast": 7, "ttl": "720h", "enabled": true, "namePrefix": "nightly"},
+        {"share": "logs", "interval": "@Daily", "ttl": "0"},
+        {"share": "/a/b", "interval": "1h30m"},
+    ]);
+    assert_eq!(policies(ok), Vec::<String>::new());
+    for (entry, message) in [
+        (json!({"share": "//x", "interval": "1h"}), s::SHARE_NAME_MESSAGE),
+        (json!({"share": "/x", "interval": "0s"}), s::INTERVAL_MESSAGE),
+        (json!({"share": "/x", "interval": "@yearly"}), s::INTERVAL_MESSAGE),
+        (json!({"share": "/x", "interval": "-1h"}), s::INTERVAL_MESSAGE),
+        (json!({"share": "/x", "interval": "1h", "ttl": "-1s"}), s::TTL_MESSAGE),
+        (json!({"share": "/x", "interval": "1h", "namePrefix": "a/b"}), s::NAME_PREFIX_MESSAGE),
+    ] {
+        assert_eq!(policies(json!([entry])), [message], "{entry}");
+    }
+    let same = json!([{"share": "x", "interval": "1h"}, {"share": "/x", "interval": "2h"}]);
+    assert_eq!(policies(same), [s::SAME_SHARE_MESSAGE]);
+    // The list-map key: one entry per share, and the required fields.
+    let n = node("spec.snapshotPolicies");
+    assert_eq!((n["x-kubernetes-list-type"].as_str(), n["maxItems"].as_u64()), (Some("map"), Some(64)));
+    assert_eq!(n["x-kubernetes-list-map-keys"], json!(["share"]));
+    assert_eq!(n["items"]["required"], json!(["interval", "share"]));
+    assert_eq!(n["items"]["properties"]["keepLast"]["minimum"].as_f64(), Some(0.0));
 }

@@ -1,4 +1,4 @@
-//! The control-plane database: users and adapter rows, persisted as one JSON document at `database.sqlite.path`.
+//! The control-plane database: users, adapter rows, stores, shares and snapshot policies, persisted as one JSON document at `database.sqlite.path`.
 //!
 //! Rows carry what the real GORM models carry; every mutation is written through (temp file + rename) so a
 //! killed emulator loses nothing, and deleting the file is a database reset exactly as with the real SQLite file.
@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+mod shares;
+pub use shares::{PolicyRow, ShareRow, StoreRow};
 
 /// Default ports for adapters stored with port 0 (`models/adapter.go`).
 pub fn default_port(adapter_type: &str) -> Option<u16> {
@@ -52,11 +55,20 @@ pub struct AdapterRow {
     pub updated_at: Timestamp,
 }
 
-/// Rows in insertion order: the real queries have no ORDER BY, so SQLite returns rowid order.
+/// Rows in insertion order: the real queries have no ORDER BY, so SQLite returns rowid order. The tables
+/// added later default to empty, so a database file written before them still opens.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Document {
     users: Vec<User>,
     adapters: Vec<AdapterRow>,
+    #[serde(default)]
+    metadata_stores: Vec<StoreRow>,
+    #[serde(default)]
+    block_stores: Vec<StoreRow>,
+    #[serde(default)]
+    shares: Vec<ShareRow>,
+    #[serde(default)]
+    snapshot_policies: Vec<PolicyRow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +81,10 @@ pub enum StoreError {
     DuplicateUser,
     #[error("adapter already exists")]
     DuplicateAdapter,
+    #[error("store already exists")]
+    DuplicateStore,
+    #[error("share already exists")]
+    DuplicateShare,
     #[error("password must be 8 to 72 bytes")]
     BadPassword,
 }

@@ -10,6 +10,8 @@ mod auth;
 mod gojson;
 mod health;
 mod routes;
+mod shares;
+mod snapshot_policies;
 mod users;
 
 use std::{
@@ -96,6 +98,14 @@ async fn handle(app: &App, endpoint: Endpoint, claims: Option<auth::Claims>, bod
         (E::UpdateUser(name), _) => users::update(app, &name, body),
         (E::DeleteUser(key), _) => users::delete(app, &key),
         (E::ResetPassword(name), _) => users::reset_password(app, &name, body).await,
+        (E::CreateMetadataStore, _) => shares::create_store(app, None, body),
+        (E::CreateBlockStore(kind), _) => shares::create_store(app, Some(&kind), body),
+        (E::CreateShare, _) => shares::create_share(app, body),
+        (E::DeleteShare(name), _) => shares::delete_share(app, &name),
+        (E::PutSnapshotPolicy(name), _) => snapshot_policies::upsert(app, &name, body),
+        (E::GetSnapshotPolicy(name), _) => snapshot_policies::get(app, &name),
+        (E::DeleteSnapshotPolicy(name), _) => snapshot_policies::delete(app, &name),
+        (E::ListSnapshotPolicies, _) => snapshot_policies::list(app),
         (E::NotEmulated, _) => problem(StatusCode::NOT_IMPLEMENTED, "not implemented by dittofs-emulator"),
         (_, Err(refusal)) => refusal,
         (E::Me, Ok(claims)) => auth::me(app, &claims),

@@ -40,7 +40,17 @@ pub enum Endpoint {
     UpdateAdapter(String),
     DeleteAdapter(String),
     AdapterStatus(String),
-    /// Admin-only areas whose contents are not emulated (shares, stores, settings, …): 501.
+    /// `POST /store/metadata`.
+    CreateMetadataStore,
+    /// `POST /store/block/{kind}`.
+    CreateBlockStore(String),
+    CreateShare,
+    DeleteShare(String),
+    PutSnapshotPolicy(String),
+    GetSnapshotPolicy(String),
+    DeleteSnapshotPolicy(String),
+    ListSnapshotPolicies,
+    /// Admin-only areas whose contents are not emulated (share listing and updates, store listing, settings, …): 501.
     NotEmulated,
 }
 
@@ -61,10 +71,7 @@ pub struct Route {
 /// Admin-only subtrees of the protected group (`r.Route(area, …)` with `RequireAdmin` inside).
 const ADMIN_AREAS: &[&str] = &[
     "/groups",
-    "/shares",
-    "/snapshot-policies",
     "/blockstore",
-    "/store",
     "/identity-mappings",
     "/sid-mappings",
     "/system",
@@ -150,12 +157,75 @@ fn api(method: &str, path: &str, gates: &mut Vec<Gate>) -> Target {
         protected(gates);
         return adapters(method, rest, gates);
     }
+    let admin = |gates: &mut Vec<Gate>| gates.extend([Gate::Jwt, Gate::PasswordChanged, Gate::Admin]);
+    if let Some(rest) = mount(path, "/shares") {
+        admin(gates);
+        return shares(method, rest, gates);
+    }
+    if let Some(rest) = mount(path, "/snapshot-policies") {
+        admin(gates);
+        return match rest {
+            "/" => pick(method, gates, vec![("GET", &[], Endpoint::ListSnapshotPolicies)], &[]),
+            _ => Target::NotFound,
+        };
+    }
+    if let Some(rest) = mount(path, "/store") {
+        admin(gates);
+        return stores(method, rest, gates);
+    }
     if ADMIN_AREAS.iter().any(|area| mount(path, area).is_some()) {
         protected(gates);
         gates.push(Gate::Admin);
         return Target::Endpoint(Endpoint::NotEmulated);
     }
     Target::NotFound
+}
+
+/// `/shares`: `Post("/")`, `Get("/")`, `Get|Put|Delete("/{name}")`, `Route("/{name}/snapshot-policy")` with
+/// `Put|Get|Delete("/")` and `Post("/run")`; the rest of the share subtree is not emulated.
+fn shares(method: &str, path: &str, gates: &mut Vec<Gate>) -> Target {
+    const NONE: &[Gate] = &[];
+    let other = Endpoint::NotEmulated;
+    match segments(path)[..] {
+        [""] => pick(method, gates, vec![("POST", NONE, Endpoint::CreateShare), ("GET", NONE, other)], &[]),
+        [name] => {
+            let methods = vec![
+                ("GET", NONE, other.clone()),
+                ("PUT", NONE, other),
+                ("DELETE", NONE, Endpoint::DeleteShare(name.into())),
+            ];
+            pick(method, gates, methods, &[])
+        }
+        [name, "snapshot-policy"] | [name, "snapshot-policy", ""] => {
+            let methods = vec![
+                ("PUT", NONE, Endpoint::PutSnapshotPolicy(name.into())),
+                ("GET", NONE, Endpoint::GetSnapshotPolicy(name.into())),
+                ("DELETE", NONE, Endpoint::DeleteSnapshotPolicy(name.into())),
+            ];
+            pick(method, gates, methods, &[])
+        }
+        [_, "snapshot-policy", "run"] => pick(method, gates, vec![("POST", NONE, other)], &[]),
+        [_, "snapshot-policy", ..] => Target::NotFound,
+        _ => Target::Endpoint(other),
+    }
+}
+
+/// `/store`: `Route("/block/{kind}")` and `Route("/metadata")`, each with `Post("/")` and `Get("/")`; the
+/// rest (a store by name, its health) is not emulated.
+fn stores(method: &str, path: &str, gates: &mut Vec<Gate>) -> Target {
+    const NONE: &[Gate] = &[];
+    match segments(path)[..] {
+        ["metadata"] | ["metadata", ""] => {
+            let methods = vec![("POST", NONE, Endpoint::CreateMetadataStore), ("GET", NONE, Endpoint::NotEmulated)];
+            pick(method, gates, methods, &[])
+        }
+        ["block", kind] | ["block", kind, ""] => {
+            let methods =
+                vec![("POST", NONE, Endpoint::CreateBlockStore(kind.into())), ("GET", NONE, Endpoint::NotEmulated)];
+            pick(method, gates, methods, &[])
+        }
+        _ => Target::Endpoint(Endpoint::NotEmulated),
+    }
 }
 
 /// Splits a subrouter path into segments: `/` → `[""]`, `/a/` → `["a", ""]`.
@@ -268,5 +338,31 @@ mod tests {
         );
         check("GET", "/api/v1/adapters/nfs/settings/x", &[Jwt, PasswordChanged, Admin], T::Endpoint(E::NotEmulated));
         check("GET", "/api/v1/shares", &[Jwt, PasswordChanged, Admin], T::Endpoint(E::NotEmulated));
+        check("POST", "/api/v1/shares/", &[Jwt, PasswordChanged, Admin], T::Endpoint(E::CreateShare));
+        check(
+            "PUT",
+            "/api/v1/shares/%2Fa/snapshot-policy/",
+            &[Jwt, PasswordChanged, Admin],
+            T::Endpoint(E::PutSnapshotPolicy("%2Fa".into())),
+        );
+        check(
+            "POST",
+            "/api/v1/shares/a/snapshot-policy",
+            &[Jwt, PasswordChanged, Admin],
+            T::MethodNotAllowed(vec!["PUT", "GET", "DELETE"]),
+        );
+        check(
+            "GET",
+            "/api/v1/snapshot-policies/",
+            &[Jwt, PasswordChanged, Admin],
+            T::Endpoint(E::ListSnapshotPolicies),
+        );
+        check("GET", "/api/v1/snapshot-policies/x", &[Jwt, PasswordChanged, Admin], T::NotFound);
+        check(
+            "POST",
+            "/api/v1/store/block/local",
+            &[Jwt, PasswordChanged, Admin],
+            T::Endpoint(E::CreateBlockStore("local".into())),
+        );
     }
 }

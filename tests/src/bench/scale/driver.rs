@@ -124,6 +124,7 @@ impl SimAgent {
             last_poll: Some(Timestamp::now()),
             polled_at: Some(Instant::now()),
             traceparent: None,
+            snapshot_policies: &[],
         };
         // The agent's full polls run every pollingInterval, and at least every heartbeat.
         self.next_poll = Instant::now() + POLLING_INTERVAL.min(shared.heartbeat);
