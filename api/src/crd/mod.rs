@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cel;
 pub mod network;
 pub mod observability;
+pub mod percona;
 mod render;
 pub mod spec;
 pub mod status;
@@ -24,6 +25,7 @@ pub use network::{
     StaleReportPolicy,
 };
 pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
+pub use percona::{LocalObjectRef, PerconaBackupSpec, PerconaSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
 pub use spec::{
     AdminSpec, ControlPlaneSpec, DatabaseSpec, DatabaseType, IdentitySpec, IdentityType, JwtSpec, SecretKeyRef,
@@ -149,11 +151,10 @@ pub struct DittoServerSpec {
         validation = cel::rule(cel::SYSCTLS_RULE, cel::SYSCTLS_MESSAGE)
     )]
     pub pod_security_context: Option<PodSecurityContext>,
-    /// Percona PostgreSQL cluster for the control plane (Go-operator field). Not implemented by this
-    /// controller yet: kept as written and reported by the SpecSupported condition and a Warning Event.
+    /// Percona PostgreSQL cluster for the control-plane database, as with the Go operator: the
+    /// PerconaPGCluster `<name>-postgres` is created once, and DittoFS runs on its user `dittofs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::cel::preserved_object")]
-    pub percona: Option<serde_json::Value>,
+    pub percona: Option<PerconaSpec>,
     /// Scheduled snapshot policies per share (Go-operator field: share, interval, keepLast, ttl,
     /// enabled, namePrefix). Not implemented by this controller yet: kept as written and reported by
     /// the SpecSupported condition and a Warning Event.

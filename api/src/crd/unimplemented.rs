@@ -8,15 +8,13 @@ use super::DittoServerSpec;
 pub const LDAP: &str = "identity.ldap";
 /// `spec.identity.kerberos`.
 pub const KERBEROS: &str = "identity.kerberos";
-/// `spec.percona`.
-pub const PERCONA: &str = "percona";
 /// `spec.snapshotPolicies`.
 pub const SNAPSHOT_POLICIES: &str = "snapshotPolicies";
 /// `spec.metrics.serviceMonitor`.
 pub const SERVICE_MONITOR: &str = "metrics.serviceMonitor";
 
 /// Every field kept verbatim without being implemented, as paths under `spec`.
-pub const ALL: [&str; 5] = [LDAP, KERBEROS, PERCONA, SNAPSHOT_POLICIES, SERVICE_MONITOR];
+pub const ALL: [&str; 4] = [LDAP, KERBEROS, SNAPSHOT_POLICIES, SERVICE_MONITOR];
 
 /// The unimplemented fields that `spec` sets, in the order of [`ALL`]: the controller reports them
 /// in the SpecSupported condition and a Warning Event.
@@ -29,7 +27,6 @@ pub fn unimplemented_fields(spec: &DittoServerSpec) -> Vec<&'static str> {
     let candidates = [
         (LDAP, identity.and_then(|i| i.ldap.as_ref())),
         (KERBEROS, identity.and_then(|i| i.kerberos.as_ref())),
-        (PERCONA, spec.percona.as_ref()),
         (SNAPSHOT_POLICIES, spec.snapshot_policies.as_ref()),
         (SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref())),
     ];
@@ -81,8 +78,8 @@ mod tests {
         }));
         assert_eq!(unimplemented_fields(&s), ALL.to_vec());
         assert_eq!(
-            unimplemented_message(&[PERCONA, SERVICE_MONITOR]),
-            "not implemented by this controller yet, kept as written but not acted on: spec.percona, spec.metrics.serviceMonitor"
+            unimplemented_message(&[LDAP, SERVICE_MONITOR]),
+            "not implemented by this controller yet, kept as written but not acted on: spec.identity.ldap, spec.metrics.serviceMonitor"
         );
     }
 

@@ -100,7 +100,7 @@ fn annotation_maps_are_bounded_in_count_key_and_value() {
 
 #[test]
 fn preserved_sections_are_bounded_at_their_top_level() {
-    for path in ["spec.identity.ldap", "spec.identity.kerberos", "spec.percona", "spec.metrics.serviceMonitor"] {
+    for path in ["spec.identity.ldap", "spec.identity.kerberos", "spec.metrics.serviceMonitor"] {
         assert_eq!(node(path)["maxProperties"], 64, "{path}");
     }
     assert_eq!(node("spec.snapshotPolicies")["maxItems"], 64);

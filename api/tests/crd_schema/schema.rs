@@ -64,13 +64,9 @@ fn status_lists_are_list_maps() {
 
 #[test]
 fn unimplemented_sections_are_preserved() {
-    for path in [
-        "spec.identity.ldap",
-        "spec.identity.kerberos",
-        "spec.percona",
-        "spec.metrics.serviceMonitor",
-        "spec.snapshotPolicies[]",
-    ] {
+    for path in
+        ["spec.identity.ldap", "spec.identity.kerberos", "spec.metrics.serviceMonitor", "spec.snapshotPolicies[]"]
+    {
         let n = node(path);
         assert_eq!(n["x-kubernetes-preserve-unknown-fields"], true, "{path}");
         assert_eq!(n["type"], "object", "{path}");
@@ -196,4 +192,16 @@ fn walk(node: &Value, path: &str, f: &mut dyn FnMut(&str, &Value)) {
     if node["items"].is_object() {
         walk(&node["items"], &format!("{path}[]"), f);
     }
+}
+
+#[test]
+fn percona_is_typed_with_the_go_defaults_and_bounds() {
+    let replicas = node("spec.percona.replicas");
+    assert_eq!((replicas["minimum"].as_f64(), replicas["maximum"].as_f64()), (Some(1.0), Some(5.0)));
+    assert_eq!(replicas["default"], 1);
+    assert_eq!(node("spec.percona.storageSize")["default"], "10Gi");
+    assert_eq!(node("spec.percona.databaseName")["default"], "dittofs");
+    assert_eq!(node("spec.percona.backup.retentionDays")["minimum"].as_f64(), Some(1.0));
+    // No longer kept verbatim: unknown fields under percona are pruned like anywhere else.
+    assert!(node("spec.percona")["x-kubernetes-preserve-unknown-fields"].is_null());
 }

@@ -54,6 +54,10 @@ pub struct Observed {
     pub jwt_problem: Option<String>,
     /// What the adapter part exposed (`status.adapters`) and its `AdaptersReady` condition.
     pub adapters: AdaptersState,
+    /// What is wrong with the `database.postgresSecretRef` Secret, if anything: ConfigReady is False.
+    pub database_secret_problem: Option<String>,
+    /// The Percona cluster, with `percona.enabled` (DatabaseReady; absent otherwise, as in Go).
+    pub percona: Option<super::database::PerconaObserved>,
 }
 
 /// The status the controller wants: everything but `agents`.
@@ -72,6 +76,10 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     let config_ready = conds.set(
         c::CONFIG_READY,
         match (observed.config_map, &observed.jwt_problem) {
+            (ConfigMapState::Present, _) if observed.database_secret_problem.is_some() => {
+                let problem = observed.database_secret_problem.clone().unwrap_or_default();
+                (false, reasons::DATABASE_SECRET_MISSING, problem)
+            }
             (ConfigMapState::Present, Some(problem)) => (false, reasons::JWT_SECRET_TOO_SHORT, problem.clone()),
             (ConfigMapState::Present, None) => (true, reasons::CONFIG_VALID, "config.yaml rendered".into()),
             (ConfigMapState::Missing, _) => {
@@ -102,6 +110,18 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
             (false, reasons::RECONCILE_COMPLETE, "the StatefulSet is up to date".into())
         },
     );
+    let database_ready = observed.percona.as_ref().map(|percona| {
+        conds.set(
+            c::DATABASE_READY,
+            match super::database::percona_wait(ds, percona) {
+                Some((reason, message)) => (false, reason, message),
+                None => {
+                    let cluster = super::database::cluster_name(&ds.metadata.name.clone().unwrap_or_default());
+                    (true, reasons::PERCONA_READY, format!("PostgreSQL cluster {cluster} is ready"))
+                }
+            },
+        )
+    });
     let authenticated = conds.set_tri(c::AUTHENTICATED, authenticated(current));
     conds.set_tri(c::ADAPTERS_READY, observed.adapters.ready.clone());
     let fields = unimplemented_fields(&ds.spec);
@@ -123,6 +143,9 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     }
     if progressing {
         unmet.push("StillProgressing");
+    }
+    if database_ready == Some(false) {
+        unmet.push("DatabaseNotReady");
     }
     if desired_replicas > 0 && authenticated != Some(true) {
         unmet.push("NotAuthenticated");
