@@ -65,6 +65,9 @@ pub struct Options {
     /// Serve the API over TLS (`controlplane.tls` in the generated config, as the controller renders it
     /// for `certSecretName`); the harness's own client then uses `tls.client`.
     pub tls: Option<crate::tls::HarnessTls>,
+    /// More env vars, as the pod gets them from Secrets (e.g. `DITTOFS_DATABASE_POSTGRES_*` resolved from the
+    /// rendered env); they win over the harness's own.
+    pub env: BTreeMap<String, String>,
 }
 
 /// A running (or stopped) DittoFS instance. Dropping it stops the server and removes its directory.
@@ -261,6 +264,7 @@ impl DittoFs {
                 .env("DITTOFS_CONTROLPLANE_HOST", "127.0.0.1")
                 .env("DITTOFS_DATABASE_SQLITE_PATH", self.db_path());
         }
+        cmd.envs(&self.options.env);
         let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
         self.watchdog.adopt(child.id())?;
         self.child = Some(child);
