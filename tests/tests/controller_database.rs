@@ -257,9 +257,30 @@ async fn percona_waits_for_its_cluster_then_dittofs_runs_on_its_user_secret() ->
                 assert!(ns.api::<StatefulSet>().get_opt(CR).await?.is_none(), "a StatefulSet before the database");
             }
 
-            // The test plays Percona's operator: its user Secret, then the cluster ready.
-            create_secret(ns, &format!("{cluster_name}-pguser-dittofs"), &pg.percona_secret_data()).await?;
+            // The test plays Percona's operator: the cluster ready, its user Secret first without `uri` (still no
+            // StatefulSet, the condition names the key), then complete.
+            let secret = format!("{cluster_name}-pguser-dittofs");
+            let mut partial = pg.percona_secret_data();
+            partial.remove("uri");
+            create_secret(ns, &secret, &partial).await?;
             set_state(ns, &cluster_name, "ready").await?;
+            let says = format!("Secret {secret} of PostgreSQL cluster {cluster_name} has no key uri");
+            wait_until("DatabaseReady False naming the key", WAIT, async || {
+                let status = servers.get(CR).await?.status.unwrap_or_default();
+                let cond = status.conditions.iter().find(|c| c.type_ == conditions::DATABASE_READY);
+                anyhow::ensure!(cond.is_some_and(|c| c.status == "False" && c.message == says), "{cond:?}");
+                Ok(())
+            })
+            .await?;
+            assert!(
+                ns.api::<StatefulSet>().get_opt(CR).await?.is_none(),
+                "a StatefulSet before the Secret is complete"
+            );
+            let uri = json!({"stringData": {"uri": pg.uri()}});
+            ns.api::<k8s_openapi::api::core::v1::Secret>()
+                .patch(&secret, &PatchParams::default(), &Patch::Merge(&uri))
+                .await?;
+            // Percona's Secret is not watched: the reconcile that waits looks again within 10 s.
             let ds = wait_for_condition(&servers, CR, conditions::DATABASE_READY, "True", WAIT).await?;
             let status = ds.status.unwrap_or_default();
             let cond = status.conditions.iter().find(|c| c.type_ == conditions::DATABASE_READY).context("cond")?;
@@ -267,7 +288,6 @@ async fn percona_waits_for_its_cluster_then_dittofs_runs_on_its_user_secret() ->
             let sts = statefulset(ns).await?;
 
             // Go's init container and DATABASE_URL, plus the env DittoFS really reads (Go rendered SQLite here).
-            let secret = format!("{cluster_name}-pguser-dittofs");
             let init = container(&sts, "wait-for-postgres")?;
             assert_eq!(init.image.as_deref(), Some("postgres:16-alpine"));
             let go_init = ["PGHOST:host", "PGPORT:port", "PGUSER:user", "PGPASSWORD:password", "PGDATABASE:dbname"];
