@@ -337,6 +337,21 @@ async fn percona_waits_for_its_cluster_then_dittofs_runs_on_its_user_secret() ->
                 .iter()
                 .filter(|e| e.note.as_deref() == Some(&format!("Created PerconaPGCluster {cluster_name}")));
             assert_eq!(created.count(), 1);
+
+            // Percona switched off: what it added goes (init container, its env, DatabaseReady), the cluster stays.
+            patch_spec(&servers, json!({"percona": {"enabled": false}})).await?;
+            let sts = wait_until("the StatefulSet without Percona's parts", WAIT, async || {
+                let sts = ns.api::<StatefulSet>().get(CR).await?;
+                anyhow::ensure!(container(&sts, "wait-for-postgres").is_err(), "init container still there");
+                Ok(sts)
+            })
+            .await?;
+            assert!(rows(container(&sts, "dittofs")?, is_database_var).is_empty());
+            assert_eq!(database_block(ns).await?["type"], "sqlite");
+            let ds = wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", WAIT).await?;
+            let status = ds.status.unwrap_or_default();
+            assert!(status.conditions.iter().all(|c| c.type_ != conditions::DATABASE_READY), "{:?}", status.conditions);
+            assert!(clusters(ns).get_opt(&cluster_name).await?.is_some());
             controller.stop().await
         })
         .await
