@@ -6,7 +6,7 @@
 //! real tier only. Percona: the cluster is created in Go's shape, no StatefulSet exists while it is not ready
 //! (DatabaseReady False, one Warning per state), the test then plays Percona's operator. Bad input (a missing
 //! Secret or key) changes nothing that runs; a change of the database block rolls the pod once, and its removal
-//! removes what it added.
+//! removes what it added. DittoFS (both) refuses to start when its PostgreSQL does not answer.
 
 use std::time::Duration;
 
@@ -355,4 +355,28 @@ async fn percona_waits_for_its_cluster_then_dittofs_runs_on_its_user_secret() ->
             controller.stop().await
         })
         .await
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: starts DittoFS (DITTOFS_BIN) or the emulator; run `make test`"]
+async fn dittofs_does_not_start_without_its_postgresql() -> anyhow::Result<()> {
+    // The config the controller renders for postgresSecretRef, the env pointing at a port nothing listens on.
+    let spec =
+        json!({"storage": {"metadataSize": "1Gi"}, "database": {"postgresSecretRef": {"name": "pg", "key": "k"}}});
+    let config = dittofs_controller::desired::config::render(&serde_json::from_value(spec)?);
+    let port = dittofs_tests::free_port()?.to_string();
+    let env = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", port.as_str()),
+        ("DATABASE", "dittofs"),
+        ("USER", "dittofs"),
+        ("PASSWORD", "x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("DITTOFS_DATABASE_POSTGRES_{k}"), v.to_owned()))
+    .collect();
+    let started = DittoFs::start(Options { config_yaml: Some(config), env, ..Options::default() }).await;
+    let error = format!("{:#}", started.expect_err("DittoFS started without its database"));
+    assert!(error.contains("exited during start-up"), "{error}");
+    Ok(())
 }
