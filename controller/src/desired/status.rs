@@ -102,7 +102,10 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     );
     let progressing = conds.set(
         c::PROGRESSING,
-        if observed.statefulset.is_none() || sts.observed_generation < sts.generation {
+        if observed.statefulset.is_none() {
+            // Not created yet, or held back while its database is not usable (DatabaseReady/ConfigReady say why).
+            (true, reasons::STATEFULSET_UPDATING, "the StatefulSet does not exist yet".into())
+        } else if sts.observed_generation < sts.generation {
             (true, reasons::STATEFULSET_UPDATING, "the StatefulSet is rolling out".into())
         } else if ready != desired_replicas {
             (true, reasons::SCALING_REPLICAS, format!("{ready} of {desired_replicas} replicas ready"))

@@ -132,7 +132,9 @@ fn database_ready_with_percona_only_and_ready_needs_it() {
     let db = cond(&s, c::DATABASE_READY);
     assert_eq!((db.status.as_str(), db.reason.as_str()), ("True", reasons::PERCONA_READY));
     assert_eq!(cond(&s, c::READY).status, "True");
-    let absent = Observed { percona: Some(PerconaObserved::NoCluster), ..observed(1) };
+    let absent = Observed { percona: Some(PerconaObserved::NoCluster), statefulset: None, ..observed(1) };
+    let progressing = cond(&desired_status(&ds, &absent, t(0)), c::PROGRESSING).clone();
+    assert_eq!(progressing.message, "the StatefulSet does not exist yet");
     assert_eq!(cond(&desired_status(&ds, &absent, t(0)), c::DATABASE_READY).reason, reasons::PERCONA_NOT_FOUND);
     // Percona off: no DatabaseReady at all.
     let off = with_agent(server(json!({})), true, reasons::AUTHENTICATION_SUCCEEDED);
