@@ -3,7 +3,9 @@
 //! controller renders sslmode `require`), a role and a database for DittoFS; stopped and removed on drop.
 //!
 //! PostgreSQL refuses to run as root: under root the server runs as `nobody` (setpriv), its directory
-//! handed over to it.
+//! handed over to it; the binaries must then be readable by `nobody` (installed ones are; a tree unpacked by
+//! `postgres.sh` under root's home is not, so as root install `postgresql` or move the cache with
+//! `DITTOFS_TESTENV_CACHE`).
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
