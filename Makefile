@@ -7,7 +7,8 @@ export CARGO_INCREMENTAL ?= 0
 
 # Real Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl), helm for the chart tests
 # and Jaeger for the trace test, built once from Go modules into ~/.cache/dittofs-operator/testenv/ and reused
-# by every clone on this machine.
+# by every clone on this machine; PostgreSQL for the database tests, Debian's (linked when installed, else
+# unpacked there from `apt-get download`).
 TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 
 .PHONY: help testenv build lint unit test demo bench bench-scale faults release crd clean-testenv
@@ -15,11 +16,12 @@ TESTENV_BIN = $(shell scripts/testenv/build.sh --print-bin-dir)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-testenv: ## Build (first time, ~10 min + ~5 min each for helm and Jaeger on 2 cores) or reuse the test binaries
+testenv: ## Build (first time, ~10 min + ~5 min each for helm and Jaeger on 2 cores; PostgreSQL seconds) or reuse the test binaries
 	@scripts/testenv/build.sh >/dev/null
 	@t0=$$SECONDS; scripts/testenv/helm.sh >/dev/null; echo "testenv: helm ready in $$((SECONDS - t0)) s" >&2
 	@t0=$$SECONDS; scripts/testenv/jaeger.sh >/dev/null; echo "testenv: jaeger ready in $$((SECONDS - t0)) s" >&2
 	@t0=$$SECONDS; scripts/testenv/slapd.sh >/dev/null; echo "testenv: slapd ready in $$((SECONDS - t0)) s" >&2
+	@t0=$$SECONDS; scripts/testenv/postgres.sh >/dev/null; echo "testenv: postgres ready in $$((SECONDS - t0)) s" >&2
 
 build: ## Build every binary of the workspace
 	$(CARGO) build --workspace --bins --locked

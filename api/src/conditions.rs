@@ -10,7 +10,8 @@ pub const STATUS_FALSE: &str = "False";
 /// `"Unknown"` condition status.
 pub const STATUS_UNKNOWN: &str = "Unknown";
 
-/// Ready = ConfigReady ∧ Available ∧ ¬Progressing ∧ (Authenticated when replicas > 0); SpecSupported does not count.
+/// Ready = ConfigReady ∧ Available ∧ ¬Progressing ∧ (DatabaseReady with Percona) ∧ (Authenticated when replicas > 0);
+/// SpecSupported does not count.
 pub const READY: &str = "Ready";
 /// At least one replica is ready, or the server is intentionally stopped (replicas = 0).
 pub const AVAILABLE: &str = "Available";
@@ -18,6 +19,8 @@ pub const AVAILABLE: &str = "Available";
 pub const CONFIG_READY: &str = "ConfigReady";
 /// The StatefulSet is rolling out or scaling.
 pub const PROGRESSING: &str = "Progressing";
+/// The Percona PostgreSQL cluster is ready and its user Secret exists; absent when `percona` is off (as in Go).
+pub const DATABASE_READY: &str = "DatabaseReady";
 /// The agents could log in to the DittoFS API (aggregated from `status.agents[*].auth`).
 pub const AUTHENTICATED: &str = "Authenticated";
 /// Every field set in the spec is implemented; False names the fields that are kept but not acted on.
@@ -26,7 +29,8 @@ pub const SPEC_SUPPORTED: &str = "SpecSupported";
 pub const ADAPTERS_READY: &str = "AdaptersReady";
 
 /// All the conditions the controller maintains, in display order.
-pub const ALL: [&str; 7] = [READY, AVAILABLE, CONFIG_READY, PROGRESSING, AUTHENTICATED, ADAPTERS_READY, SPEC_SUPPORTED];
+pub const ALL: [&str; 8] =
+    [READY, AVAILABLE, CONFIG_READY, PROGRESSING, DATABASE_READY, AUTHENTICATED, ADAPTERS_READY, SPEC_SUPPORTED];
 
 /// Reasons of the conditions (type in the comment).
 pub mod reasons {
@@ -92,6 +96,19 @@ pub mod reasons {
     /// Ready=False: the server's StatefulSet was not made by this controller or the Go operator in a shape
     /// it can take over (e.g. a selector edited by hand); nothing is written until that is resolved.
     pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
+    /// DatabaseReady=True: the PerconaPGCluster is ready and its user Secret holds every key DittoFS reads.
+    pub const PERCONA_READY: &str = "PerconaReady";
+    /// DatabaseReady=False: the PerconaPGCluster (or its API: Percona's operator) does not exist.
+    pub const PERCONA_NOT_FOUND: &str = "PerconaNotFound";
+    /// DatabaseReady=False: the PerconaPGCluster is not ready (the message gives its state) or its user
+    /// Secret is missing or incomplete; the StatefulSet is not created or changed meanwhile.
+    pub const PERCONA_NOT_READY: &str = "PerconaNotReady";
+    /// ConfigReady=False: `database.postgresSecretRef` names a Secret or a key that does not exist; the
+    /// StatefulSet is not created or changed until it does.
+    pub const DATABASE_SECRET_MISSING: &str = "DatabaseSecretMissing";
+    /// ConfigReady=False: a Secret or key the spec references for DittoFS (the JWT key, LDAP, Kerberos) does not
+    /// exist; the StatefulSet is not created or changed until it does.
+    pub const SECRET_MISSING: &str = "SecretMissing";
 }
 
 /// Reasons of the Events on a `DittoServer`: the controller's, then the agents' (reporter `dittofs-agent`).
@@ -122,6 +139,12 @@ pub mod events {
     pub const ADAPTERS_REFUSED: &str = "AdaptersRefused";
     /// Warning: the JWT signing key is shorter than DittoFS accepts.
     pub const JWT_SECRET_TOO_SHORT: &str = "JWTSecretTooShort";
+    /// Warning: DittoFS waits for its Percona PostgreSQL cluster (once per change of the cluster's state).
+    pub const PERCONA_NOT_READY: &str = "PerconaNotReady";
+    /// Warning: the `database.postgresSecretRef` Secret or one of its keys is missing (once per change).
+    pub const DATABASE_SECRET_MISSING: &str = "DatabaseSecretMissing";
+    /// Warning: a referenced Secret or key (JWT, LDAP, Kerberos) does not exist (once per change).
+    pub const SECRET_MISSING: &str = "SecretMissing";
     /// Warning: a child's name is taken by an object of someone else (the note names it and its owner).
     pub const CHILD_NOT_OWNED: &str = "ChildNotOwned";
     /// Warning: the agents' reports are older than the freshness limit (once per change).

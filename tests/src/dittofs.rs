@@ -65,8 +65,9 @@ pub struct Options {
     /// Serve the API over TLS (`controlplane.tls` in the generated config, as the controller renders it
     /// for `certSecretName`); the harness's own client then uses `tls.client`.
     pub tls: Option<crate::tls::HarnessTls>,
-    /// More environment for the process, as the pod template would set it (e.g. `DITTOFS_LDAP_BIND_PASSWORD`).
-    pub env: Vec<(String, String)>,
+    /// More env vars, as the pod gets them from Secrets (e.g. `DITTOFS_DATABASE_POSTGRES_*` resolved from the
+    /// rendered env); they win over the harness's own.
+    pub env: BTreeMap<String, String>,
 }
 
 /// A running (or stopped) DittoFS instance. Dropping it stops the server and removes its directory.
@@ -258,12 +259,12 @@ impl DittoFs {
         if self.options.faults {
             cmd.env("DITTOFS_EMULATOR_FAULTS_FILE", self.dir.path().join("faults"));
         }
-        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if self.options.config_yaml.is_some() {
             cmd.env("DITTOFS_CONTROLPLANE_PORT", self.api_port.to_string())
                 .env("DITTOFS_CONTROLPLANE_HOST", "127.0.0.1")
                 .env("DITTOFS_DATABASE_SQLITE_PATH", self.db_path());
         }
+        cmd.envs(&self.options.env);
         let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
         self.watchdog.adopt(child.id())?;
         self.child = Some(child);

@@ -211,7 +211,7 @@ async fn real_only_dittofs_binds_to_slapd_from_the_rendered_ldap_block() -> anyh
     let slapd = Slapd::start().await?;
     let yaml = render(&ldap_spec(&slapd.url));
     for (password, binds) in [(USER_PASSWORD, true), ("not-alices-password", false)] {
-        let env = vec![(LDAP_BIND_PASSWORD_ENV.to_owned(), password.to_owned())];
+        let env = [(LDAP_BIND_PASSWORD_ENV.to_owned(), password.to_owned())].into();
         let fs = DittoFs::start(Options { config_yaml: Some(yaml.clone()), env, ..Options::default() }).await?;
         let admin = fs.admin().await?;
         // DittoFS took the block from the rendered file (and the password from the env) into its store…
@@ -243,7 +243,7 @@ async fn real_only_dittofs_loads_the_keytab_from_the_rendered_kerberos_block() -
     let yaml = render(&spec)
         .replace("/kerberos-krb5/", &format!("{}/", krb5_dir.display()))
         .replace("/kerberos/", &format!("{}/", keytab_dir.display()));
-    let env = vec![(LDAP_BIND_PASSWORD_ENV.to_owned(), "unused".to_owned())];
+    let env = [(LDAP_BIND_PASSWORD_ENV.to_owned(), "unused".to_owned())].into();
     let fs = DittoFs::start(Options { config_yaml: Some(yaml), env, ..Options::default() }).await?;
     let admin = fs.admin().await?;
     let stored = admin.get("/api/v1/identity-providers/kerberos/config").await?.expect_status(200)?.json()?;
@@ -253,4 +253,61 @@ async fn real_only_dittofs_loads_the_keytab_from_the_rendered_kerberos_block() -
     assert_eq!(tested["ok"], true, "{tested}");
     eprintln!("kerberos: {tested}");
     Ok(())
+}
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn a_missing_ldap_secret_or_key_holds_the_statefulset_and_says_which() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("ctrl-identity-missing", async |ns| {
+            install_crd(ns.client()).await?;
+            let running = dittofs_tests::controller_world::start_controller(ns.client(), ns.name());
+            let identity = json!({"ldap": {"enabled": true, "url": "ldaps://dc:636", "baseDN": "b", "bindDN": "d",
+                "bindPasswordSecretRef": {"name": "ldap-bind", "key": "password"}}});
+            create_server(ns, &server(CR, json!({"storage": {"metadataSize": "1Gi"}, "identity": identity}))?).await?;
+            let servers: Api<DittoServer> = ns.api();
+            let statefulsets: Api<StatefulSet> = ns.api();
+            let config_ready = async |want: &str| -> anyhow::Result<String> {
+                let ds = wait_for_condition(&servers, CR, conditions::CONFIG_READY, "False", WAIT).await?;
+                let c =
+                    ds.status.unwrap().conditions.into_iter().find(|c| c.type_ == conditions::CONFIG_READY).unwrap();
+                anyhow::ensure!(c.reason == conditions::reasons::SECRET_MISSING, "{c:?}");
+                anyhow::ensure!(c.message.contains(want), "{}", c.message);
+                Ok(c.message)
+            };
+            wait_until("ConfigReady naming the missing Secret", WAIT, async || {
+                config_ready("Secret ldap-bind does not exist").await
+            })
+            .await?;
+            // Another reconcile (a change of the server) changes nothing: no StatefulSet, one Warning.
+            let touch = |n: u32| json!({"metadata": {"annotations": {"touch": n.to_string()}}});
+            let before = running.controller.metrics().total_reconciles();
+            servers.patch(CR, &PatchParams::default(), &Patch::Merge(&touch(0))).await?;
+            running.wait_reconciles("another reconcile", None, before).await?;
+            assert!(statefulsets.get_opt(CR).await?.is_none(), "no pod template naming a Secret that does not exist");
+            let warned = events_for(ns.client(), ns.name(), CR).await?;
+            let warned: Vec<_> = warned.iter().filter(|e| e.reason.as_deref() == Some("SecretMissing")).collect();
+            assert_eq!(warned.len(), 1, "{warned:?}");
+            assert!(warned[0].series.is_none(), "not repeated");
+
+            // The Secret without the key: named; then with it: the StatefulSet comes (the controller looks again
+            // on a change of the server; Secrets are not watched).
+            secret(ns, "ldap-bind", &[("pw", b"x")]).await?;
+            servers.patch(CR, &PatchParams::default(), &Patch::Merge(&touch(1))).await?;
+            wait_until("ConfigReady naming the missing key", WAIT, async || {
+                config_ready("Secret ldap-bind has no key password").await
+            })
+            .await?;
+            let secrets: Api<Secret> = ns.api();
+            let data = json!({"data": {"password": "cHc="}});
+            secrets.patch("ldap-bind", &PatchParams::default(), &Patch::Merge(&data)).await?;
+            servers.patch(CR, &PatchParams::default(), &Patch::Merge(&touch(2))).await?;
+            wait_for_condition(&servers, CR, conditions::CONFIG_READY, "True", WAIT).await?;
+            wait_sts(ns, "the StatefulSet with the bind password", |c| {
+                env_names(c).contains(&LDAP_BIND_PASSWORD_ENV.to_owned())
+            })
+            .await?;
+            running.stop().await
+        })
+        .await
 }

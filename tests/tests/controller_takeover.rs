@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -407,51 +408,28 @@ async fn snapshot(ns: &TempNamespace<'_>) -> anyhow::Result<BTreeMap<String, Str
     Ok(out)
 }
 
-/// A minimal `PerconaPGCluster` CRD (pgv2.percona.com/v2; its spec is not checked here), installed once.
-async fn install_percona_crd(client: kube::Client) -> anyhow::Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "perconapgclusters.pgv2.percona.com"},
-        "spec": {"group": "pgv2.percona.com", "scope": "Namespaced",
-            "names": {"kind": "PerconaPGCluster", "plural": "perconapgclusters", "singular": "perconapgcluster"},
-            "versions": [{"name": "v2", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object",
-                "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = kube::api::PatchParams::apply("dittofs-tests").force();
-    api.patch("perconapgclusters.pgv2.percona.com", &params, &kube::api::Patch::Apply(&crd)).await?;
-    let clusters = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("pgv2.percona.com", "v2", "PerconaPGCluster"),
-        "perconapgclusters",
-    );
-    wait_until("the PerconaPGCluster API", WAIT, async || {
-        Api::<DynamicObject>::all_with(client.clone(), &clusters).list(&ListParams::default().limit(1)).await?;
-        Ok(())
-    })
-    .await
-}
-
 #[tokio::test]
 #[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
 async fn a_deleted_server_keeps_its_percona_cluster_unless_delete_with_server() -> anyhow::Result<()> {
     ControlPlane::shared()
         .with_temp_ns("ctrl-percona-keep", async |ns| {
             install_crd(ns.client()).await?;
-            install_percona_crd(ns.client()).await?;
+            dittofs_tests::database::install_percona_crd(ns.client()).await?;
             let controller = dittofs_tests::controller_world::start_controller(ns.client(), ns.name());
             let servers: Api<DittoServer> = ns.api();
-            let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("pgv2.percona.com", "v2", "PerconaPGCluster"), "perconapgclusters");
-            let clusters: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource);
+            let clusters = dittofs_tests::database::clusters(ns);
             for (name, delete_with_server) in [("kept", false), ("dropped", true)] {
                 let spec = json!({"storage": {"metadataSize": "1Gi"},
                     "percona": {"enabled": true, "deleteWithServer": delete_with_server}});
                 let ds = create_server(ns, &server(name, spec)?).await?;
                 wait_for_condition(&servers, name, conditions::CONFIG_READY, "True", WAIT).await?;
-                // The cluster as the Go operator created it: owned by the server.
-                let owner = json!([{"apiVersion": DittoServer::api_version(&()), "kind": "DittoServer", "name": name,
-                    "uid": ds.uid().unwrap_or_default(), "controller": true, "blockOwnerDeletion": true}]);
-                let cluster = json!({"apiVersion": "pgv2.percona.com/v2", "kind": "PerconaPGCluster",
-                    "metadata": {"name": format!("{name}-postgres"), "ownerReferences": owner}, "spec": {"crVersion": "2.8.0"}});
-                clusters.create(&PostParams::default(), &serde_json::from_value(cluster)?).await?;
+                // The cluster as the Go operator creates it (and this controller now): owned by the server.
+                let cluster = wait_until("the PerconaPGCluster", WAIT, async || {
+                    clusters.get_opt(&format!("{name}-postgres")).await?.context("not created yet")
+                })
+                .await?;
+                let owners = cluster.metadata.owner_references.unwrap_or_default();
+                assert_eq!(owners.iter().map(|o| o.uid.clone()).collect::<Vec<_>>(), [ds.uid().unwrap_or_default()]);
                 servers.delete(name, &Default::default()).await?;
                 wait_gone(&servers, name, WAIT).await?;
             }

@@ -8,6 +8,7 @@ pub mod cel;
 pub mod identity;
 pub mod network;
 pub mod observability;
+pub mod percona;
 mod render;
 pub mod snapshot;
 pub mod spec;
@@ -27,6 +28,7 @@ pub use network::{
     StaleReportPolicy,
 };
 pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
+pub use percona::{LocalObjectRef, PerconaBackupSpec, PerconaSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
 pub use snapshot::{AgentSnapshotPolicyStatus, SnapshotPolicySpec, SnapshotPolicyState};
 pub use spec::{
@@ -153,11 +155,10 @@ pub struct DittoServerSpec {
         validation = cel::rule(cel::SYSCTLS_RULE, cel::SYSCTLS_MESSAGE)
     )]
     pub pod_security_context: Option<PodSecurityContext>,
-    /// Percona PostgreSQL cluster for the control plane (Go-operator field). Not implemented by this
-    /// controller yet: kept as written and reported by the SpecSupported condition and a Warning Event.
+    /// Percona PostgreSQL cluster for the control-plane database, as with the Go operator: the
+    /// PerconaPGCluster `<name>-postgres` is created once, and DittoFS runs on its user `dittofs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::cel::preserved_object")]
-    pub percona: Option<serde_json::Value>,
+    pub percona: Option<PerconaSpec>,
     /// Scheduled snapshot policies, one per share (the Go operator's field). The agent applies them to
     /// its DittoFS with a short admin login whenever this list changes (and after DittoFS restarts),
     /// deletes the policy of an entry removed from the list if it applied it, and reports each entry under

@@ -4,13 +4,11 @@ use serde_json::Value;
 
 use super::DittoServerSpec;
 
-/// `spec.percona`.
-pub const PERCONA: &str = "percona";
 /// `spec.metrics.serviceMonitor`.
 pub const SERVICE_MONITOR: &str = "metrics.serviceMonitor";
 
 /// Every field kept verbatim without being implemented, as paths under `spec`.
-pub const ALL: [&str; 2] = [PERCONA, SERVICE_MONITOR];
+pub const ALL: [&str; 1] = [SERVICE_MONITOR];
 
 /// The unimplemented fields that `spec` sets, in the order of [`ALL`]: the controller reports them
 /// in the SpecSupported condition and a Warning Event.
@@ -19,10 +17,7 @@ pub const ALL: [&str; 2] = [PERCONA, SERVICE_MONITOR];
 /// `{enabled: false}` (or `null`) asks for nothing, so ignoring it is faithful. A list counts when
 /// it has entries.
 pub fn unimplemented_fields(spec: &DittoServerSpec) -> Vec<&'static str> {
-    let candidates = [
-        (PERCONA, spec.percona.as_ref()),
-        (SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref())),
-    ];
+    let candidates = [(SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref()))];
     candidates.into_iter().filter(|(_, value)| value.is_some_and(requests_something)).map(|(name, _)| name).collect()
 }
 
@@ -70,8 +65,8 @@ mod tests {
         }));
         assert_eq!(unimplemented_fields(&s), ALL.to_vec());
         assert_eq!(
-            unimplemented_message(&[PERCONA, SERVICE_MONITOR]),
-            "not implemented by this controller yet, kept as written but not acted on: spec.percona, spec.metrics.serviceMonitor"
+            unimplemented_message(&[SERVICE_MONITOR]),
+            "not implemented by this controller yet, kept as written but not acted on: spec.metrics.serviceMonitor"
         );
     }
 

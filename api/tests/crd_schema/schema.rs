@@ -64,11 +64,9 @@ fn status_lists_are_list_maps() {
 
 #[test]
 fn unimplemented_sections_are_preserved() {
-    for path in ["spec.percona", "spec.metrics.serviceMonitor"] {
-        let n = node(path);
-        assert_eq!(n["x-kubernetes-preserve-unknown-fields"], true, "{path}");
-        assert_eq!(n["type"], "object", "{path}");
-    }
+    let n = node("spec.metrics.serviceMonitor");
+    assert_eq!(n["x-kubernetes-preserve-unknown-fields"], true);
+    assert_eq!(n["type"], "object");
     // Nowhere else: unknown fields elsewhere (e.g. the old `spec.smb`) are pruned.
     assert!(schema()["properties"]["spec"]["x-kubernetes-preserve-unknown-fields"].is_null());
     assert!(schema()["properties"]["spec"]["properties"]["smb"].is_null());
@@ -190,4 +188,16 @@ fn walk(node: &Value, path: &str, f: &mut dyn FnMut(&str, &Value)) {
     if node["items"].is_object() {
         walk(&node["items"], &format!("{path}[]"), f);
     }
+}
+
+#[test]
+fn percona_is_typed_with_the_go_defaults_and_bounds() {
+    let replicas = node("spec.percona.replicas");
+    assert_eq!((replicas["minimum"].as_f64(), replicas["maximum"].as_f64()), (Some(1.0), Some(5.0)));
+    assert_eq!(replicas["default"], 1);
+    assert_eq!(node("spec.percona.storageSize")["default"], "10Gi");
+    assert_eq!(node("spec.percona.databaseName")["default"], "dittofs");
+    assert_eq!(node("spec.percona.backup.retentionDays")["minimum"].as_f64(), Some(1.0));
+    // No longer kept verbatim: unknown fields under percona are pruned like anywhere else.
+    assert!(node("spec.percona")["x-kubernetes-preserve-unknown-fields"].is_null());
 }

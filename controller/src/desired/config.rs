@@ -116,9 +116,10 @@ struct Metrics<'a> {
     token_file: Option<String>,
 }
 
-/// Whether the control-plane database is PostgreSQL: a `postgresSecretRef` wins whatever `type` says (as in Go).
+/// Whether the control-plane database is PostgreSQL: a `postgresSecretRef` wins whatever `type` says (as in
+/// Go), and so does Percona (where Go rendered SQLite beside a `DATABASE_URL` DittoFS never reads).
 pub fn uses_postgres(spec: &DittoServerSpec) -> bool {
-    spec.database.postgres_secret_ref.is_some()
+    spec.database.postgres_secret_ref.is_some() || spec.percona.as_ref().is_some_and(|p| p.enabled)
 }
 
 /// The client CA Secret name, when mutual TLS is configured (needs a server certificate too).
@@ -266,6 +267,18 @@ mod tests {
         assert_eq!(c["logging"]["format"], "text");
         // Nothing secret in the file.
         assert!(c["controlplane"]["jwt"].get("secret").is_none());
+    }
+
+    #[test]
+    fn percona_renders_postgres_never_sqlite() {
+        // Go rendered SQLite here (beside a DATABASE_URL DittoFS never reads): DittoFS ran on an empty database.
+        let c = parsed(json!({"percona": {"enabled": true}}));
+        assert_eq!(c["database"]["type"], "postgres");
+        assert!(c["database"].get("sqlite").is_none());
+        let keys: Vec<_> = c["database"]["postgres"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["database", "host", "password", "user"]);
+        let off = parsed(json!({"percona": {"enabled": false}}));
+        assert_eq!(off["database"]["type"], "sqlite");
     }
 
     #[test]

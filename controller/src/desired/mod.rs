@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod database;
 pub mod identity;
 pub mod network_policy;
 pub mod rbac;

@@ -180,6 +180,7 @@ fn pod_spec(ds: &DittoServer, agent: &AgentDefaults) -> PodSpec {
         automount_service_account_token: Some(false),
         security_context: Some(containers::pod_security_context(ds)),
         termination_grace_period_seconds: Some(ds.spec.termination_grace_period_seconds()),
+        init_containers: super::database::init_containers(ds),
         containers: vec![
             containers::server_container(ds),
             containers::agent_container(ds, agent_image(ds, &agent.image), &agent.telemetry),

@@ -54,6 +54,12 @@ pub struct Observed {
     pub jwt_problem: Option<String>,
     /// What the adapter part exposed (`status.adapters`) and its `AdaptersReady` condition.
     pub adapters: AdaptersState,
+    /// What is wrong with the `database.postgresSecretRef` Secret, if anything: ConfigReady is False.
+    pub database_secret_problem: Option<String>,
+    /// Which other referenced Secrets or keys are missing (JWT, LDAP, Kerberos): ConfigReady is False.
+    pub secrets_problem: Option<String>,
+    /// The Percona cluster, with `percona.enabled` (DatabaseReady; absent otherwise, as in Go).
+    pub percona: Option<super::database::PerconaObserved>,
 }
 
 /// The status the controller wants: everything but `agents`.
@@ -72,6 +78,14 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     let config_ready = conds.set(
         c::CONFIG_READY,
         match (observed.config_map, &observed.jwt_problem) {
+            (ConfigMapState::Present, _) if observed.database_secret_problem.is_some() => {
+                let problem = observed.database_secret_problem.clone().unwrap_or_default();
+                (false, reasons::DATABASE_SECRET_MISSING, problem)
+            }
+            (ConfigMapState::Present, _) if observed.secrets_problem.is_some() => {
+                let problem = observed.secrets_problem.clone().unwrap_or_default();
+                (false, reasons::SECRET_MISSING, problem)
+            }
             (ConfigMapState::Present, Some(problem)) => (false, reasons::JWT_SECRET_TOO_SHORT, problem.clone()),
             (ConfigMapState::Present, None) => (true, reasons::CONFIG_VALID, "config.yaml rendered".into()),
             (ConfigMapState::Missing, _) => {
@@ -94,7 +108,10 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     );
     let progressing = conds.set(
         c::PROGRESSING,
-        if observed.statefulset.is_none() || sts.observed_generation < sts.generation {
+        if observed.statefulset.is_none() {
+            // Not created yet, or held back while its database is not usable (DatabaseReady/ConfigReady say why).
+            (true, reasons::STATEFULSET_UPDATING, "the StatefulSet does not exist yet".into())
+        } else if sts.observed_generation < sts.generation {
             (true, reasons::STATEFULSET_UPDATING, "the StatefulSet is rolling out".into())
         } else if ready != desired_replicas {
             (true, reasons::SCALING_REPLICAS, format!("{ready} of {desired_replicas} replicas ready"))
@@ -102,6 +119,18 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
             (false, reasons::RECONCILE_COMPLETE, "the StatefulSet is up to date".into())
         },
     );
+    let database_ready = observed.percona.as_ref().map(|percona| {
+        conds.set(
+            c::DATABASE_READY,
+            match super::database::percona_wait(ds, percona) {
+                Some((reason, message)) => (false, reason, message),
+                None => {
+                    let cluster = super::database::cluster_name(&ds.metadata.name.clone().unwrap_or_default());
+                    (true, reasons::PERCONA_READY, format!("PostgreSQL cluster {cluster} is ready"))
+                }
+            },
+        )
+    });
     let authenticated = conds.set_tri(c::AUTHENTICATED, authenticated(current));
     conds.set_tri(c::ADAPTERS_READY, observed.adapters.ready.clone());
     let fields = unimplemented_fields(&ds.spec);
@@ -123,6 +152,9 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     }
     if progressing {
         unmet.push("StillProgressing");
+    }
+    if database_ready == Some(false) {
+        unmet.push("DatabaseNotReady");
     }
     if desired_replicas > 0 && authenticated != Some(true) {
         unmet.push("NotAuthenticated");

@@ -3,7 +3,7 @@
 //! Order: the baseline NetworkPolicy first, on its own ([`apply_baseline`]), so the pods are isolated
 //! from birth and a failure anywhere else never leaves them without it; then Secrets and ConfigMap and
 //! the agent's RBAC before the StatefulSet, so the pod the StatefulSet controller creates finds
-//! everything it mounts, and the static Services.
+//! everything it mounts, and the static Services. The StatefulSet waits while its database is not usable.
 //!
 //! A child whose body and object are as the last apply left them is not sent again
 //! ([`crate::apply::Applier::unchanged`]): an agent's report reconciles the server, and only the adapter step
@@ -30,8 +30,8 @@ use crate::reconcile::values::Values;
 pub struct Applied {
     /// The ConfigMap as stored after the apply.
     pub config_map: ConfigMap,
-    /// The StatefulSet as stored after the apply.
-    pub statefulset: StatefulSet,
+    /// The StatefulSet as stored after the apply; the live one (if any) when it waits for the database.
+    pub statefulset: Option<StatefulSet>,
 }
 
 async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<K, Error> {
@@ -56,13 +56,15 @@ pub async fn apply_baseline(ctx: &Context, raw: &RawDittoServer, ds: &DittoServe
     ensure_one(ctx, raw, &desired::network_policy::baseline_network_policy(ds)).await
 }
 
-/// Applies every other child of `ds` from what was `observed` and the `values` settled from it.
+/// Applies every other child of `ds` from what was `observed` and the `values` settled from it; the
+/// StatefulSet is neither created nor changed while `database_waits` (see `super::database_wait`).
 pub async fn apply_children(
     ctx: &Context,
     raw: &RawDittoServer,
     ds: &DittoServer,
     observed: &Observed,
     values: &Values,
+    database_waits: bool,
 ) -> Result<Applied, Error> {
     let cr = ds.name_any();
     let ns = ds.namespace().ok_or(Error::MissingMetadata("namespace"))?;
@@ -106,6 +108,10 @@ pub async fn apply_children(
         }
     }
     let live = observed.statefulset.as_ref();
+    if database_waits {
+        // What runs keeps running as it is; nothing new starts without its database.
+        return Ok(Applied { config_map, statefulset: live.cloned() });
+    }
     let sts = desired::statefulset::statefulset_for(ds, &ctx.agent, &values.config_hash, live);
     // The status reads the StatefulSet's own status, so an unchanged one is the live object just read.
     let statefulset = match live {
@@ -113,7 +119,7 @@ pub async fn apply_children(
         _ => apply_one(ctx, raw, &sts).await?,
     };
     warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &statefulset).await;
-    Ok(Applied { config_map, statefulset })
+    Ok(Applied { config_map, statefulset: Some(statefulset) })
 }
 
 /// Kubernetes refuses to change volume claim templates: the live ones were kept, say so (once per generation).

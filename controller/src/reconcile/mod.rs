@@ -41,6 +41,8 @@ use crate::raw::RawDittoServer;
 pub const RESYNC: Duration = Duration::from_secs(30 * 60);
 /// Retry while a referenced Secret is missing (it is not owned, hence not watched).
 pub const MISSING_SECRET_RETRY: Duration = Duration::from_secs(30);
+/// Retry while the Percona cluster is not ready or its Secret missing (neither is watched), as in Go.
+pub const PERCONA_RETRY: Duration = Duration::from_secs(10);
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -185,27 +187,61 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
     teardown::ensure_finalizer(ctx, raw).await?;
     let baseline = children::apply_baseline(ctx, raw, &ds).await;
 
-    let observed = match async { observe::observe(&ctx.client, &ds, live?).await }.await {
+    let mut observed = match async {
+        let mut observed = observe::observe(&ctx.client, &ds, live?).await?;
+        if let Some(found) = observed.percona.take() {
+            observed.percona = Some(percona::ensure_cluster(ctx, raw, &ds, found).await?);
+        }
+        Ok(observed)
+    }
+    .await
+    {
         Ok(observed) => observed,
         Err(error) => return Err(blocked(ctx, raw, &ds, None, baseline, error).await),
     };
     let values = values::settle(&ds, &observed);
-    let applied = match children::apply_children(ctx, raw, &ds, &observed, &values).await {
+    // A template naming a Secret or key that does not exist could not start: hold the StatefulSet as it runs.
+    let database = database_wait(&ds, &observed).or_else(|| observed.secrets_problem.clone());
+    let applied = match children::apply_children(ctx, raw, &ds, &observed, &values, database.is_some()).await {
         Ok(applied) => applied,
         Err(error) => return Err(blocked(ctx, raw, &ds, observed.statefulset.as_ref(), baseline, error).await),
     };
     baseline?;
-    let adapters = adapters::reconcile(ctx, raw, &ds, Some(&applied.statefulset), adapters::Mode::Full).await;
-    let statefulset = adapters.statefulset.as_ref().unwrap_or(&applied.statefulset);
-    status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values, adapters.state).await?;
+    let sts = applied.statefulset.as_ref();
+    let adapters = adapters::reconcile(ctx, raw, &ds, sts, adapters::Mode::Full).await;
+    let statefulset = adapters.statefulset.as_ref().or(sts);
+    let database_state = status::Database {
+        percona: observed.percona.take(),
+        secret_problem: observed.database_problem.take(),
+        other_secrets: observed.secrets_problem.take(),
+    };
+    status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values, adapters.state, &database_state).await?;
     ctx.events.resolved(raw, reasons::CHILD_NOT_OWNED);
     if let Some(e) = adapters.error {
         return Err(e);
     }
+    if let Some(why) = &database {
+        tracing::info!(reason = why, "the StatefulSet waits for the database");
+    }
     if !observed.missing.is_empty() {
         tracing::warn!(missing = ?observed.missing, "referenced Secrets are missing; the pod cannot start until they exist");
     }
-    Ok(Action::requeue(next_look(&ds, adapters.waiting_for_pods, !observed.missing.is_empty())))
+    let mut next = next_look(&ds, adapters.waiting_for_pods, !observed.missing.is_empty());
+    if database_state.percona.is_some() && database.is_some() {
+        // Neither the PerconaPGCluster nor Percona's Secret is watched: look again soon, as Go did.
+        next = next.min(PERCONA_RETRY);
+    }
+    Ok(Action::requeue(next))
+}
+
+/// Why the StatefulSet must not be created or changed yet (`None`: it may): with Percona, until its cluster
+/// is ready and its user Secret complete; with `postgresSecretRef`, until that Secret has its keys. A pod
+/// template is never rendered for a database DittoFS cannot reach, and never for SQLite instead.
+fn database_wait(ds: &dittofs_api::DittoServer, observed: &observe::Observed) -> Option<String> {
+    if let Some(percona) = &observed.percona {
+        return crate::desired::database::percona_wait(ds, percona).map(|(_, message)| message);
+    }
+    observed.database_problem.clone()
 }
 
 /// The main children failed: close what no longer serves anyway, say why the server is stuck when a

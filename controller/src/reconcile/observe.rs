@@ -1,5 +1,5 @@
 //! Observe (IO): the values the controller must keep (managed Secrets), the Secret data DittoFS consumes
-//! (for the config hash) and the live StatefulSet. A managed Secret or the StatefulSet that exists but
+//! (for the config hash), the live StatefulSet and, with Percona, its cluster and user Secret. A managed Secret or the StatefulSet that exists but
 //! belongs to someone else stops the reconcile here ([`Error::NotOwned`]), before anything is written.
 
 use std::collections::BTreeMap;
@@ -13,9 +13,10 @@ use dittofs_api::secret::SecretString;
 use dittofs_api::{DittoServer, names};
 
 use crate::apply::check_owner;
+use crate::desired::database::{self, PerconaObserved};
 use crate::desired::secrets::{user_admin_ref, user_jwt_ref, value_of};
-use crate::desired::statefulset::POSTGRES_KEYS;
 use crate::error::Error;
+use crate::reconcile::percona;
 use crate::reconcile::secrets::Existing;
 
 /// What the apiserver holds that the desired objects depend on.
@@ -35,6 +36,13 @@ pub struct Observed {
     pub missing: Vec<String>,
     /// The StatefulSet, if it exists.
     pub statefulset: Option<StatefulSet>,
+    /// What is wrong with the `database.postgresSecretRef` Secret (absent, keys missing), naming it and the keys.
+    pub database_problem: Option<String>,
+    /// Which other required Secret keys DittoFS reads are missing (the user's JWT key, LDAP, Kerberos): the
+    /// StatefulSet is held as it is, since a pod template naming them could not start.
+    pub secrets_problem: Option<String>,
+    /// The Percona cluster and its user Secret, with `percona.enabled`.
+    pub percona: Option<PerconaObserved>,
 }
 
 /// Secrets stay out of logs and panics: `Debug` shows which are set and which references were read, not
@@ -49,6 +57,9 @@ impl std::fmt::Debug for Observed {
             .field("referenced", &self.referenced.keys().collect::<Vec<_>>())
             .field("missing", &self.missing)
             .field("statefulset", &self.statefulset.is_some())
+            .field("database_problem", &self.database_problem)
+            .field("secrets_problem", &self.secrets_problem)
+            .field("percona", &self.percona)
             .finish()
     }
 }
@@ -112,16 +123,18 @@ pub async fn observe(client: &Client, ds: &DittoServer, statefulset: Option<Stat
     let name = names::operator_credentials_secret(&cr);
     observed.operator_password = get_managed(&secrets, &name, names::PASSWORD_KEY, uid, &mut observed).await?;
 
-    let mut wanted: Vec<(String, String)> = Vec::new();
+    let mut wanted: Vec<(String, String, bool)> = Vec::new();
     if let Some(r) = user_jwt_ref(ds) {
-        wanted.push((r.name.clone(), r.key.clone()));
+        wanted.push((r.name.clone(), r.key.clone(), true));
     }
-    if let Some(pg) = &ds.spec.database.postgres_secret_ref {
-        wanted.extend(POSTGRES_KEYS.iter().map(|(k, _)| (pg.name.clone(), (*k).to_owned())));
-    }
-    wanted.extend(crate::desired::identity::referenced(&ds.spec).into_iter().map(|r| (r.name.clone(), r.key.clone())));
+    wanted.extend(database::consumed_keys(ds));
+    let percona_secret = database::percona(ds).map(|_| database::percona_secret(&cr));
+    wanted.extend(
+        crate::desired::identity::referenced(&ds.spec).into_iter().map(|r| (r.name.clone(), r.key.clone(), true)),
+    );
     let mut cache: BTreeMap<String, Option<Secret>> = BTreeMap::new();
-    for (name, key) in wanted {
+    let mut database_missing: Vec<String> = Vec::new();
+    for (name, key, required) in wanted {
         if !cache.contains_key(&name) {
             cache.insert(name.clone(), get_secret(&secrets, &name).await?);
         }
@@ -132,9 +145,50 @@ pub async fn observe(client: &Client, ds: &DittoServer, statefulset: Option<Stat
                 observed.referenced.insert(id, v.0.clone());
             }
             // Optional PostgreSQL keys may be absent.
-            None if POSTGRES_KEYS.iter().any(|(k, req)| *k == key && !req) => {}
-            None => observed.missing.push(id),
+            None if !required => {}
+            // Percona writes its Secret when the cluster is up: waiting for it is DatabaseReady's business.
+            None if percona_secret.as_deref() == Some(name.as_str()) => database_missing.push(key),
+            None => {
+                if database::postgres_secret(ds) == Some(name.as_str()) {
+                    database_missing.push(key);
+                }
+                observed.missing.push(id);
+            }
         }
+    }
+    let others: Vec<String> = observed
+        .missing
+        .iter()
+        .filter_map(|id| id.split_once('/'))
+        .filter(|(name, _)| database::postgres_secret(ds) != Some(*name))
+        .map(|(name, key)| match &cache[name] {
+            None => format!("Secret {name} does not exist"),
+            Some(_) => format!("Secret {name} has no key {key}"),
+        })
+        .collect();
+    if !others.is_empty() {
+        let mut others = others;
+        others.dedup();
+        observed.secrets_problem = Some(others.join("; "));
+    }
+    if let Some(secret) = database::postgres_secret(ds) {
+        observed.database_problem = match &cache[secret] {
+            None => Some(format!("Secret {secret} (database.postgresSecretRef) does not exist")),
+            Some(_) if !database_missing.is_empty() => {
+                Some(format!("Secret {secret} (database.postgresSecretRef) has no key {}", database_missing.join(", ")))
+            }
+            Some(_) => None,
+        };
+    }
+    if let Some(secret) = &percona_secret {
+        let cluster = percona::get_cluster(client, &ns, &database::cluster_name(&cr)).await?;
+        observed.percona = Some(match cluster {
+            None => PerconaObserved::NoCluster,
+            Some(cluster) => PerconaObserved::Cluster {
+                state: cluster.data["status"]["state"].as_str().unwrap_or_default().to_owned(),
+                missing_keys: cache[secret].as_ref().map(|_| database_missing.clone()),
+            },
+        });
     }
 
     let name = names::statefulset(&cr);

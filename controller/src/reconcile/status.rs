@@ -14,6 +14,7 @@ use dittofs_api::{DittoServer, names, unimplemented_fields};
 
 use crate::apply::apply_params;
 use crate::desired::adapters::AdaptersState;
+use crate::desired::database::{PerconaObserved, percona_wait};
 use crate::desired::status::{
     ConfigMapState, INVALID_SPEC_REASON, Observed, StatefulSetState, blocked_status, desired_status, needs_write,
 };
@@ -57,25 +58,43 @@ async fn write(ctx: &Context, raw: &RawDittoServer, status: &DittoServerStatus) 
     Ok(())
 }
 
+/// What the status says about the database.
+#[derive(Debug, Default)]
+pub struct Database {
+    /// The Percona cluster (with `percona.enabled`).
+    pub percona: Option<PerconaObserved>,
+    /// What is wrong with the `database.postgresSecretRef` Secret.
+    pub secret_problem: Option<String>,
+    /// Which other referenced Secrets or keys are missing (JWT, LDAP, Kerberos).
+    pub other_secrets: Option<String>,
+}
+
 /// Computes the status of a reconciled server and writes it if it differs; warns once per
-/// generation about fields kept but not implemented, and once per change about a too-short JWT key.
+/// generation about fields kept but not implemented, and once per change about a too-short JWT key,
+/// a missing database Secret or key, and a Percona cluster DittoFS waits for.
+#[allow(clippy::too_many_arguments)]
 pub async fn update(
     ctx: &Context,
     raw: &RawDittoServer,
     ds: &DittoServer,
     config_map: &ConfigMap,
-    statefulset: &StatefulSet,
+    statefulset: Option<&StatefulSet>,
     values: &Values,
     adapters: AdaptersState,
+    database: &Database,
 ) -> Result<(), Error> {
     let observed = Observed {
         config_map: config_map_state(config_map),
-        statefulset: Some(statefulset_state(statefulset)),
+        statefulset: statefulset.map(statefulset_state),
         config_hash: values.config_hash.clone(),
         jwt_problem: values.jwt_problem.clone(),
         adapters,
+        database_secret_problem: database.secret_problem.clone(),
+        secrets_problem: database.other_secrets.clone(),
+        percona: database.percona.clone(),
     };
     let desired = desired_status(ds, &observed, Timestamp::now());
+    announce_database(ctx, raw, ds, database).await;
     if !needs_write(ds.status.as_ref(), &desired) {
         return Ok(());
     }
@@ -98,6 +117,31 @@ pub async fn update(
         ctx.events.warning_per_generation(raw, reasons::UNIMPLEMENTED_FIELDS, "Validate", note).await;
     }
     Ok(())
+}
+
+/// One Warning per change of what the database waits for (the events' own memory dedups repeats; a
+/// restart of the controller announces the current state once more), and forgets it once resolved.
+async fn announce_database(ctx: &Context, raw: &RawDittoServer, ds: &DittoServer, database: &Database) {
+    match &database.secret_problem {
+        Some(problem) => {
+            let note = format!("{problem}; the StatefulSet is not created or changed until it exists");
+            ctx.events.warning_on_change(raw, reasons::DATABASE_SECRET_MISSING, "Validate", note).await;
+        }
+        None => ctx.events.resolved(raw, reasons::DATABASE_SECRET_MISSING),
+    }
+    match &database.other_secrets {
+        Some(problem) => {
+            let note = format!("{problem}; the StatefulSet is not created or changed until it exists");
+            ctx.events.warning_on_change(raw, reasons::SECRET_MISSING, "Validate", note).await;
+        }
+        None => ctx.events.resolved(raw, reasons::SECRET_MISSING),
+    }
+    match database.percona.as_ref().and_then(|p| percona_wait(ds, p)) {
+        Some((_, message)) => {
+            ctx.events.warning_on_change(raw, reasons::PERCONA_NOT_READY, "Reconcile", message).await;
+        }
+        None => ctx.events.resolved(raw, reasons::PERCONA_NOT_READY),
+    }
 }
 
 fn condition_message(status: Option<&DittoServerStatus>, type_: &str) -> Option<(String, String)> {

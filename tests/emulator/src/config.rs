@@ -104,6 +104,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Emulator-only: a file of fault rules (see `faults.rs`); the real server has no such setting.
     pub faults_file: Option<PathBuf>,
+    /// `database.type: postgres`: the server's host and port (default 5432). The emulator keeps its data in
+    /// the JSON document all the same; it only refuses to start when nothing listens there, as DittoFS
+    /// fails when it cannot reach its database.
+    pub postgres: Option<(String, u16)>,
 }
 
 impl Config {
@@ -186,8 +190,28 @@ impl Config {
             admin_initial_password: env.get("DITTOFS_ADMIN_INITIAL_PASSWORD").filter(|p| !p.is_empty()).cloned(),
             tls: tls_config(get)?,
             faults_file: env.get("DITTOFS_EMULATOR_FAULTS_FILE").map(PathBuf::from),
+            postgres: postgres_config(get)?,
         })
     }
+}
+
+/// `database.postgres.{host,port}` when `database.type` is postgres (DittoFS requires the host).
+fn postgres_config(get: impl Fn(&str) -> Option<String>) -> Result<Option<(String, u16)>, ConfigError> {
+    if get("database.type").is_none_or(|t| t != "postgres") {
+        return Ok(None);
+    }
+    let host = get("database.postgres.host").filter(|h| !h.is_empty()).ok_or(ConfigError::Invalid {
+        key: "database.postgres.host",
+        value: String::new(),
+        reason: "required for database.type postgres".into(),
+    })?;
+    let port_text = get("database.postgres.port").unwrap_or_else(|| "5432".into());
+    let port = port_text.parse().map_err(|_| ConfigError::Invalid {
+        key: "database.postgres.port",
+        value: port_text.clone(),
+        reason: "not a port number".into(),
+    })?;
+    Ok(Some((host, port)))
 }
 
 /// Flattens a YAML document into dotted keys with scalar values rendered as strings.
@@ -304,6 +328,19 @@ mod tests {
         ] {
             assert!(matches!(tls(refused), Err(ConfigError::Tls(_))), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn postgres_needs_a_host_and_takes_its_port_from_env() {
+        let secret = ("DITTOFS_CONTROLPLANE_SECRET", "0123456789abcdef0123456789abcdef");
+        let pg =
+            |pairs: &[(&str, &str)]| Config::load(None, &env(&[&[secret][..], pairs].concat())).map(|c| c.postgres);
+        assert_eq!(pg(&[]).unwrap(), None);
+        assert!(matches!(pg(&[("DITTOFS_DATABASE_TYPE", "postgres")]), Err(ConfigError::Invalid { .. })));
+        let set = [("DITTOFS_DATABASE_TYPE", "postgres"), ("DITTOFS_DATABASE_POSTGRES_HOST", "db")];
+        assert_eq!(pg(&set).unwrap(), Some(("db".to_owned(), 5432)));
+        let port = [set[0], set[1], ("DITTOFS_DATABASE_POSTGRES_PORT", "6543")];
+        assert_eq!(pg(&port).unwrap(), Some(("db".to_owned(), 6543)));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use jiff::Timestamp;
@@ -52,6 +52,17 @@ impl App {
 /// (before the API listener opens, so once `/health` answers the `running` flags are final), then serves.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let log = Arc::new(Log::open(&config.log_level, config.log_format, &config.log_output)?);
+    if let Some((host, port)) = &config.postgres {
+        // Reachability only: the emulator does not speak PostgreSQL (the real tier proves the database use).
+        let reached =
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((host.as_str(), *port))).await;
+        match reached {
+            Ok(Ok(_)) => log
+                .info("Connected to PostgreSQL", &[("host", host.as_str().into()), ("port", i64::from(*port).into())]),
+            Ok(Err(e)) => anyhow::bail!("failed to connect to PostgreSQL at {host}:{port}: {e}"),
+            Err(_) => anyhow::bail!("failed to connect to PostgreSQL at {host}:{port}: timed out"),
+        }
+    }
     let mut store = Store::open(&config.db_path)?;
     ensure_admin(&mut store, &config, &log)?;
     let runtime = Runtime::new(log.clone());

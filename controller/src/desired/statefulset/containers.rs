@@ -29,13 +29,12 @@ use dittofs_api::{DittoServer, agent_env, names};
 
 use super::telemetry_env::telemetry_env;
 use super::{
-    AGENT_ADMIN_PORT_NAME, AGENT_TOKEN_VOLUME, CONFIG_VOLUME, METRICS_TOKEN_VOLUME, NONROOT_ID, POSTGRES_KEYS,
-    SA_TOKEN_DIR, TLS_CLIENT_CA_VOLUME, TLS_VOLUME, TMP_VOLUME,
+    AGENT_ADMIN_PORT_NAME, AGENT_TOKEN_VOLUME, CONFIG_VOLUME, METRICS_TOKEN_VOLUME, NONROOT_ID, SA_TOKEN_DIR,
+    TLS_CLIENT_CA_VOLUME, TLS_VOLUME, TMP_VOLUME,
 };
 use crate::config::AgentTelemetry;
 use crate::desired::config::{
     CONFIG_DIR, CONFIG_PATH, METRICS_TOKEN_DIR, TLS_CLIENT_CA_DIR, TLS_DIR, cert_secret, client_ca_secret, metrics,
-    uses_postgres,
 };
 use crate::desired::secrets::{admin_password_ref, admin_username, jwt_ref, user_admin_ref};
 
@@ -158,13 +157,7 @@ fn server_env(ds: &DittoServer) -> Vec<EnvVar> {
         // The managed bootstrap Secret is the controller's own: optional, so a pod never blocks on it.
         secret_env("DITTOFS_ADMIN_INITIAL_PASSWORD", &admin_password_ref(ds), user_admin_ref(ds).is_none()),
     ];
-    if let Some(pg) = ds.spec.database.postgres_secret_ref.as_ref().filter(|_| uses_postgres(&ds.spec)) {
-        for (key, required) in POSTGRES_KEYS {
-            let r = SecretKeyRef { name: pg.name.clone(), key: key.into(), optional: None };
-            let var = format!("DITTOFS_DATABASE_POSTGRES_{}", key.to_uppercase());
-            env.push(secret_env(&var, &r, !required));
-        }
-    }
+    env.extend(crate::desired::database::database_env(ds));
     env.extend(crate::desired::identity::env(&ds.spec, |name, r| secret_env(name, r, false)));
     env
 }

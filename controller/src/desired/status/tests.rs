@@ -22,6 +22,9 @@ fn observed(ready: i32) -> Observed {
         config_hash: "h".into(),
         jwt_problem: None,
         adapters: AdaptersState::unknown("no report"),
+        database_secret_problem: None,
+        secrets_problem: None,
+        percona: None,
     }
 }
 
@@ -54,7 +57,9 @@ fn a_fresh_server_is_pending_and_not_ready() {
     assert_eq!(ready.message, "Not ready: [NotAvailable StillProgressing NotAuthenticated]");
     assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)));
     let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
-    assert_eq!(types, c::ALL);
+    // DatabaseReady only with Percona (as in Go).
+    let expected: Vec<_> = c::ALL.into_iter().filter(|t| *t != c::DATABASE_READY).collect();
+    assert_eq!(types, expected);
     assert!(s.agents.is_empty());
 }
 
@@ -99,11 +104,56 @@ fn transition_times_move_only_on_flips_and_unchanged_status_is_not_written() {
 
 #[test]
 fn unimplemented_fields_are_named() {
-    let ds = server(json!({"percona": {"enabled": true}}));
+    let ds = server(json!({"snapshotPolicies": [{"share": "/a", "interval": "1h"}], "percona": {"enabled": true},
+        "metrics": {"enabled": true, "serviceMonitor": {"enabled": true}}}));
     let s = desired_status(&ds, &observed(1), t(0));
     let supported = cond(&s, c::SPEC_SUPPORTED);
     assert_eq!(supported.status, "False");
-    assert!(supported.message.contains("spec.percona"), "{}", supported.message);
+    assert!(supported.message.contains("spec.metrics.serviceMonitor"), "{}", supported.message);
+    for implemented in ["spec.percona", "spec.snapshotPolicies"] {
+        assert!(!supported.message.contains(implemented), "{implemented} is implemented: {}", supported.message);
+    }
+}
+
+#[test]
+fn database_ready_with_percona_only_and_ready_needs_it() {
+    use crate::desired::database::PerconaObserved;
+    let ds = with_agent(server(json!({"percona": {"enabled": true}})), true, reasons::AUTHENTICATION_SUCCEEDED);
+    let waiting = Observed {
+        percona: Some(PerconaObserved::Cluster { state: "initializing".into(), missing_keys: None }),
+        ..observed(1)
+    };
+    let s = desired_status(&ds, &waiting, t(0));
+    let db = cond(&s, c::DATABASE_READY);
+    assert_eq!((db.status.as_str(), db.reason.as_str()), ("False", reasons::PERCONA_NOT_READY));
+    assert_eq!(db.message, "Waiting for PostgreSQL cluster fs-postgres (state: initializing)");
+    assert_eq!(cond(&s, c::READY).message, "Not ready: [DatabaseNotReady]");
+    let ready = Observed {
+        percona: Some(PerconaObserved::Cluster { state: "ready".into(), missing_keys: Some(vec![]) }),
+        ..observed(1)
+    };
+    let s = desired_status(&ds, &ready, t(0));
+    let db = cond(&s, c::DATABASE_READY);
+    assert_eq!((db.status.as_str(), db.reason.as_str()), ("True", reasons::PERCONA_READY));
+    assert_eq!(cond(&s, c::READY).status, "True");
+    let absent = Observed { percona: Some(PerconaObserved::NoCluster), statefulset: None, ..observed(1) };
+    let progressing = cond(&desired_status(&ds, &absent, t(0)), c::PROGRESSING).clone();
+    assert_eq!(progressing.message, "the StatefulSet does not exist yet");
+    assert_eq!(cond(&desired_status(&ds, &absent, t(0)), c::DATABASE_READY).reason, reasons::PERCONA_NOT_FOUND);
+    // Percona off: no DatabaseReady at all.
+    let off = with_agent(server(json!({})), true, reasons::AUTHENTICATION_SUCCEEDED);
+    assert!(desired_status(&off, &observed(1), t(0)).conditions.iter().all(|c| c.type_ != c::DATABASE_READY));
+}
+
+#[test]
+fn a_missing_postgres_secret_key_is_config_not_ready() {
+    let ds = server(json!({"database": {"postgresSecretRef": {"name": "pg", "key": "k"}}}));
+    let problem = "Secret pg (database.postgresSecretRef) has no key password".to_owned();
+    let s = desired_status(&ds, &Observed { database_secret_problem: Some(problem.clone()), ..observed(1) }, t(0));
+    let config = cond(&s, c::CONFIG_READY);
+    assert_eq!((config.status.as_str(), config.reason.as_str()), ("False", reasons::DATABASE_SECRET_MISSING));
+    assert_eq!(config.message, problem);
+    assert!(cond(&s, c::READY).message.contains("ConfigNotReady"));
 }
 
 #[test]

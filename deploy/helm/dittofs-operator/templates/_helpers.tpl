@@ -115,5 +115,5 @@ verb is needed.
   verbs: ["create", "patch"]
 - apiGroups: ["pgv2.percona.com"]
   resources: ["perconapgclusters"]
-  verbs: ["get", "patch"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
