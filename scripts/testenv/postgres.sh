@@ -79,6 +79,21 @@ if ok "$SYSTEM" 2>/dev/null; then
 else
 	command -v apt-get >/dev/null && command -v dpkg >/dev/null ||
 		die "PostgreSQL $MAJOR is not installed and apt-get/dpkg are missing to fetch it"
+	if [[ $EUID -eq 0 && ${HOME:-/root} == /root* ]]; then
+		# As root the tests run postgres as nobody (it refuses root), and nobody cannot reach a tree under
+		# /root: install Debian's package instead (its binaries are in /usr/lib/postgresql), then link them.
+		log "installing postgresql-$MAJOR from Debian's packages (root: the server must run as nobody)…"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "postgresql-$MAJOR" >&2 ||
+			{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "postgresql-$MAJOR" >&2; } ||
+			die "apt-get install postgresql-$MAJOR failed"
+		for t in "${TOOLS[@]}"; do ln -s "$SYSTEM/$t" "$WORK/final/bin/$t"; done
+		rm -rf "$DEST"
+		mv "$WORK/final" "$DEST"
+		ok "$BIN_DIR" || die "the PostgreSQL tools in $BIN_DIR do not run or are not version $MAJOR"
+		log "PostgreSQL $MAJOR ready in $(fmt_secs $((SECONDS - START))) in $BIN_DIR"
+		echo "$BIN_DIR"
+		exit 0
+	fi
 	packages=("postgresql-$MAJOR" "postgresql-client-$MAJOR" libpq5)
 	log "downloading ${packages[*]} with apt-get download (no install)…"
 	(cd "$WORK" && apt-get download "${packages[@]}" >&2) ||
