@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
@@ -115,6 +116,19 @@ async fn go_operator_samples_are_accepted_unchanged_and_reconciled() -> anyhow::
     let cp = ControlPlane::shared();
     cp.with_temp_ns("ctrl-go-samples", async |ns| {
         install_crd(ns.client()).await?;
+        // The Secrets the samples name, as their users have them (not the postgres sample's: it waits for it).
+        let secrets: Api<Secret> = ns.api();
+        let key = "k".repeat(40);
+        for (name, data) in [
+            ("dittofs-jwt-secret", json!({"secret": key, "jwt-signing-key": key})),
+            ("dittofs-admin-secret", json!({"password": "admin-pw"})),
+            ("ldap-bind", json!({"password": "bind-pw"})),
+            ("dittofs-keytab", json!({"keytab": "not-really-a-keytab"})),
+            ("machine-account", json!({"password": "machine-pw"})),
+        ] {
+            let secret = json!({"metadata": {"name": name}, "stringData": data});
+            secrets.create(&PostParams::default(), &serde_json::from_value(secret)?).await?;
+        }
         let running = start_controller(ns.client(), ns.name());
         let api: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &resource());
         let mut names = Vec::new();
