@@ -23,7 +23,7 @@ pub use network::{
     AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource, ServiceType,
     StaleReportPolicy,
 };
-pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
+pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec, ServiceMonitorSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
 pub use spec::{
     AdminSpec, ControlPlaneSpec, DatabaseSpec, DatabaseType, IdentitySpec, IdentityType, JwtSpec, SecretKeyRef,

@@ -12,11 +12,9 @@ pub const KERBEROS: &str = "identity.kerberos";
 pub const PERCONA: &str = "percona";
 /// `spec.snapshotPolicies`.
 pub const SNAPSHOT_POLICIES: &str = "snapshotPolicies";
-/// `spec.metrics.serviceMonitor`.
-pub const SERVICE_MONITOR: &str = "metrics.serviceMonitor";
 
 /// Every field kept verbatim without being implemented, as paths under `spec`.
-pub const ALL: [&str; 5] = [LDAP, KERBEROS, PERCONA, SNAPSHOT_POLICIES, SERVICE_MONITOR];
+pub const ALL: [&str; 4] = [LDAP, KERBEROS, PERCONA, SNAPSHOT_POLICIES];
 
 /// The unimplemented fields that `spec` sets, in the order of [`ALL`]: the controller reports them
 /// in the SpecSupported condition and a Warning Event.
@@ -31,7 +29,6 @@ pub fn unimplemented_fields(spec: &DittoServerSpec) -> Vec<&'static str> {
         (KERBEROS, identity.and_then(|i| i.kerberos.as_ref())),
         (PERCONA, spec.percona.as_ref()),
         (SNAPSHOT_POLICIES, spec.snapshot_policies.as_ref()),
-        (SERVICE_MONITOR, spec.metrics.as_ref().and_then(|m| m.service_monitor.as_ref())),
     ];
     candidates.into_iter().filter(|(_, value)| value.is_some_and(requests_something)).map(|(name, _)| name).collect()
 }
@@ -81,8 +78,8 @@ mod tests {
         }));
         assert_eq!(unimplemented_fields(&s), ALL.to_vec());
         assert_eq!(
-            unimplemented_message(&[PERCONA, SERVICE_MONITOR]),
-            "not implemented by this controller yet, kept as written but not acted on: spec.percona, spec.metrics.serviceMonitor"
+            unimplemented_message(&[PERCONA, SNAPSHOT_POLICIES]),
+            "not implemented by this controller yet, kept as written but not acted on: spec.percona, spec.snapshotPolicies"
         );
     }
 
@@ -92,8 +89,7 @@ mod tests {
             "storage": {"metadataSize": "1Gi"},
             "identity": {"ldap": {"enabled": false, "url": "x", "baseDN": "y", "bindDN": "z"}},
             "percona": {"enabled": false},
-            "snapshotPolicies": [],
-            "metrics": {"serviceMonitor": {"enabled": false}}
+            "snapshotPolicies": []
         }));
         assert!(unimplemented_fields(&s).is_empty());
     }
