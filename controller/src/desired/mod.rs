@@ -9,6 +9,7 @@ pub mod config;
 pub mod network_policy;
 pub mod rbac;
 pub mod secrets;
+pub mod service_monitor;
 pub mod services;
 pub mod statefulset;
 pub mod status;

@@ -3,7 +3,8 @@
 //! Order: the baseline NetworkPolicy first, on its own ([`apply_baseline`]), so the pods are isolated
 //! from birth and a failure anywhere else never leaves them without it; then Secrets and ConfigMap and
 //! the agent's RBAC before the StatefulSet, so the pod the StatefulSet controller creates finds
-//! everything it mounts, and the static Services.
+//! everything it mounts, and the static Services; the ServiceMonitor last, as it needs the metrics Service
+//! and nothing needs it ([`super::service_monitor`]).
 //!
 //! A child whose body and object are as the last apply left them is not sent again
 //! ([`crate::apply::Applier::unchanged`]): an agent's report reconciles the server, and only the adapter step
@@ -17,6 +18,7 @@ use dittofs_api::{DittoServer, names};
 
 use crate::apply::Outcome;
 use crate::desired;
+use crate::desired::service_monitor::Monitor;
 use crate::error::Error;
 use crate::events::{self, Events};
 use crate::raw::RawDittoServer;
@@ -32,6 +34,8 @@ pub struct Applied {
     pub config_map: ConfigMap,
     /// The StatefulSet as stored after the apply.
     pub statefulset: StatefulSet,
+    /// What became of the ServiceMonitor.
+    pub monitor: Monitor,
 }
 
 async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<K, Error> {
@@ -44,7 +48,11 @@ async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, 
 }
 
 /// [`apply_one`] unless the applier knows it would change nothing.
-async fn ensure_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<(), Error> {
+pub(crate) async fn ensure_one<K: crate::cache::Child>(
+    ctx: &Context,
+    raw: &RawDittoServer,
+    obj: &K,
+) -> Result<(), Error> {
     if !ctx.applier.unchanged(obj, None) {
         apply_one(ctx, raw, obj).await?;
     }
@@ -113,7 +121,8 @@ pub async fn apply_children(
         _ => apply_one(ctx, raw, &sts).await?,
     };
     warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &statefulset).await;
-    Ok(Applied { config_map, statefulset })
+    let monitor = super::service_monitor::reconcile(ctx, raw, ds).await?;
+    Ok(Applied { config_map, statefulset, monitor })
 }
 
 /// Kubernetes refuses to change volume claim templates: the live ones were kept, say so (once per generation).

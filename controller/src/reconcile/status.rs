@@ -14,6 +14,7 @@ use dittofs_api::{DittoServer, names, unimplemented_fields};
 
 use crate::apply::apply_params;
 use crate::desired::adapters::AdaptersState;
+use crate::desired::service_monitor::Monitor;
 use crate::desired::status::{
     ConfigMapState, INVALID_SPEC_REASON, Observed, StatefulSetState, blocked_status, desired_status, needs_write,
 };
@@ -21,6 +22,7 @@ use crate::error::Error;
 use crate::events;
 use crate::raw::{InvalidSpec, RawDittoServer};
 use crate::reconcile::Context;
+use crate::reconcile::children::Applied;
 use crate::reconcile::values::Values;
 
 fn config_map_state(cm: &ConfigMap) -> ConfigMapState {
@@ -58,22 +60,25 @@ async fn write(ctx: &Context, raw: &RawDittoServer, status: &DittoServerStatus) 
 }
 
 /// Computes the status of a reconciled server and writes it if it differs; warns once per
-/// generation about fields kept but not implemented, and once per change about a too-short JWT key.
+/// generation about fields kept but not implemented, and once per change about a too-short JWT key and
+/// about a ServiceMonitor asked for on a cluster that does not serve the API.
 pub async fn update(
     ctx: &Context,
     raw: &RawDittoServer,
     ds: &DittoServer,
-    config_map: &ConfigMap,
+    applied: &Applied,
     statefulset: &StatefulSet,
     values: &Values,
     adapters: AdaptersState,
 ) -> Result<(), Error> {
+    let monitor = applied.monitor;
     let observed = Observed {
-        config_map: config_map_state(config_map),
+        config_map: config_map_state(&applied.config_map),
         statefulset: Some(statefulset_state(statefulset)),
         config_hash: values.config_hash.clone(),
         jwt_problem: values.jwt_problem.clone(),
         adapters,
+        monitor,
     };
     let desired = desired_status(ds, &observed, Timestamp::now());
     if !needs_write(ds.status.as_ref(), &desired) {
@@ -85,7 +90,17 @@ pub async fn update(
     let new_generation = ds.status.as_ref().and_then(|s| s.observed_generation) != ds.metadata.generation;
     let config_changed =
         condition_message(ds.status.as_ref(), c::CONFIG_READY) != condition_message(Some(&desired), c::CONFIG_READY);
+    let metrics_changed =
+        condition_message(ds.status.as_ref(), c::METRICS_READY) != condition_message(Some(&desired), c::METRICS_READY);
     write(ctx, raw, &desired).await?;
+    match (monitor, condition_message(Some(&desired), c::METRICS_READY)) {
+        (Monitor::ApiMissing, Some((_, message))) if metrics_changed => {
+            let reason = reasons::SERVICE_MONITOR_API_MISSING;
+            ctx.events.warning_on_change(raw, reason, "Apply", message).await;
+        }
+        (Monitor::ApiMissing, _) => {}
+        _ => ctx.events.resolved(raw, reasons::SERVICE_MONITOR_API_MISSING),
+    }
     match values.jwt_problem.as_ref() {
         Some(problem) if config_changed => {
             ctx.events.warning_on_change(raw, reasons::JWT_SECRET_TOO_SHORT, "Validate", problem.clone()).await;
