@@ -4,7 +4,8 @@
 //!
 //! The type holds only the fields the controller sets: a server-side apply of it owns exactly those, and
 //! whatever else someone adds to the monitor (relabelings, a scrape timeout) stays theirs. It is a typed
-//! resource (not a `DynamicObject`) so that it goes through the same cache and applier as every other child.
+//! resource (not a `DynamicObject`) so that it goes through the same cache and applier as every other child;
+//! every field defaults when read, so a monitor shaped by someone else (the Go operator's) still reads.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, ResourceExt};
@@ -22,10 +23,13 @@ use super::config::metrics;
 #[serde(rename_all = "camelCase")]
 pub struct ServiceMonitorSpec {
     /// The Services to scrape: the `<cr>-metrics` Service's labels.
+    #[serde(default)]
     pub selector: LabelSelector,
     /// The namespaces of those Services: the server's.
+    #[serde(default)]
     pub namespace_selector: NamespaceSelector,
     /// One endpoint, the metrics port.
+    #[serde(default)]
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -34,6 +38,7 @@ pub struct ServiceMonitorSpec {
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceSelector {
     /// The namespaces by name.
+    #[serde(default)]
     pub match_names: Vec<String>,
 }
 
@@ -42,8 +47,10 @@ pub struct NamespaceSelector {
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// The Service port's name.
+    #[serde(default)]
     pub port: String,
     /// The HTTP path of the metrics.
+    #[serde(default)]
     pub path: String,
     /// How often to scrape; unset: Prometheus' default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
