@@ -283,3 +283,60 @@ async fn without_the_api_the_monitor_is_reported_and_comes_once_the_crd_is_insta
     })
     .await
 }
+
+/// A ServiceMonitor the Go operator made (its labels `app`, `instance` on the monitor and in its selector, written
+/// by its field manager) is taken over with the server: afterwards it carries and selects exactly this
+/// controller's labels, so it selects the metrics Service, which no longer has the Go labels.
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn the_go_operators_monitor_is_taken_over_and_selects_the_metrics_service() -> anyhow::Result<()> {
+    use dittofs_api::constants::{GO_OPERATOR_FIELD_MANAGER, GO_OPERATOR_FINALIZER};
+    use kube::api::PostParams;
+    ControlPlane::shared()
+        .with_temp_ns("ctrl-smon-go", async |ns| {
+            install_crd(ns.client()).await?;
+            install_service_monitor_crd(ns.client()).await?;
+            let servers: Api<DittoServer> = ns.api();
+            create_server(ns, &server("fs", go_sample())?).await?;
+            let go = PatchParams { field_manager: Some(GO_OPERATOR_FIELD_MANAGER.to_owned()), ..Default::default() };
+            let finalizer = json!({"metadata": {"finalizers": [GO_OPERATOR_FINALIZER]}});
+            let ds = servers.patch("fs", &go, &Patch::Merge(&finalizer)).await?;
+            // The Go operator's buildServiceMonitor for the sample: user labels, then its metrics Service labels.
+            let go_selected = json!({"app": "dittofs-server", "instance": "fs", "dittofs.io/metrics-service": "true"});
+            let mut go_labels = go_selected.clone();
+            go_labels["release"] = json!("kube-prometheus-stack");
+            let owner = json!([{"apiVersion": "dittofs.dittofs.com/v1alpha1", "kind": "DittoServer", "name": "fs",
+                "uid": ds.uid().unwrap_or_default(), "controller": true, "blockOwnerDeletion": true}]);
+            let made = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                "metadata": {"name": MONITOR, "labels": go_labels, "ownerReferences": owner},
+                "spec": {"selector": {"matchLabels": go_selected}, "namespaceSelector": {"matchNames": [ns.name()]},
+                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s",
+                        "bearerTokenSecret": {"name": "dittofs-metrics-token", "key": "token"}}]}});
+            let params = PostParams { field_manager: Some(GO_OPERATOR_FIELD_MANAGER.to_owned()), ..Default::default() };
+            monitors(ns).create(&params, &serde_json::from_value(made)?).await?;
+
+            let running = start_controller(ns.client(), ns.name());
+            wait_metrics_ready(&servers, Some(("True", reasons::SERVICE_MONITOR_APPLIED))).await?;
+            let mut labels = metrics_service_labels();
+            labels["release"] = json!("kube-prometheus-stack");
+            let sm = wait_until("the monitor to carry and select only this controller's labels", WAIT, async || {
+                let sm = monitors(ns).get(MONITOR).await?;
+                let (now, selects) = (serde_json::to_value(sm.labels())?, &sm.data["spec"]["selector"]["matchLabels"]);
+                anyhow::ensure!(
+                    now == labels && *selects == metrics_service_labels(),
+                    "labels {now}, selector {selects}"
+                );
+                Ok(sm)
+            })
+            .await?;
+            let managers: Vec<_> = sm.managed_fields().iter().filter_map(|m| m.manager.clone()).collect();
+            assert!(!managers.iter().any(|m| m == GO_OPERATOR_FIELD_MANAGER), "{managers:?}");
+            let svc: Service = ns.api::<Service>().get(&names::metrics_service("fs")).await?;
+            assert_eq!(serde_json::to_value(svc.labels())?, metrics_service_labels(), "what the monitor selects");
+            let events = events_for(ns.client(), ns.name(), "fs").await?;
+            let taken = events.iter().filter_map(|e| e.note.as_deref()).find(|n| n.starts_with("Took over"));
+            assert!(taken.is_some_and(|n| n.contains("ServiceMonitor fs-metrics")), "{taken:?}");
+            running.stop().await
+        })
+        .await
+}
