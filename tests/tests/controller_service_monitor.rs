@@ -340,3 +340,32 @@ async fn the_go_operators_monitor_is_taken_over_and_selects_the_metrics_service(
         })
         .await
 }
+
+/// Under the deployed RBAC (`deploy/rbac/controller-rbac.yaml`), the controller authenticated as its
+/// ServiceAccount watches, applies and deletes the monitor: nothing is refused.
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn the_deployed_rbac_allows_every_service_monitor_request() -> anyhow::Result<()> {
+    let cp = ControlPlane::shared();
+    cp.with_temp_ns("ctrl-smon-rbac", async |ns| {
+        let admin = ns.client();
+        install_crd(admin.clone()).await?;
+        install_service_monitor_crd(admin.clone()).await?;
+        apply_deploy_file(&admin, "controller/controller.yaml").await?;
+        apply_deploy_file(&admin, "rbac/controller-rbac.yaml").await?;
+        let sa_client = service_account_client(cp, "dittofs-system", "dittofs-controller", Reads::All).await?;
+        let running = start_controller(sa_client, ns.name());
+        create_server(ns, &server("fs", go_sample())?).await?;
+        let servers: Api<DittoServer> = ns.api();
+        wait_metrics_ready(&servers, Some(("True", reasons::SERVICE_MONITOR_APPLIED))).await?;
+        merge(&servers, json!({"spec": {"metrics": {"serviceMonitor": {"interval": "1m"}}}})).await?;
+        wait_monitor(ns, |spec| spec["endpoints"][0]["interval"] == "1m").await?;
+        merge(&servers, json!({"spec": {"metrics": {"serviceMonitor": {"enabled": false}}}})).await?;
+        monitor_gone(ns).await?;
+        let metrics = running.controller.metrics();
+        assert_eq!(metrics.reconcile_count("forbidden"), 0, "the deployed RBAC refused something");
+        assert_eq!(metrics.reconcile_count("ok"), metrics.total_reconciles());
+        running.stop().await
+    })
+    .await
+}
