@@ -28,9 +28,23 @@ pub const SPEC_SUPPORTED: &str = "SpecSupported";
 /// The adapter Services, NetworkPolicies and container ports match the agents' reports.
 pub const ADAPTERS_READY: &str = "AdaptersReady";
 
-/// All the conditions the controller maintains, in display order.
-pub const ALL: [&str; 8] =
-    [READY, AVAILABLE, CONFIG_READY, PROGRESSING, DATABASE_READY, AUTHENTICATED, ADAPTERS_READY, SPEC_SUPPORTED];
+/// Present while metrics are enabled: the `<name>-metrics` Service serves them, and the ServiceMonitor
+/// `metrics.serviceMonitor` asks for is applied. Not part of Ready: scraping is not serving files.
+pub const METRICS_READY: &str = "MetricsReady";
+
+/// All the conditions the controller maintains, in display order (DatabaseReady only with Percona, MetricsReady
+/// only while metrics are on).
+pub const ALL: [&str; 9] = [
+    READY,
+    AVAILABLE,
+    CONFIG_READY,
+    PROGRESSING,
+    DATABASE_READY,
+    AUTHENTICATED,
+    ADAPTERS_READY,
+    METRICS_READY,
+    SPEC_SUPPORTED,
+];
 
 /// Reasons of the conditions (type in the comment).
 pub mod reasons {
@@ -93,6 +107,15 @@ pub mod reasons {
     /// AdaptersReady=Unknown: the agents' reports are older than `adapterServices.reportMaxAge`; adapter
     /// objects are kept or closed per `adapterServices.onStaleReport`.
     pub const REPORT_STALE: &str = "ReportStale";
+    /// MetricsReady=True: the `<name>-metrics` Service serves the metrics (no ServiceMonitor asked for).
+    pub const METRICS_SERVED: &str = "MetricsServed";
+    /// MetricsReady=True: the ServiceMonitor `<name>-metrics` selects the `<name>-metrics` Service.
+    pub const SERVICE_MONITOR_APPLIED: &str = "ServiceMonitorApplied";
+    /// MetricsReady=False: `metrics.serviceMonitor.enabled` is set but the cluster does not serve
+    /// monitoring.coreos.com/v1 ServiceMonitor (the prometheus-operator's CRDs are not installed).
+    pub const SERVICE_MONITOR_API_MISSING: &str = "ServiceMonitorAPIMissing";
+    /// MetricsReady=Unknown: the controller could not ask the apiserver yet whether it serves ServiceMonitors.
+    pub const SERVICE_MONITOR_API_UNKNOWN: &str = "ServiceMonitorAPIUnknown";
     /// Ready=False: the server's StatefulSet was not made by this controller or the Go operator in a shape
     /// it can take over (e.g. a selector edited by hand); nothing is written until that is resolved.
     pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
@@ -153,6 +176,9 @@ pub mod events {
     pub const TAKEN_OVER: &str = "TakenOver";
     /// Warning: a server of the Go operator cannot be taken over as it is (the note says why and what to do).
     pub const TAKEOVER_BLOCKED: &str = "TakeoverBlocked";
+    /// Warning: `metrics.serviceMonitor.enabled` is set but the cluster does not serve ServiceMonitors
+    /// (once per change).
+    pub const SERVICE_MONITOR_API_MISSING: &str = "ServiceMonitorAPIMissing";
     /// Normal: the server is being deleted (`status.phase` is `Deleting`); once per deletion.
     pub const DELETING: &str = "Deleting";
 

@@ -19,6 +19,7 @@ use kube::runtime::reflector::{ObjectRef, Store, store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::desired::service_monitor::ServiceMonitor;
 use crate::synced::{MarkSynced, Synced, synced};
 
 /// A kind of child the controller applies and watches.
@@ -71,6 +72,8 @@ pub struct ChildWriters {
     pub service_accounts: Feed<ServiceAccount>,
     pub roles: Feed<Role>,
     pub role_bindings: Feed<RoleBinding>,
+    /// Fed only while the cluster serves ServiceMonitors (see `crate::discovery`).
+    pub service_monitors: Feed<ServiceMonitor>,
 }
 
 /// The read side of every child cache.
@@ -83,6 +86,7 @@ pub struct ChildStores {
     service_accounts: Cache<ServiceAccount>,
     roles: Cache<Role>,
     role_bindings: Cache<RoleBinding>,
+    service_monitors: Cache<ServiceMonitor>,
 }
 
 /// Empty caches and their feeds.
@@ -94,8 +98,18 @@ pub fn child_caches() -> (ChildStores, ChildWriters) {
     let (service_accounts, w_sa) = cache();
     let (roles, w_role) = cache();
     let (role_bindings, w_rb) = cache();
+    let (service_monitors, w_sm) = cache();
     (
-        ChildStores { statefulsets, services, config_maps, network_policies, service_accounts, roles, role_bindings },
+        ChildStores {
+            statefulsets,
+            services,
+            config_maps,
+            network_policies,
+            service_accounts,
+            roles,
+            role_bindings,
+            service_monitors,
+        },
         ChildWriters {
             statefulsets: w_sts,
             services: w_svc,
@@ -104,6 +118,7 @@ pub fn child_caches() -> (ChildStores, ChildWriters) {
             service_accounts: w_sa,
             roles: w_role,
             role_bindings: w_rb,
+            service_monitors: w_sm,
         },
     )
 }
@@ -133,3 +148,4 @@ child!(NetworkPolicy, network_policies);
 child!(ServiceAccount, service_accounts);
 child!(Role, roles);
 child!(RoleBinding, role_bindings);
+child!(ServiceMonitor, service_monitors);

@@ -117,6 +117,7 @@ impl Cli {
                 retry_period: self.retry_period,
             }),
             max_concurrent_reconciles: self.max_concurrent_reconciles,
+            api_rediscovery: crate::config::DEFAULT_API_REDISCOVERY,
         }
     }
 }

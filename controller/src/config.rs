@@ -25,7 +25,14 @@ pub struct Config {
     /// reconciles at once, and the Lease renewal queued behind their requests in the apiserver (one user,
     /// one flow): the bench's leader lost its Lease 17 times in four minutes and no server converged.
     pub max_concurrent_reconciles: u16,
+    /// How often to ask the apiserver again whether it serves the optional ServiceMonitor API (see
+    /// `crate::discovery`): a ServiceMonitor asked for before the prometheus-operator's CRDs were installed
+    /// is created within this period.
+    pub api_rediscovery: std::time::Duration,
 }
+
+/// Default of [`Config::api_rediscovery`]: one small discovery request per period.
+pub const DEFAULT_API_REDISCOVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Default of [`Config::max_concurrent_reconciles`]: a toggle's reconcile never waits behind more than a
 /// handful of others, and a cold start keeps the apiserver busy without flooding it (docs/performance.md).
@@ -42,6 +49,7 @@ impl Config {
             namespace: None,
             leader_election: None,
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
+            api_rediscovery: DEFAULT_API_REDISCOVERY,
         }
     }
 

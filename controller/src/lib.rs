@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod desired;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod leader;

@@ -34,6 +34,8 @@ use dittofs_telemetry::Health;
 use crate::apply::Applier;
 use crate::cache::{Feed, child_caches};
 use crate::config::Config;
+use crate::desired::service_monitor::ServiceMonitor;
+use crate::discovery::{self, Served};
 use crate::error::Error;
 use crate::events::Events;
 use crate::leader::LeaderElector;
@@ -127,14 +129,19 @@ impl Controller {
         let (stores, writers) = child_caches();
         let applier = Applier::new(self.client.clone(), stores, self.metrics.clone());
         let events = Events::new(self.client.clone(), &self.config.identity);
+        // Asked before the first reconcile of the term, so none reports a missing API that is there.
+        let (api_state, service_monitor_api) = tokio::sync::watch::channel(Served::Unknown);
+        discovery::refresh(&self.client, &api_state).await;
         let ctx = Arc::new(Context::new(
             self.client.clone(),
             applier,
             events,
             self.metrics.clone(),
             self.config.agent_defaults(),
+            service_monitor_api.clone(),
             term.clone(),
         ));
+        let api_changes = discovery::changes(self.client.clone(), api_state, self.config.api_rediscovery, term.clone());
 
         // Children map to their server by owner reference *and* by instance label: a child someone
         // orphaned (or took over) must still wake its server, which then reports it as not owned.
@@ -160,8 +167,11 @@ impl Controller {
             .watches_stream(self.children::<ServiceAccount>(writers.service_accounts), servers_of)
             .watches_stream(self.children::<Role>(writers.roles), servers_of)
             .watches_stream(self.children::<RoleBinding>(writers.role_bindings), servers_of)
+            .watches_stream(self.service_monitors(writers.service_monitors, service_monitor_api), servers_of)
             .with_config(controller::Config::default().concurrency(self.config.max_concurrent_reconciles))
             .reconcile_all_on(once_synced(synced.clone()))
+            // The ServiceMonitor API came or went: servers asking for a monitor get it, or the condition.
+            .reconcile_all_on(api_changes)
             .trigger_backoff(NoPause)
             .graceful_shutdown_on(term.clone().cancelled_owned());
 
@@ -211,14 +221,34 @@ impl Controller {
             + Sync
             + 'static,
     {
-        let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
-        let reflected = watcher(self.api::<PartialObjectMeta<K>>(), config)
+        let reflected = watcher(self.api::<PartialObjectMeta<K>>(), labelled())
             .inspect_err(|e| watch_failed(&K::kind(&()), e))
             .backoff(watch_backoff())
             .modify(drop_managed_fields)
             .reflect(feed.writer);
         mark_synced(reflected, feed.synced).touched_objects()
     }
+
+    /// [`Controller::children`] for ServiceMonitors, whose API the cluster may not serve: the watch runs
+    /// only while discovery says it does, and starts over (a fresh list) each time the API comes back.
+    fn service_monitors(
+        &self,
+        feed: Feed<ServiceMonitor>,
+        served: tokio::sync::watch::Receiver<Served>,
+    ) -> impl futures::Stream<Item = Result<PartialObjectMeta<ServiceMonitor>, watcher::Error>> + Send + 'static {
+        let api = self.api::<PartialObjectMeta<ServiceMonitor>>();
+        let reflected = discovery::while_served(served, move || watcher(api.clone(), labelled()))
+            .inspect_err(|e| watch_failed("ServiceMonitor", e))
+            .backoff(watch_backoff())
+            .modify(drop_managed_fields)
+            .reflect(feed.writer);
+        mark_synced(reflected, feed.synced).touched_objects()
+    }
+}
+
+/// The watch configuration of the children: only objects this controller labels.
+fn labelled() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"))
 }
 
 /// The retry delays of the controller's watches: 250 ms doubling to [`MAX_WATCH_BACKOFF`], with jitter,
@@ -228,7 +258,7 @@ impl Controller {
 /// kind to a struggling apiserver but slow to see it back. One restart fails a watch several times —
 /// connections refused while it is down, watches it does not answer while it starts ([`WATCH_DEADLINE`](dittofs_telemetry::kube_client::WATCH_DEADLINE))
 /// — and a quiet watch then waits 25–30 s between attempts: the fault suite saw agent reports ignored for
-/// a minute after a restart. The controller has eight watches, whatever the number of servers, so a
+/// a minute after a restart. The controller has nine watches, whatever the number of servers, so a
 /// 5 s ceiling costs an apiserver nothing.
 fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
     let delays = ExponentialBuilder::new()
@@ -245,7 +275,7 @@ fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
 /// The backoff kube-runtime puts on the merged stream of every watch: none.
 ///
 /// By default kube-runtime pauses *all* watches after an error of *any* of them, with client-go's backoff,
-/// reset only by the next event. After an apiserver restart each of the eight watches meets `410 Gone` in
+/// reset only by the next event. After an apiserver restart each of the nine watches meets `410 Gone` in
 /// turn, so each error lengthened one pause of everything: 3.5, 11, 22, 38, 58 s in the fault suite, during
 /// which no agent report reached a reconcile. Each watch already backs off on its own ([`watch_backoff`]);
 /// the errors of one must not hold the events of the others.

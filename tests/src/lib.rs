@@ -4,6 +4,7 @@ pub mod agent_world;
 pub mod audit;
 pub mod bench;
 pub mod controller_world;
+pub mod crds;
 pub mod database;
 pub mod demo;
 pub mod deploy;

@@ -129,6 +129,23 @@ pub const ANNOTATION_KEYS_RULE: &str = "self.all(k, size(k) <= 317)";
 pub const ANNOTATION_KEYS_MESSAGE: &str =
     "annotation keys must be at most 317 characters (a 253-character prefix, '/' and a 63-character name)";
 
+/// A label value: at most 63 characters (the schema's maxLength), alphanumeric at both ends, '-', '_'
+/// and '.' inside, or empty.
+pub const LABEL_VALUE_REGEX: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+
+/// Labels rule text: every key is a label key (an optional DNS-subdomain prefix of at most 253
+/// characters and '/', then a name of at most 63), so the ServiceMonitor they go on is never refused.
+pub const LABEL_KEYS_RULE: &str = "self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))";
+/// Message of [`LABEL_KEYS_RULE`].
+pub const LABEL_KEYS_MESSAGE: &str = "label keys must be a name of at most 63 characters (letters, digits, '-', '_', '.'; alphanumeric at both ends), optionally after a DNS-subdomain prefix of at most 253 characters and '/'";
+
+/// A scrape interval as the prometheus-operator's CRD accepts it: `0`, or units y, w, d, h, m, s, ms
+/// in that order, each at most once.
+pub const PROMETHEUS_DURATION_RULE: &str =
+    "self.matches('^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$')";
+/// Message of [`PROMETHEUS_DURATION_RULE`].
+pub const PROMETHEUS_DURATION_MESSAGE: &str = "serviceMonitor.interval must be a Prometheus duration such as 30s, 1m or 1m30s: numbers each followed by a unit (y, w, d, h, m, s, ms) in that order";
+
 /// controlPlane rule text: the API does not take the agent's admin port
 /// ([`crate::agent_env::DEFAULT_ADMIN_PORT`]).
 pub const API_AGENT_PORT_RULE: &str = "!has(self.port) || self.port != 8082";

@@ -27,7 +27,7 @@ pub use network::{
     AdapterDiscoverySpec, AdapterServicesSpec, AdapterSource, ApiServiceSpec, IpBlockSource, ServiceType,
     StaleReportPolicy,
 };
-pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec};
+pub use observability::{LogFormat, LogLevel, LoggingSpec, MetricsSpec, ServiceMonitorSpec};
 pub use percona::{LocalObjectRef, PerconaBackupSpec, PerconaSpec};
 pub use render::{CRD_YAML_HEADER, crd_yaml, custom_resource_definition};
 pub use snapshot::{AgentSnapshotPolicyStatus, SnapshotPolicySpec, SnapshotPolicyState};

@@ -1,4 +1,6 @@
-//! Spec sections about watching the server: the metrics endpoint and logging.
+//! Spec sections about watching the server: the metrics endpoint, its ServiceMonitor, and logging.
+
+use std::collections::BTreeMap;
 
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -30,12 +32,37 @@ pub struct MetricsSpec {
     /// unauthenticated and protected by its port and the NetworkPolicies only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret: Option<SecretKeyRef>,
-    /// prometheus-operator ServiceMonitor (Go-operator field: enabled, interval, labels). Not
-    /// implemented by this controller yet: kept as written and reported by the SpecSupported
-    /// condition and a Warning Event.
+    /// A prometheus-operator ServiceMonitor `<name>-metrics` selecting the `<name>-metrics` Service,
+    /// when metrics are enabled and the cluster serves monitoring.coreos.com/v1 ServiceMonitor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crd::cel::preserved_object")]
-    pub service_monitor: Option<serde_json::Value>,
+    pub service_monitor: Option<ServiceMonitorSpec>,
+}
+
+/// The prometheus-operator ServiceMonitor of the metrics endpoint (the Go operator's fields).
+///
+/// Honoured only while the cluster serves monitoring.coreos.com/v1 ServiceMonitor: otherwise the
+/// condition MetricsReady is False (ServiceMonitorAPIMissing) with one Warning Event, and the rest of
+/// the server is reconciled as usual.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Create the ServiceMonitor (default false). Switched off, or with metrics disabled, an
+    /// existing one is deleted.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval of the endpoint, a Prometheus duration such as 30s or 1m (unset or empty:
+    /// the Prometheus default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::PROMETHEUS_DURATION_RULE, crate::crd::cel::PROMETHEUS_DURATION_MESSAGE))]
+    pub interval: Option<String>,
+    /// Labels of the ServiceMonitor, e.g. the one a Prometheus selects monitors by
+    /// (`release: kube-prometheus-stack`); at most 64. The controller's own labels (app.kubernetes.io/*,
+    /// dittofs.io/metrics-service) win over these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": crate::crd::cel::LABEL_VALUE_REGEX}))]
+    #[x_kube(validation = crate::crd::cel::rule(crate::crd::cel::LABEL_KEYS_RULE, crate::crd::cel::LABEL_KEYS_MESSAGE))]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for MetricsSpec {

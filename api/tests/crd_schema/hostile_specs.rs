@@ -99,25 +99,6 @@ fn annotation_maps_are_bounded_in_count_key_and_value() {
 }
 
 #[test]
-fn preserved_sections_are_bounded_at_their_top_level() {
-    assert_eq!(node("spec.metrics.serviceMonitor")["maxProperties"], 64);
-}
-
-#[test]
-fn allowed_adapter_types_are_a_short_bounded_set_defaulting_to_nfs_and_smb() {
-    let n = node("spec.adapterServices.allowedTypes");
-    assert_eq!(n["default"], json!(["nfs", "smb"]));
-    assert_eq!(n["maxItems"], 16);
-    assert_eq!(n["x-kubernetes-list-type"], "set");
-    assert_eq!(n["items"]["maxLength"], 14);
-    assert_eq!(n["items"]["pattern"], cel::ADAPTER_TYPE_REGEX);
-    assert!(n["description"].as_str().unwrap().contains("not trusted"));
-    // 14 characters after the longest server name (40) and "-adapter-" keep a 63-character name whole.
-    let longest = dittofs_api::names::adapter_object_name(&"a".repeat(40), &"t".repeat(14));
-    assert_eq!(longest, format!("{}-adapter-{}", "a".repeat(40), "t".repeat(14)));
-}
-
-#[test]
 fn snapshot_policies_are_refused_as_dittofs_would_refuse_them_with_the_field_named() {
     use dittofs_api::crd::snapshot as s;
     let policies = |list: Value| refusals(json!({"snapshotPolicies": list}));
@@ -145,4 +126,31 @@ fn snapshot_policies_are_refused_as_dittofs_would_refuse_them_with_the_field_nam
     assert_eq!(n["x-kubernetes-list-map-keys"], json!(["share"]));
     assert_eq!(n["items"]["required"], json!(["interval", "share"]));
     assert_eq!(n["items"]["properties"]["keepLast"]["minimum"].as_f64(), Some(0.0));
+}
+
+#[test]
+fn a_service_monitor_takes_only_what_prometheus_operator_accepts() {
+    let monitor = |sm: Value| refusals(json!({"metrics": {"enabled": true, "serviceMonitor": sm}}));
+    for interval in ["30s", "1m30s", "1h", "500ms", "0", "2w1d"] {
+        assert_eq!(monitor(json!({"enabled": true, "interval": interval})), Vec::<String>::new(), "{interval}");
+    }
+    for interval in ["30", "1.5m", "30s1m", "-1s", "1 m"] {
+        assert_eq!(
+            monitor(json!({"enabled": true, "interval": interval})),
+            [cel::PROMETHEUS_DURATION_MESSAGE],
+            "{interval}"
+        );
+    }
+    let fine =
+        ["release".to_owned(), "prometheus.io/scrape".to_owned(), format!("{}/{}", "p".repeat(253), "n".repeat(63))];
+    for key in fine {
+        assert_eq!(monitor(json!({"labels": {key.clone(): "v"}})), Vec::<String>::new(), "{key}");
+    }
+    for key in ["", "-x", "a b", "UPPER.example.com/x", "x/y/z", &"n".repeat(64)] {
+        assert_eq!(monitor(json!({"labels": {key: "v"}})), [cel::LABEL_KEYS_MESSAGE], "{key}");
+    }
+    let labels = node("spec.metrics.serviceMonitor.labels");
+    assert_eq!(labels["maxProperties"], 64);
+    assert_eq!(labels["additionalProperties"]["maxLength"], 63);
+    assert_eq!(labels["additionalProperties"]["pattern"], cel::LABEL_VALUE_REGEX);
 }

@@ -63,11 +63,8 @@ fn status_lists_are_list_maps() {
 }
 
 #[test]
-fn unimplemented_sections_are_preserved() {
-    let n = node("spec.metrics.serviceMonitor");
-    assert_eq!(n["x-kubernetes-preserve-unknown-fields"], true);
-    assert_eq!(n["type"], "object");
-    // Nowhere else: unknown fields elsewhere (e.g. the old `spec.smb`) are pruned.
+fn unknown_fields_are_pruned_everywhere() {
+    // Every section is typed: unknown fields (e.g. the old `spec.smb`) are pruned.
     assert!(schema()["properties"]["spec"]["x-kubernetes-preserve-unknown-fields"].is_null());
     assert!(schema()["properties"]["spec"]["properties"]["smb"].is_null());
     assert!(schema()["properties"]["spec"]["properties"]["nfsPort"].is_null());

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod network_policy;
 pub mod rbac;
 pub mod secrets;
+pub mod service_monitor;
 pub mod services;
 pub mod statefulset;
 pub mod status;

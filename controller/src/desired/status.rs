@@ -13,6 +13,8 @@ use dittofs_api::crd::{AgentStatus, DittoServerStatus, Phase, adapters_summary};
 use dittofs_api::{DittoServer, unimplemented_fields};
 
 use super::adapters::AdaptersState;
+use super::config::metrics;
+use super::service_monitor::Monitor;
 
 /// Reason of Ready=False when the stored spec does not parse (an object that bypassed the schema).
 pub const INVALID_SPEC_REASON: &str = "InvalidSpec";
@@ -60,6 +62,8 @@ pub struct Observed {
     pub secrets_problem: Option<String>,
     /// The Percona cluster, with `percona.enabled` (DatabaseReady; absent otherwise, as in Go).
     pub percona: Option<super::database::PerconaObserved>,
+    /// What became of the ServiceMonitor (MetricsReady).
+    pub monitor: Monitor,
 }
 
 /// The status the controller wants: everything but `agents`.
@@ -133,6 +137,9 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
     });
     let authenticated = conds.set_tri(c::AUTHENTICATED, authenticated(current));
     conds.set_tri(c::ADAPTERS_READY, observed.adapters.ready.clone());
+    if let Some(ready) = metrics_ready(ds, observed.monitor) {
+        conds.set_tri(c::METRICS_READY, ready);
+    }
     let fields = unimplemented_fields(&ds.spec);
     conds.set(
         c::SPEC_SUPPORTED,
@@ -193,6 +200,33 @@ pub fn desired_status(ds: &DittoServer, observed: &Observed, now: Timestamp) -> 
             .unwrap_or_else(|| current.map(|s| s.adapters.clone()).unwrap_or_default()),
         agents: Vec::new(),
     }
+}
+
+/// MetricsReady while metrics are enabled (None: they are not, and the condition is left out).
+fn metrics_ready(ds: &DittoServer, monitor: Monitor) -> Option<(Option<bool>, &'static str, String)> {
+    let m = metrics(&ds.spec)?;
+    let service = dittofs_api::names::metrics_service(&ds.metadata.name.clone().unwrap_or_default());
+    let served = format!("Service {service} serves the metrics on port {} at {}", m.port, m.path);
+    Some(match monitor {
+        Monitor::NotWanted => (Some(true), reasons::METRICS_SERVED, served),
+        Monitor::Applied => {
+            (Some(true), reasons::SERVICE_MONITOR_APPLIED, format!("{served}; ServiceMonitor {service} selects it"))
+        }
+        Monitor::ApiMissing => (
+            Some(false),
+            reasons::SERVICE_MONITOR_API_MISSING,
+            format!(
+                "{served}, but metrics.serviceMonitor.enabled asks for a ServiceMonitor and this cluster does not \
+                 serve monitoring.coreos.com/v1 ServiceMonitor: install the prometheus-operator's CRDs (the \
+                 controller looks again every few minutes) or turn metrics.serviceMonitor.enabled off"
+            ),
+        ),
+        Monitor::ApiUnknown => (
+            None,
+            reasons::SERVICE_MONITOR_API_UNKNOWN,
+            format!("{served}; whether this cluster serves ServiceMonitors is not known yet (retrying)"),
+        ),
+    })
 }
 
 /// The status of a server that cannot be reconciled at all — its stored spec does not parse

@@ -3,7 +3,8 @@
 //! Order: the baseline NetworkPolicy first, on its own ([`apply_baseline`]), so the pods are isolated
 //! from birth and a failure anywhere else never leaves them without it; then Secrets and ConfigMap and
 //! the agent's RBAC before the StatefulSet, so the pod the StatefulSet controller creates finds
-//! everything it mounts, and the static Services. The StatefulSet waits while its database is not usable.
+//! everything it mounts, and the static Services; the ServiceMonitor after the metrics Service it selects
+//! ([`super::service_monitor`]). The StatefulSet waits while its database is not usable.
 //!
 //! A child whose body and object are as the last apply left them is not sent again
 //! ([`crate::apply::Applier::unchanged`]): an agent's report reconciles the server, and only the adapter step
@@ -17,6 +18,7 @@ use dittofs_api::{DittoServer, names};
 
 use crate::apply::Outcome;
 use crate::desired;
+use crate::desired::service_monitor::Monitor;
 use crate::error::Error;
 use crate::events::{self, Events};
 use crate::raw::RawDittoServer;
@@ -32,6 +34,8 @@ pub struct Applied {
     pub config_map: ConfigMap,
     /// The StatefulSet as stored after the apply; the live one (if any) when it waits for the database.
     pub statefulset: Option<StatefulSet>,
+    /// What became of the ServiceMonitor.
+    pub monitor: Monitor,
 }
 
 async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<K, Error> {
@@ -44,7 +48,11 @@ async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, 
 }
 
 /// [`apply_one`] unless the applier knows it would change nothing.
-async fn ensure_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<(), Error> {
+pub(crate) async fn ensure_one<K: crate::cache::Child>(
+    ctx: &Context,
+    raw: &RawDittoServer,
+    obj: &K,
+) -> Result<(), Error> {
     if !ctx.applier.unchanged(obj, None) {
         apply_one(ctx, raw, obj).await?;
     }
@@ -107,10 +115,11 @@ pub async fn apply_children(
             }
         }
     }
+    let monitor = super::service_monitor::reconcile(ctx, raw, ds).await?;
     let live = observed.statefulset.as_ref();
     if database_waits {
         // What runs keeps running as it is; nothing new starts without its database.
-        return Ok(Applied { config_map, statefulset: live.cloned() });
+        return Ok(Applied { config_map, statefulset: live.cloned(), monitor });
     }
     let sts = desired::statefulset::statefulset_for(ds, &ctx.agent, &values.config_hash, live);
     // The status reads the StatefulSet's own status, so an unchanged one is the live object just read.
@@ -119,7 +128,7 @@ pub async fn apply_children(
         _ => apply_one(ctx, raw, &sts).await?,
     };
     warn_on_ignored_storage_change(&ctx.events, raw, ds, live, &statefulset).await;
-    Ok(Applied { config_map, statefulset: Some(statefulset) })
+    Ok(Applied { config_map, statefulset: Some(statefulset), monitor })
 }
 
 /// Kubernetes refuses to change volume claim templates: the live ones were kept, say so (once per generation).

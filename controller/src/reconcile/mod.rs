@@ -12,6 +12,7 @@ pub mod children;
 pub mod observe;
 pub mod percona;
 pub mod secrets;
+pub mod service_monitor;
 pub mod status;
 pub mod takeover;
 pub mod teardown;
@@ -32,6 +33,7 @@ use dittofs_api::conditions::{self, events as reasons};
 
 use crate::apply::Applier;
 use crate::config::AgentDefaults;
+use crate::discovery::Served;
 use crate::error::{Error, backoff};
 use crate::events::Events;
 use crate::metrics::Metrics;
@@ -57,6 +59,8 @@ pub struct Context {
     /// What every agent gets unless its server's `spec.agent` says otherwise: the image (`--agent-image`) and
     /// the controller's own log and OTLP settings.
     pub agent: AgentDefaults,
+    /// Whether the cluster serves ServiceMonitors, as discovery last said (see [`crate::discovery`]).
+    service_monitor_api: tokio::sync::watch::Receiver<Served>,
     /// Cancelled when this leadership term ends: in-flight reconciles stop writing.
     term: CancellationToken,
     /// Consecutive transient failures per server (for the backoff).
@@ -79,9 +83,16 @@ impl Context {
         events: Events,
         metrics: Metrics,
         agent: AgentDefaults,
+        service_monitor_api: tokio::sync::watch::Receiver<Served>,
         term: CancellationToken,
     ) -> Self {
-        Self { client, applier, events, metrics, agent, term, failures: Mutex::default(), traces: Arc::default() }
+        let (failures, traces) = (Mutex::default(), Arc::default());
+        Self { client, applier, events, metrics, agent, service_monitor_api, term, failures, traces }
+    }
+
+    /// Whether the cluster serves ServiceMonitors, as discovery last said.
+    pub fn service_monitor_api(&self) -> Served {
+        *self.service_monitor_api.borrow()
     }
 
     /// What the DittoServer watch notes each event's arrival in (see [`traced`]).
@@ -215,7 +226,7 @@ async fn reconcile_server(raw: &RawDittoServer, ctx: &Context) -> Result<Action,
         secret_problem: observed.database_problem.take(),
         other_secrets: observed.secrets_problem.take(),
     };
-    status::update(ctx, raw, &ds, &applied.config_map, statefulset, &values, adapters.state, &database_state).await?;
+    status::update(ctx, raw, &ds, &applied, statefulset, &values, adapters.state, &database_state).await?;
     ctx.events.resolved(raw, reasons::CHILD_NOT_OWNED);
     if let Some(e) = adapters.error {
         return Err(e);

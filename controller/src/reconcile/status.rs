@@ -15,6 +15,7 @@ use dittofs_api::{DittoServer, names, unimplemented_fields};
 use crate::apply::apply_params;
 use crate::desired::adapters::AdaptersState;
 use crate::desired::database::{PerconaObserved, percona_wait};
+use crate::desired::service_monitor::Monitor;
 use crate::desired::status::{
     ConfigMapState, INVALID_SPEC_REASON, Observed, StatefulSetState, blocked_status, desired_status, needs_write,
 };
@@ -22,6 +23,7 @@ use crate::error::Error;
 use crate::events;
 use crate::raw::{InvalidSpec, RawDittoServer};
 use crate::reconcile::Context;
+use crate::reconcile::children::Applied;
 use crate::reconcile::values::Values;
 
 fn config_map_state(cm: &ConfigMap) -> ConfigMapState {
@@ -71,20 +73,22 @@ pub struct Database {
 
 /// Computes the status of a reconciled server and writes it if it differs; warns once per
 /// generation about fields kept but not implemented, and once per change about a too-short JWT key,
-/// a missing database Secret or key, and a Percona cluster DittoFS waits for.
+/// a missing Secret or key, a Percona cluster DittoFS waits for, and a ServiceMonitor asked for on a
+/// cluster that does not serve the API.
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
     ctx: &Context,
     raw: &RawDittoServer,
     ds: &DittoServer,
-    config_map: &ConfigMap,
+    applied: &Applied,
     statefulset: Option<&StatefulSet>,
     values: &Values,
     adapters: AdaptersState,
     database: &Database,
 ) -> Result<(), Error> {
+    let monitor = applied.monitor;
     let observed = Observed {
-        config_map: config_map_state(config_map),
+        config_map: config_map_state(&applied.config_map),
         statefulset: statefulset.map(statefulset_state),
         config_hash: values.config_hash.clone(),
         jwt_problem: values.jwt_problem.clone(),
@@ -92,6 +96,7 @@ pub async fn update(
         database_secret_problem: database.secret_problem.clone(),
         secrets_problem: database.other_secrets.clone(),
         percona: database.percona.clone(),
+        monitor,
     };
     let desired = desired_status(ds, &observed, Timestamp::now());
     announce_database(ctx, raw, ds, database).await;
@@ -104,7 +109,17 @@ pub async fn update(
     let new_generation = ds.status.as_ref().and_then(|s| s.observed_generation) != ds.metadata.generation;
     let config_changed =
         condition_message(ds.status.as_ref(), c::CONFIG_READY) != condition_message(Some(&desired), c::CONFIG_READY);
+    let metrics_changed =
+        condition_message(ds.status.as_ref(), c::METRICS_READY) != condition_message(Some(&desired), c::METRICS_READY);
     write(ctx, raw, &desired).await?;
+    match (monitor, condition_message(Some(&desired), c::METRICS_READY)) {
+        (Monitor::ApiMissing, Some((_, message))) if metrics_changed => {
+            let reason = reasons::SERVICE_MONITOR_API_MISSING;
+            ctx.events.warning_on_change(raw, reason, "Apply", message).await;
+        }
+        (Monitor::ApiMissing, _) => {}
+        _ => ctx.events.resolved(raw, reasons::SERVICE_MONITOR_API_MISSING),
+    }
     match values.jwt_problem.as_ref() {
         Some(problem) if config_changed => {
             ctx.events.warning_on_change(raw, reasons::JWT_SECRET_TOO_SHORT, "Validate", problem.clone()).await;

@@ -25,6 +25,7 @@ fn observed(ready: i32) -> Observed {
         database_secret_problem: None,
         secrets_problem: None,
         percona: None,
+        monitor: Monitor::NotWanted,
     }
 }
 
@@ -57,10 +58,38 @@ fn a_fresh_server_is_pending_and_not_ready() {
     assert_eq!(ready.message, "Not ready: [NotAvailable StillProgressing NotAuthenticated]");
     assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)));
     let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
-    // DatabaseReady only with Percona (as in Go).
-    let expected: Vec<_> = c::ALL.into_iter().filter(|t| *t != c::DATABASE_READY).collect();
+    // DatabaseReady only with Percona (as in Go), MetricsReady only while metrics are on.
+    let expected: Vec<_> = c::ALL.into_iter().filter(|t| *t != c::DATABASE_READY && *t != c::METRICS_READY).collect();
     assert_eq!(types, expected);
     assert!(s.agents.is_empty());
+}
+
+#[test]
+fn metrics_ready_says_what_became_of_the_service_monitor_and_never_holds_ready_back() {
+    let metrics_on = json!({"metrics": {"enabled": true, "port": 9191, "serviceMonitor": {"enabled": true}}});
+    let ds = with_agent(server(metrics_on), true, reasons::AUTHENTICATION_SUCCEEDED);
+    let with = |monitor| desired_status(&ds, &Observed { monitor, ..observed(1) }, t(0));
+    let cases = [
+        (Monitor::NotWanted, "True", reasons::METRICS_SERVED),
+        (Monitor::Applied, "True", reasons::SERVICE_MONITOR_APPLIED),
+        (Monitor::ApiMissing, "False", reasons::SERVICE_MONITOR_API_MISSING),
+        (Monitor::ApiUnknown, "Unknown", reasons::SERVICE_MONITOR_API_UNKNOWN),
+    ];
+    for (monitor, status, reason) in cases {
+        let s = with(monitor);
+        let metrics = cond(&s, c::METRICS_READY);
+        assert_eq!((metrics.status.as_str(), metrics.reason.as_str()), (status, reason), "{monitor:?}");
+        assert!(metrics.message.starts_with("Service fs-metrics serves the metrics on port 9191 at /metrics"));
+        assert_eq!(cond(&s, c::READY).status, "True", "{monitor:?}");
+        let types: Vec<_> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        let expected: Vec<_> = c::ALL.into_iter().filter(|t| *t != c::DATABASE_READY).collect();
+        assert_eq!(types, expected, "all but DatabaseReady (no Percona here)");
+    }
+    assert!(cond(&with(Monitor::ApiMissing), c::METRICS_READY).message.contains("monitoring.coreos.com/v1"));
+    // Turned off, the condition goes.
+    let off = server(json!({"metrics": {"enabled": false, "serviceMonitor": {"enabled": true}}}));
+    let s = desired_status(&off, &observed(1), t(0));
+    assert!(s.conditions.iter().all(|cond| cond.type_ != c::METRICS_READY));
 }
 
 #[test]
@@ -103,16 +132,12 @@ fn transition_times_move_only_on_flips_and_unchanged_status_is_not_written() {
 }
 
 #[test]
-fn unimplemented_fields_are_named() {
+fn every_go_section_is_supported() {
     let ds = server(json!({"snapshotPolicies": [{"share": "/a", "interval": "1h"}], "percona": {"enabled": true},
         "metrics": {"enabled": true, "serviceMonitor": {"enabled": true}}}));
     let s = desired_status(&ds, &observed(1), t(0));
     let supported = cond(&s, c::SPEC_SUPPORTED);
-    assert_eq!(supported.status, "False");
-    assert!(supported.message.contains("spec.metrics.serviceMonitor"), "{}", supported.message);
-    for implemented in ["spec.percona", "spec.snapshotPolicies"] {
-        assert!(!supported.message.contains(implemented), "{implemented} is implemented: {}", supported.message);
-    }
+    assert_eq!((supported.status.as_str(), supported.reason.as_str()), ("True", reasons::ALL_FIELDS_SUPPORTED));
 }
 
 #[test]

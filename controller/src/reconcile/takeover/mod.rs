@@ -38,6 +38,9 @@ use dittofs_api::labels::{
 };
 use dittofs_api::{DittoServer, conditions::events as reasons, names};
 
+use crate::desired::service_monitor::ServiceMonitor;
+use crate::discovery::Served;
+
 use crate::apply::{apply_params, owned_by};
 use crate::desired::{child_meta, pod_selector};
 use crate::error::Error;
@@ -178,6 +181,14 @@ async fn adopt_children(
     listed.extend(get(&policies, &names::baseline_network_policy(&cr)).await?);
     for np in listed.iter().filter(|n| owned_by(n.meta(), uid)) {
         adopt(ctx, &ns, np, &main, &now, &mut adopted).await?;
+    }
+    // The Go operator's monitor selects (and carries) its own pod labels too; left with its manager they would
+    // stay beside this controller's, and the monitor would select nothing once the metrics Service loses them.
+    if ctx.service_monitor_api() == Served::Yes {
+        let monitors: Api<ServiceMonitor> = Api::namespaced(ctx.client.clone(), &ns);
+        if let Some(sm) = get(&monitors, &names::metrics_service(&cr)).await?.filter(|m| owned_by(m.meta(), uid)) {
+            adopt(ctx, &ns, &sm, &main, &now, &mut adopted).await?;
+        }
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let generated = [

@@ -116,4 +116,7 @@ verb is needed.
 - apiGroups: ["pgv2.percona.com"]
   resources: ["perconapgclusters"]
   verbs: ["get", "create", "patch"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
