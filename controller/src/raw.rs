@@ -132,11 +132,40 @@ fn check(spec: &DittoServerSpec) -> Result<(), InvalidSpec> {
     if let Some(t) = spec.termination_grace_period_seconds.filter(|t| *t < 0) {
         return invalid("terminationGracePeriodSeconds", format!("{t} is negative"));
     }
+    // Resource quantities are int-or-string in the schema, which cannot check them; the apiserver refuses the
+    // StatefulSet with a 500 (a failed conversion), which would look transient.
+    let resources = [
+        ("resources", spec.resources.as_ref()),
+        ("agent.resources", spec.agent.as_ref().and_then(|a| a.resources.as_ref())),
+    ];
+    for (field, r) in resources {
+        let Some(r) = r else { continue };
+        for (part, map) in [("limits", r.limits.as_ref()), ("requests", r.requests.as_ref())] {
+            if let Some((name, q)) = map.into_iter().flatten().find(|(_, q)| !is_quantity(&q.0)) {
+                return invalid(
+                    &format!("{field}.{part}.{name}"),
+                    format!("{:?} is not a quantity such as 500m, 1Gi or 2", q.0),
+                );
+            }
+        }
+    }
     // The agent would not start with a log filter it cannot parse; the others are checked alike.
     if let Some((path, message)) = spec.agent.as_ref().and_then(|a| a.invalid_field()) {
         return invalid(path, message.to_owned());
     }
     Ok(())
+}
+
+/// `^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$`: what the apiserver checks before it parses a quantity.
+fn is_quantity(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let number = s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.').len();
+    if number == 0 {
+        return false;
+    }
+    let rest = s[number..].trim_start_matches(|c: char| "eEinumkKMGTP".contains(c));
+    let rest = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+    rest.chars().all(|c| c.is_ascii_digit())
 }
 
 /// `^[0-9]+([.][0-9]+)?([KMGTPE]i|[kMGTPE])?$`, the CRD's size rule (a subset of Kubernetes quantities).
@@ -232,5 +261,26 @@ mod tests {
         assert!(e.to_string().contains("missing field `storage`"), "{e}");
         let e = raw(json!({"storage": {"metadataSize": 5}})).parse().unwrap_err();
         assert_eq!(e.path, "storage.metadataSize");
+    }
+}
+
+#[cfg(test)]
+mod quantity_tests {
+    use super::*;
+
+    #[test]
+    fn quantities_as_the_apiserver_checks_them() {
+        for ok in ["2", "500m", "1Gi", "1.5", "+1", "1e3", "100Ki"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["lots", "", "Gi", "1 Gi", "1Gi!"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+        let spec: DittoServerSpec = serde_json::from_value(serde_json::json!({
+            "storage": {"metadataSize": "1Gi"}, "resources": {"limits": {"cpu": "lots"}}
+        }))
+        .unwrap();
+        let refused = check(&spec).unwrap_err();
+        assert_eq!(refused.path, "resources.limits.cpu");
     }
 }

@@ -196,3 +196,34 @@ fn without_defaults(stored: &Value, sent: &Value) -> Value {
         _ => stored.clone(),
     }
 }
+
+#[tokio::test]
+#[ignore = "real-server tier: needs the Kubernetes test binaries; run `make test`"]
+async fn a_quantity_kubernetes_would_refuse_is_reported_and_waits_for_a_change() -> anyhow::Result<()> {
+    ControlPlane::shared()
+        .with_temp_ns("ctrl-child-rejected", async |ns| {
+            install_crd(ns.client()).await?;
+            let running = start_controller(ns.client(), ns.name());
+            // The schema cannot check a quantity (int-or-string); the apiserver refuses the StatefulSet.
+            let spec = json!({"storage": {"metadataSize": "1Gi"}, "resources": {"limits": {"cpu": "lots"}}});
+            create_server(ns, &server("fs", spec)?).await?;
+            let servers: Api<DittoServer> = ns.api();
+            let ds = wait_for_condition(&servers, "fs", conditions::READY, "False", Duration::from_secs(30)).await?;
+            let ready = ds.status.unwrap().conditions.into_iter().find(|c| c.type_ == conditions::READY).unwrap();
+            // The apiserver would refuse the StatefulSet with a 500 (a failed conversion), which looks
+            // transient: the controller checks the quantity itself and waits for a change.
+            assert_eq!(ready.reason, "InvalidSpec");
+            assert!(
+                ready.message.contains("resources.limits.cpu") && ready.message.contains("lots"),
+                "{}",
+                ready.message
+            );
+            assert!(ns.api::<k8s_openapi::api::apps::v1::StatefulSet>().get_opt("fs").await?.is_none());
+            let events = events_for(ns.client(), ns.name(), "fs").await?;
+            let invalid = events.iter().filter(|e| e.reason.as_deref() == Some("InvalidSpec")).count();
+            let failed = events.iter().filter(|e| e.reason.as_deref() == Some("ReconcileFailed")).count();
+            assert_eq!((invalid, failed), (1, 0), "one Warning of its own");
+            running.stop().await
+        })
+        .await
+}

@@ -122,14 +122,16 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
                 *ctx.failures.lock().expect("not poisoned").entry(key).or_default() += 1;
             }
             // Invalid specs and adapter failures have their own Warning Events already.
-            if !matches!(
+            // These have Warning Events of their own.
+            let own_event = matches!(
                 e,
                 Error::InvalidSpec(_)
                     | Error::Adapters { .. }
                     | Error::NotOwned { .. }
                     | Error::TakeoverBlocked(_)
                     | Error::LeadershipLost
-            ) {
+            );
+            if !own_event {
                 let note = format!("{} ({})", e, e.metric_label());
                 ctx.events.warning(&raw, reasons::RECONCILE_FAILED, "Reconcile", note).await;
             }
