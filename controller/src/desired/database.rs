@@ -9,7 +9,7 @@
 //! `port`, `dbname`, `user`, `password`); `DATABASE_URL` is kept for whatever reads it. Percona's clusters
 //! accept TLS connections only (their pg_hba has `hostssl` lines), so sslmode is `require`.
 
-use k8s_openapi::api::core::v1::{Capabilities, Container, EnvVar, EnvVarSource, SecretKeySelector, SecurityContext};
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, SecretKeySelector};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ use dittofs_api::DittoServer;
 use dittofs_api::crd::PerconaSpec;
 
 use super::owner_reference;
-use super::statefulset::{NONROOT_ID, POSTGRES_KEYS};
+use super::statefulset::POSTGRES_KEYS;
 
 /// `pgv2.percona.com/v2`.
 pub const PERCONA_API_VERSION: &str = "pgv2.percona.com/v2";
@@ -155,19 +155,7 @@ pub fn init_containers(ds: &DittoServer) -> Option<Vec<Container>> {
         image: Some(WAIT_IMAGE.into()),
         command: Some(vec!["/bin/sh".into(), "-c".into(), wait_script()]),
         env: Some(env),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NONROOT_ID),
-            run_as_group: Some(NONROOT_ID),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(super::statefulset::restricted_context()),
         ..Default::default()
     }])
 }

@@ -8,6 +8,7 @@
 //! server-side apply leaves fields a body omits alone when someone else owns them.
 
 mod containers;
+pub(crate) use containers::restricted_context;
 mod telemetry_env;
 
 use std::collections::BTreeMap;

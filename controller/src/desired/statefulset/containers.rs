@@ -393,16 +393,7 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str, telemetry: &AgentTe
             ..Default::default()
         }]),
         resources: Some(agent.and_then(|a| a.resources.clone()).unwrap_or(default_resources)),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NONROOT_ID),
-            run_as_group: Some(NONROOT_ID),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(runtime_default_seccomp()),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_context()),
         liveness_probe: Some(http_probe("/livez", admin_port, false, (5, 10, 3, 3))),
         readiness_probe: Some(http_probe("/readyz", admin_port, false, (2, 5, 3, 3))),
         volume_mounts: Some(
@@ -429,6 +420,22 @@ pub(super) fn agent_container(ds: &DittoServer, image: &str, telemetry: &AgentTe
             }))
             .collect(),
         ),
+        ..Default::default()
+    }
+}
+
+/// The restricted Pod Security profile's container context, as the controller's own containers (the agent,
+/// the database wait) run: non-root 65532, read-only root, no privilege escalation, no capabilities,
+/// RuntimeDefault seccomp.
+pub(crate) fn restricted_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NONROOT_ID),
+        run_as_group: Some(NONROOT_ID),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        seccomp_profile: Some(runtime_default_seccomp()),
         ..Default::default()
     }
 }
