@@ -141,25 +141,20 @@ impl Api {
                 .await
                 .context("no answer within 40 s")??;
             let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
+            let content_type = content_type(response.headers());
             let bytes = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
             let body = String::from_utf8_lossy(&bytes).into_owned();
             return Ok(Reply { status, content_type, body });
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let content_type = content_type(response.headers());
         let body = response.text().await?;
         Ok(Reply { status, content_type, body })
     }
+}
+
+/// The Content-Type of an answer ("" without one), from either HTTP client's headers.
+fn content_type(headers: &reqwest::header::HeaderMap) -> String {
+    headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }

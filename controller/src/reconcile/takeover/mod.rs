@@ -262,10 +262,7 @@ async fn adopt<K>(
     adopted: &mut Vec<String>,
 ) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: crate::cache::Child,
 {
     let entries = obj.meta().managed_fields.clone().unwrap_or_default();
     let Some(moved) = fields::transfer(&entries, GO_OPERATOR_FIELD_MANAGER, target, now.clone()) else {
