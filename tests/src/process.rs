@@ -125,6 +125,11 @@ impl Server {
         }
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills and reaps the process.
     pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();

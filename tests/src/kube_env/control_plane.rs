@@ -254,6 +254,11 @@ impl ControlPlane {
         self.servers.iter().position(|s| s.name == name).with_context(|| format!("no server {name} runs here"))
     }
 
+    /// Each running server's name and process id (the benches read their CPU time from `/proc`).
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.servers.iter().map(|s| (s.name, s.pid())).collect()
+    }
+
     /// Kills one server (`etcd`, `kube-apiserver` or `kube-controller-manager`) as a crash would: SIGKILL, no
     /// graceful step. It stays down until [`Self::start_again`]; its data (etcd's data dir) stays.
     pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use self::{
     fleet::{Fleet, create_all, real_servers, server_names},
-    report::{Figures, Measured},
+    report::{Cold, Figures, Measured},
     tracker::Tracker,
 };
 use super::{PHASE_MS, controller_identity, env_number, periods::millicores, usage};
@@ -45,6 +45,8 @@ struct Settings {
     settle: Duration,
     timeout: Duration,
     toggles: u64,
+    /// `BENCH_SCALE_COLD_ONLY=1`: the cold start alone, for a quick look at what it costs.
+    cold_only: bool,
 }
 
 /// The sizes of `BENCH_SCALE_N`: a comma list of positive numbers.
@@ -63,6 +65,7 @@ pub async fn run() -> anyhow::Result<()> {
         settle: Duration::from_secs(env_number("BENCH_SCALE_SETTLE_SECS", 15)),
         timeout: Duration::from_secs(env_number("BENCH_SCALE_TIMEOUT_SECS", 600)),
         toggles: env_number("BENCH_SCALE_TOGGLES", 10),
+        cold_only: env_number("BENCH_SCALE_COLD_ONLY", 0) == 1,
     };
     let (mut rng, seed) = Rng::from_var("BENCH_SEED");
     let json_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-scale.json");
@@ -83,7 +86,12 @@ pub async fn run() -> anyhow::Result<()> {
     for n in sizes {
         eprintln!("bench-scale: N={n}: cold start…");
         let cold = cold_start(n, &settings).await.with_context(|| format!("N={n}: cold start"))?;
-        eprintln!("bench-scale: N={n}: cold start → converged in {:.1} s; now created at once…", cold.as_secs_f64());
+        eprintln!("bench-scale: N={n}: cold start → converged in {:.1} s", cold.took.as_secs_f64());
+        if settings.cold_only {
+            print!("{}", cold.section(n));
+            continue;
+        }
+        eprintln!("bench-scale: N={n}: now created at once…");
         let measured = warm(n, cold, &settings, &mut rng).await.with_context(|| format!("N={n}"))?;
         print!("{}", measured.section());
         all.push(measured.figures());
@@ -113,8 +121,8 @@ async fn control_plane(dir: &Path, apiserver_args: Vec<String>) -> anyhow::Resul
 }
 
 /// N servers exist and their agents wait for their ServiceAccounts; the controller starts: the time until
-/// every server has converged.
-async fn cold_start(n: usize, settings: &Settings) -> anyhow::Result<Duration> {
+/// every server has converged, and what each process spent on it.
+async fn cold_start(n: usize, settings: &Settings) -> anyhow::Result<Cold> {
     let dir = tempfile::Builder::new().prefix("dittofs-bench-scale-").tempdir()?;
     let (cp, kubeconfig) = control_plane(dir.path(), Vec::new()).await?;
     let names = server_names(n);
@@ -123,15 +131,35 @@ async fn cold_start(n: usize, settings: &Settings) -> anyhow::Result<Duration> {
     eprintln!("bench-scale: N={n}: {n} servers created; starting the controller");
     let started = Instant::now();
     let (controller, _) = start_controller(&cp, NS, dir.path(), &[("KUBECONFIG", kubeconfig)])?;
+    let mut pids: Vec<(&'static str, u32)> = cp.pids();
+    pids.push(("dittofs-controller", controller.pid()));
+    pids.push(("bench (load driver, watches)", std::process::id()));
+    let before: Vec<u64> = pids.iter().map(|(_, pid)| usage(*pid).map_or(0, |u| u.1)).collect();
     let label = format!("N={n} cold start");
     let took = fleet.wait_all(&label, started).await.map_err(|e| with_log(e, &controller))?;
+    let cpu = pids
+        .iter()
+        .zip(before)
+        .map(|((name, pid), t0)| Ok(((*name).to_owned(), (usage(*pid)?.1.saturating_sub(t0)) as f64 / 100.0)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rss_kib = (usage(controller.pid())?.0, peak_rss(controller.pid())?);
     drop(fleet);
     drop(controller);
-    Ok(took)
+    Ok(Cold { took, cpu, rss_kib })
+}
+
+/// The peak resident set (`VmHWM`) of a process, KiB.
+fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmHWM")
 }
 
 /// The controller runs (and leads); N servers are created at once; then the idle window and the toggles.
-async fn warm(n: usize, cold: Duration, settings: &Settings, rng: &mut Rng) -> anyhow::Result<Measured> {
+async fn warm(n: usize, cold: Cold, settings: &Settings, rng: &mut Rng) -> anyhow::Result<Measured> {
     let dir = tempfile::Builder::new().prefix("dittofs-bench-scale-").tempdir()?;
     let (audit, args) = AuditLog::in_dir(dir.path())?;
     let (cp, kubeconfig) = control_plane(dir.path(), args).await?;
@@ -140,10 +168,13 @@ async fn warm(n: usize, cold: Duration, settings: &Settings, rng: &mut Rng) -> a
     let names = server_names(n);
     let real = real_servers(&names);
     let mut fleet = Fleet::start(&cp, dir.path(), &names, &real, settings.timeout);
+    let real_set: BTreeSet<String> = real.iter().cloned().collect();
+    let converging = audit.mark();
     let started = Instant::now();
     create_all(&cp.client(), &names).await?;
     let label = format!("N={n} created at once");
     let created = fleet.wait_all(&label, started).await.map_err(|e| with_log(e, &controller))?;
+    let converge_requests = audit.count_since(converging, |user| report::component_of(user, &real_set))?;
     let pods = fleet.take_pods();
     let toggled = pods.first().context("no real pod started")?;
 
@@ -155,7 +186,6 @@ async fn warm(n: usize, cold: Duration, settings: &Settings, rng: &mut Rng) -> a
     tokio::time::sleep(settings.idle).await;
     let idle_secs = window.elapsed().as_secs_f64();
     let (rss1, cpu1) = usage(controller.pid())?;
-    let real_set: BTreeSet<String> = real.iter().cloned().collect();
     let requests = audit.count_since(mark, |user| report::component_of(user, &real_set))?;
 
     let (off, on) = toggles(&fleet.tracker, toggled, settings, rng).await.map_err(|e| with_log(e, &controller))?;
@@ -168,6 +198,7 @@ async fn warm(n: usize, cold: Duration, settings: &Settings, rng: &mut Rng) -> a
         real: real.len(),
         cold,
         created,
+        converge_requests,
         idle_secs,
         rss_kib: (rss0, rss1),
         cpu_mcores: millicores(cpu1.saturating_sub(cpu0), idle_secs),

@@ -44,8 +44,10 @@ pub fn per_minute(requests: &Requests, secs: f64, component: &str, keep: impl Fn
 pub struct Measured {
     pub n: usize,
     pub real: usize,
-    pub cold: Duration,
+    pub cold: Cold,
     pub created: Duration,
+    /// The requests from creating the N servers until all converged.
+    pub converge_requests: Requests,
     pub idle_secs: f64,
     /// Controller RSS at the start and end of the idle window, KiB.
     pub rss_kib: (u64, u64),
@@ -57,12 +59,50 @@ pub struct Measured {
     pub driver: (u64, u64, u64),
 }
 
+/// The cold start: how long until all converged, the CPU seconds each process spent meanwhile, and the
+/// controller's RSS when all had converged and at its peak (KiB).
+#[derive(Debug, Clone)]
+pub struct Cold {
+    pub took: Duration,
+    pub cpu: Vec<(String, f64)>,
+    pub rss_kib: (u64, u64),
+}
+
+impl Cold {
+    /// Where the cold start's CPU went, as Markdown.
+    pub fn section(&self, n: usize) -> String {
+        let secs = self.took.as_secs_f64();
+        let mut out = format!(
+            "\n### Cold start of {n} servers: {secs:.1} s, and where the CPU went\n\nController RSS {:.1} MiB when all \
+             had converged, {:.1} MiB at its peak. The machine has {} cores: {:.0} CPU-seconds available.\n\n",
+            self.rss_kib.0 as f64 / 1024.0,
+            self.rss_kib.1 as f64 / 1024.0,
+            cores(),
+            secs * cores() as f64,
+        );
+        out += "| process | CPU seconds | share of the available |\n|---|---|---|\n";
+        for (name, cpu) in &self.cpu {
+            out += &format!("| {name} | {cpu:.1} | {:.0} % |\n", 100.0 * cpu / (secs * cores() as f64).max(0.001));
+        }
+        out
+    }
+}
+
+/// The cores this machine runs on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// One row of `target/bench-scale.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figures {
     pub n: usize,
     pub cold_start_s: f64,
+    /// The controller's peak RSS over the cold start.
+    pub cold_peak_rss_mib: f64,
     pub created_s: f64,
+    /// The controller's requests per server, from creating the N servers until all converged.
+    pub controller_requests_per_server: f64,
     pub rss_mib: f64,
     pub cpu_mcores: f64,
     /// Writes of the controller at rest, its leader Lease left out (the goal is 0).
@@ -94,8 +134,16 @@ impl Measured {
         let (toggle_median_s, toggle_max_s) = median_max(&self.off);
         Figures {
             n: self.n,
-            cold_start_s: self.cold.as_secs_f64(),
+            cold_start_s: self.cold.took.as_secs_f64(),
+            cold_peak_rss_mib: self.cold.rss_kib.1 as f64 / 1024.0,
             created_s: self.created.as_secs_f64(),
+            controller_requests_per_server: self
+                .converge_requests
+                .iter()
+                .filter(|((c, _, _), _)| *c == CONTROLLER)
+                .map(|(_, n)| *n as f64)
+                .sum::<f64>()
+                / self.n.max(1) as f64,
             rss_mib: self.rss_kib.1 as f64 / 1024.0,
             cpu_mcores: self.cpu_mcores,
             controller_writes_per_min: per_minute(r, s, CONTROLLER, |v, res| write(v) && !is_lease(res)),
@@ -115,6 +163,15 @@ impl Measured {
         out += "| phase | until all converged |\n|---|---|\n";
         out += &format!("| cold start: {n} servers exist, then the controller starts | {:.1} s |\n", f.cold_start_s);
         out += &format!("| {n} servers created at once, the controller running | {:.1} s |\n", f.created_s);
+        out += &self.cold.section(n);
+        out += &format!(
+            "\n### Requests from creating the {n} servers until all converged ({:.1} s)\n\n| component | verb | \
+             resource | per server |\n|---|---|---|---|\n",
+            f.created_s
+        );
+        for ((component, verb, resource), count) in &self.converge_requests {
+            out += &format!("| {component} | {verb} | {resource} | {:.2} |\n", *count as f64 / n.max(1) as f64);
+        }
         out += &format!("\n### At rest over {:.0} s\n\n", self.idle_secs);
         out += &format!(
             "Controller RSS {:.1} → {:.1} MiB, CPU {:.2} millicores. Controller writes {:.1}/min besides its \
@@ -251,8 +308,13 @@ mod tests {
         let m = Measured {
             n: 100,
             real: 2,
-            cold: Duration::from_millis(12_500),
+            cold: Cold {
+                took: Duration::from_millis(12_500),
+                cpu: vec![("kube-apiserver".to_owned(), 10.0), ("dittofs-controller".to_owned(), 2.5)],
+                rss_kib: (25 * 1024, 40 * 1024),
+            },
             created: Duration::from_secs(9),
+            converge_requests: [((CONTROLLER, "patch".to_owned(), "services".to_owned()), 500)].into(),
             idle_secs: 60.0,
             rss_kib: (20 * 1024, 30 * 1024),
             cpu_mcores: 1.5,
@@ -265,6 +327,9 @@ mod tests {
         assert_eq!((f.controller_writes_per_min, f.controller_lease_writes_per_min), (0.0, 120.0));
         assert_eq!((f.controller_reads_per_min, f.agent_writes_per_min, f.rss_mib), (3.0, 51.0, 30.0));
         assert_eq!((f.toggle_median_s, f.toggle_max_s), (0.5, 0.9));
+        assert_eq!((f.cold_peak_rss_mib, f.controller_requests_per_server), (40.0, 5.0));
+        assert!(m.section().contains("| kube-apiserver | 10.0 |"));
+        assert!(m.section().contains("| controller | patch | services | 5.00 |"));
         assert!(m.section().contains("| SMB disabled → its Service gone | 3 | 0.50 s | 0.90 s |"));
         assert!(
             summary(std::slice::from_ref(&f))
