@@ -43,11 +43,47 @@ pub enum Outcome {
 /// (kind, namespace, name) of a child.
 type ChildKey = (String, String, String);
 
-/// The last apply of a child: a hash of the body sent and the resourceVersion of the answer.
+/// The last apply of a child: a hash of the body sent, and what identifies the answer: its resourceVersion,
+/// and its generation with a hash of the metadata others could change ([`meta_hash`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sent {
     body: u64,
     resource_version: String,
+    generation: Option<i64>,
+    meta: u64,
+}
+
+impl Sent {
+    fn of<K: serde::Serialize>(body: &K, answer: &ObjectMeta) -> Self {
+        Self::new(body_hash(body), answer)
+    }
+
+    fn new(body: u64, answer: &ObjectMeta) -> Self {
+        Self {
+            body,
+            resource_version: answer.resource_version.clone().unwrap_or_default(),
+            generation: answer.generation.filter(|g| *g > 0),
+            meta: meta_hash(answer),
+        }
+    }
+
+    /// Whether `current` is still the object this apply answered with, as far as an apply could tell: the
+    /// same resourceVersion, or — for kinds with a generation (the StatefulSet) — the same generation and
+    /// metadata. The StatefulSet controller rewrites the status after every pod change; re-applying the
+    /// unchanged spec each time would be a request per status change for nothing.
+    fn still(&self, current: &ObjectMeta) -> bool {
+        current.resource_version.as_ref() == Some(&self.resource_version)
+            || (self.generation.is_some() && current.generation == self.generation && meta_hash(current) == self.meta)
+    }
+}
+
+/// A hash of the metadata an apply sets and someone else could change without a new generation.
+fn meta_hash(meta: &ObjectMeta) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&meta.labels, &meta.annotations).hash(&mut hasher);
+    serde_json::to_vec(&meta.owner_references).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A hash of the body an apply sends (serialization is deterministic: struct fields in order, maps sorted).
@@ -128,11 +164,47 @@ impl Applier {
         let (Some(namespace), name) = (obj.namespace(), obj.name_any()) else { return false };
         let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
         let Some(sent) = self.last.lock().expect("not poisoned").get(&key).cloned() else { return false };
-        let current = match live {
-            Some(live) => live.resource_version(),
-            None => self.stores.resource_version::<K>(&namespace, &name),
+        let still = match live {
+            Some(live) => sent.still(live.meta()),
+            None => K::store(&self.stores)
+                .get(&ObjectRef::new(&name).within(&namespace))
+                .is_some_and(|cached| sent.still(&cached.metadata)),
         };
-        current.as_ref() == Some(&sent.resource_version) && sent.body == body_hash(obj)
+        still && sent.body == body_hash(obj)
+    }
+
+    /// Whether a watch event shows an object exactly as this applier's last write left it: the reconcile
+    /// that wrote it already knows, so the event need not reconcile its server again.
+    pub fn own_write(&self, kind: &str, meta: &ObjectMeta) -> bool {
+        let (Some(namespace), Some(name), Some(rv)) = (&meta.namespace, &meta.name, &meta.resource_version) else {
+            return false;
+        };
+        let key = (kind.to_owned(), namespace.clone(), name.clone());
+        self.last.lock().expect("not poisoned").get(&key).is_some_and(|sent| &sent.resource_version == rv)
+    }
+
+    /// Records `body` as applied with `answer` by a write outside [`Applier::apply`] (the adapter step's).
+    pub fn remember<K: Child>(&self, body: &K, answer: &ObjectMeta) {
+        let (Some(namespace), name) = (body.namespace(), body.name_any()) else { return };
+        let key = (K::kind(&()).into_owned(), namespace, name);
+        self.last.lock().expect("not poisoned").insert(key, Sent::of(body, answer));
+    }
+
+    /// Another field manager's apply moved `before` to `after` (the adapter ports of the StatefulSet): if
+    /// this applier's body was current before it, it still is, at the new version.
+    pub fn carry<K: Child>(&self, before: &ObjectMeta, after: &ObjectMeta) {
+        let (Some(namespace), Some(name)) = (&before.namespace, &before.name) else { return };
+        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
+        let mut last = self.last.lock().expect("not poisoned");
+        if let Some(sent) = last.get_mut(&key).filter(|sent| sent.still(before)) {
+            *sent = Sent::new(sent.body, after);
+        }
+    }
+
+    /// Forgets a child deleted outside [`Applier::delete_if_present`].
+    pub fn forget<K: Child>(&self, meta: &ObjectMeta) {
+        let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) else { return };
+        self.last.lock().expect("not poisoned").remove(&(K::kind(&()).into_owned(), namespace.clone(), name.clone()));
     }
 
     /// Server-side applies `obj` (which carries its name and namespace) and says what happened.
@@ -175,7 +247,7 @@ impl Applier {
         } else {
             Outcome::Updated
         };
-        self.last.lock().expect("not poisoned").insert(key, Sent { body: body_hash(obj), resource_version: rv });
+        self.last.lock().expect("not poisoned").insert(key, Sent::of(obj, applied.meta()));
         if outcome != Outcome::Unchanged {
             self.metrics.wrote(&kind);
             tracing::debug!(%kind, %name, ?outcome, "applied");
@@ -208,5 +280,33 @@ impl Applier {
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
             Err(e) => Err(Error::kube(format!("delete {kind} {name}"), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn meta(rv: &str, generation: Option<i64>, label: &str) -> ObjectMeta {
+        ObjectMeta {
+            resource_version: Some(rv.into()),
+            generation,
+            labels: Some(BTreeMap::from([("l".to_owned(), label.to_owned())])),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn an_answer_still_holds_at_its_version_or_with_a_generation_at_its_generation_and_metadata() {
+        let sts = Sent::of(&"body", &meta("5", Some(2), "a"));
+        assert!(sts.still(&meta("5", Some(2), "a")));
+        assert!(sts.still(&meta("9", Some(2), "a")), "a status write by the StatefulSet controller");
+        assert!(!sts.still(&meta("9", Some(3), "a")), "someone changed the spec");
+        assert!(!sts.still(&meta("9", Some(2), "b")), "someone changed a label");
+        let cm = Sent::of(&"body", &meta("5", None, "a"));
+        assert!(cm.still(&meta("5", None, "a")));
+        assert!(!cm.still(&meta("6", None, "a")), "without a generation only the version tells");
+        assert_eq!(Sent::new(body_hash(&"body"), &meta("5", None, "a")), cm);
     }
 }

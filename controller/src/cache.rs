@@ -5,6 +5,7 @@
 //! needs `list` on Secrets cluster-wide, which would let the controller read every Secret in the cluster.
 //! The Secrets it generates are created once (create-only) and read by name (see `reconcile::secrets`).
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -12,6 +13,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::store::Writer;
@@ -124,6 +126,23 @@ pub fn child_caches() -> (ChildStores, ChildWriters) {
 }
 
 impl ChildStores {
+    /// The names of the cached objects of kind `K` in `namespace` that the equality selector `selector`
+    /// (`k=v,k2=v2`) matches and the server of uid `uid` owns; `None` until the cache has its first list.
+    pub fn names_selected<K: Child>(&self, namespace: &str, selector: &str, uid: &str) -> Option<BTreeSet<String>> {
+        if !K::cache(self).synced.is_synced() {
+            return None;
+        }
+        let wanted: Vec<(&str, &str)> = selector.split(',').filter_map(|pair| pair.split_once('=')).collect();
+        let matches = |meta: &ObjectMeta| {
+            let labels = meta.labels.as_ref();
+            wanted.iter().all(|(k, v)| labels.and_then(|l| l.get(*k)).is_some_and(|l| l == v))
+                && meta.namespace.as_deref() == Some(namespace)
+                && crate::apply::owned_by(meta, uid)
+        };
+        let objects = K::store(self).state();
+        Some(objects.iter().filter(|o| matches(&o.metadata)).filter_map(|o| o.metadata.name.clone()).collect())
+    }
+
     /// The cached resourceVersion of a child, if the cache has it.
     pub fn resource_version<K: Child>(&self, namespace: &str, name: &str) -> Option<String> {
         let key = ObjectRef::<PartialObjectMeta<K>>::new(name).within(namespace);

@@ -62,6 +62,8 @@ pub struct Events {
     /// What was last announced per (server uid, reason): the note of [`Events::warning_on_change`], the
     /// generation and note of [`Events::warning_per_generation`].
     announced: Arc<Mutex<HashMap<(String, String), String>>>,
+    /// The children created by the reconcile running per server (uid), announced as one Event at its end.
+    created: Arc<Mutex<HashMap<String, Vec<String>>>>,
     queue: mpsc::Sender<Queued>,
 }
 
@@ -77,7 +79,7 @@ impl Events {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: Some(instance.into()) };
         let (queue, queued) = mpsc::channel(MAX_QUEUED);
         tokio::spawn(publish_queued(queued));
-        Self { client, reporter, recorders: Arc::default(), announced: Arc::default(), queue }
+        Self { client, reporter, recorders: Arc::default(), announced: Arc::default(), created: Arc::default(), queue }
     }
 
     fn recorder(&self, reason: &str, note: &str) -> Recorder {
@@ -105,6 +107,22 @@ impl Events {
         note: String,
     ) {
         self.publish(ds, Some(related), EventType::Normal, reason, action, note).await;
+    }
+
+    /// Notes that the running reconcile of `ds` created `what` ("Service fs-api"); see [`Events::announce_created`].
+    pub fn created(&self, ds: &RawDittoServer, what: String) {
+        let key = ds.uid().unwrap_or_else(|| ds.name_any());
+        self.created.lock().expect("not poisoned").entry(key).or_default().push(what);
+    }
+
+    /// One Normal `Created` Event naming every child the reconcile of `ds` created, if any. One per child
+    /// would be a dozen Event writes per new server, as many as the children themselves, and at a thousand
+    /// servers they outran the queue (whose overflow is dropped).
+    pub async fn announce_created(&self, ds: &RawDittoServer) {
+        let key = ds.uid().unwrap_or_else(|| ds.name_any());
+        let Some(created) = self.created.lock().expect("not poisoned").remove(&key) else { return };
+        let note = format!("Created {}", created.join(", "));
+        self.normal(ds, CREATED, "Apply", note).await;
     }
 
     /// A Warning Event on `ds`.

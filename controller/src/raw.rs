@@ -53,25 +53,27 @@ impl Resource for RawDittoServer {
     }
 }
 
-/// What a change must touch to trigger a reconcile (a kube-runtime predicate): everything but the
-/// agents' `lastPollTime`. Healthy agents refresh that time every third of `reportMaxAgeSeconds` as a
-/// heartbeat; reconciling each one would cost every server a dozen requests a minute for nothing. The
-/// controller reads the freshest entries from its cache whenever it does reconcile, and requeues itself for
-/// the moment a report would go stale.
+/// What a change must touch to trigger a reconcile (a kube-runtime predicate): the metadata that steers it
+/// and the agents' entries, but not their `lastPollTime` and nothing the controller writes itself.
+///
+/// Healthy agents refresh `lastPollTime` every third of `reportMaxAgeSeconds` as a heartbeat; reconciling
+/// each one would cost every server a dozen requests a minute for nothing. The controller's own status
+/// (phase, conditions, …) is what a reconcile just wrote: reconciling again on it found nothing to do but
+/// cost the server its reads, several times per server on the way up. The controller reads the freshest
+/// entries from its cache whenever it does reconcile, and requeues itself for the moment a report would go
+/// stale.
 pub fn trigger_hash(ds: &RawDittoServer) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let mut status = ds.status.clone().unwrap_or(Value::Null);
-    if let Some(agents) = status.get_mut("agents").and_then(Value::as_array_mut) {
-        for agent in agents.iter_mut().filter_map(Value::as_object_mut) {
-            agent.remove("lastPollTime");
-        }
+    let mut agents = ds.status.as_ref().and_then(|s| s.get("agents")).cloned().unwrap_or(Value::Null);
+    for agent in agents.as_array_mut().into_iter().flatten().filter_map(Value::as_object_mut) {
+        agent.remove("lastPollTime");
     }
     let meta = &ds.metadata;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (&meta.uid, meta.generation, &meta.finalizers, meta.deletion_timestamp.as_ref().map(|t| t.0.as_second()))
         .hash(&mut hasher);
     (&meta.labels, &meta.annotations).hash(&mut hasher);
-    status.to_string().hash(&mut hasher);
+    agents.to_string().hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -211,7 +213,12 @@ mod tests {
         let base = with("2026-01-01T00:00:00Z", nfs.clone(), 1);
         assert_eq!(base, with("2026-01-01T00:01:40Z", nfs.clone(), 1), "a heartbeat alone");
         assert_ne!(base, with("2026-01-01T00:01:40Z", json!([]), 1), "a new report");
-        assert_ne!(base, with("2026-01-01T00:00:00Z", nfs, 2), "a spec change");
+        assert_ne!(base, with("2026-01-01T00:00:00Z", nfs.clone(), 2), "a spec change");
+        let mut own = raw(json!({}));
+        own.metadata.generation = Some(1);
+        own.status = Some(json!({"phase": "Running", "conditions": [{"type": "Ready"}], "agents": [
+            {"podName": "fs-0", "lastPollTime": "2026-01-01T00:00:00Z", "adapters": nfs}]}));
+        assert_eq!(base, trigger_hash(&own), "the controller's own status");
     }
 
     #[test]

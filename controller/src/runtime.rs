@@ -128,13 +128,15 @@ impl Controller {
         self.metrics.leader.set(1);
         let (stores, writers) = child_caches();
         let applier = Applier::new(self.client.clone(), stores, self.metrics.clone());
+        let own_writes = applier.clone();
         let events = Events::new(self.client.clone(), &self.config.identity);
         // Asked before the first reconcile of the term, so none reports a missing API that is there.
         let (api_state, service_monitor_api) = tokio::sync::watch::channel(Served::Unknown);
         discovery::refresh(&self.client, &api_state).await;
+        let applier = own_writes;
         let ctx = Arc::new(Context::new(
             self.client.clone(),
-            applier,
+            applier.clone(),
             events,
             self.metrics.clone(),
             self.config.agent_defaults(),
@@ -160,13 +162,13 @@ impl Controller {
             .predicate_filter(trigger_hash, PredicateConfig::default())
             .inspect_ok(move |raw| traces.arrived(raw));
         let controller = KubeController::for_stream(servers, store.clone())
-            .watches_stream(self.children::<StatefulSet>(writers.statefulsets), servers_of)
-            .watches_stream(self.children::<Service>(writers.services), servers_of)
-            .watches_stream(self.children::<ConfigMap>(writers.config_maps), servers_of)
-            .watches_stream(self.children::<NetworkPolicy>(writers.network_policies), servers_of)
-            .watches_stream(self.children::<ServiceAccount>(writers.service_accounts), servers_of)
-            .watches_stream(self.children::<Role>(writers.roles), servers_of)
-            .watches_stream(self.children::<RoleBinding>(writers.role_bindings), servers_of)
+            .watches_stream(self.children::<StatefulSet>(writers.statefulsets, &applier), servers_of)
+            .watches_stream(self.children::<Service>(writers.services, &applier), servers_of)
+            .watches_stream(self.children::<ConfigMap>(writers.config_maps, &applier), servers_of)
+            .watches_stream(self.children::<NetworkPolicy>(writers.network_policies, &applier), servers_of)
+            .watches_stream(self.children::<ServiceAccount>(writers.service_accounts, &applier), servers_of)
+            .watches_stream(self.children::<Role>(writers.roles, &applier), servers_of)
+            .watches_stream(self.children::<RoleBinding>(writers.role_bindings, &applier), servers_of)
             .watches_stream(self.service_monitors(writers.service_monitors, service_monitor_api), servers_of)
             .with_config(controller::Config::default().concurrency(self.config.max_concurrent_reconciles))
             .reconcile_all_on(once_synced(synced.clone()))
@@ -208,9 +210,13 @@ impl Controller {
 
     /// A metadata-only watch of one child kind, limited to objects this controller labels,
     /// feeding that kind's cache.
+    /// The metadata watch of one kind of child, feeding its cache. A change this controller's own apply
+    /// made (the watch shows the version the apply answered with) does not reconcile the server again: the
+    /// reconcile that wrote it knew the result. Every other change does, deletions included.
     fn children<K>(
         &self,
         feed: Feed<K>,
+        applier: &Applier,
     ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -226,7 +232,14 @@ impl Controller {
             .backoff(watch_backoff())
             .modify(drop_managed_fields)
             .reflect(feed.writer);
-        mark_synced(reflected, feed.synced).touched_objects()
+        let applier = applier.clone();
+        let kind = K::kind(&()).into_owned();
+        mark_synced(reflected, feed.synced)
+            .try_filter(move |event| {
+                let own = matches!(event, watcher::Event::Apply(obj) if applier.own_write(&kind, &obj.metadata));
+                std::future::ready(!own)
+            })
+            .touched_objects()
     }
 
     /// [`Controller::children`] for ServiceMonitors, whose API the cluster may not serve: the watch runs

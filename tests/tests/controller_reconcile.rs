@@ -148,10 +148,19 @@ async fn every_child_exists_with_owner_labels_and_contents_and_gc_removes_them()
         for c in &status.conditions {
             assert_eq!(c.observed_generation, ds.metadata.generation, "{c:?}");
         }
-        let events = wait_until("Created Events", Duration::from_secs(10), async || {
+        // One Created Event per reconcile that created something, naming each child it created.
+        let events = wait_until("Created Events naming every child", Duration::from_secs(10), async || {
             let events = events_for(ns.client(), ns.name(), "fs").await?;
-            let created = events.iter().filter(|e| e.reason.as_deref() == Some("Created")).count();
-            anyhow::ensure!(created >= objects.len(), "{created} Created Events");
+            let notes: Vec<&str> = events
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("Created"))
+                .filter_map(|e| e.note.as_deref())
+                .collect();
+            for (kind, name) in &objects {
+                let named = notes.iter().filter(|n| n.contains(&format!("{kind} {name}"))).count();
+                anyhow::ensure!(named == 1, "{kind} {name} is named by {named} Created Events: {notes:?}");
+            }
+            anyhow::ensure!(notes.len() < objects.len(), "one Event per child: {notes:?}");
             Ok(events)
         })
         .await?;

@@ -262,6 +262,9 @@ impl Step<'_> {
     async fn sync<K: AdapterKind>(&mut self, desired: Vec<K>) {
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let kind = K::kind(&());
+        if self.known_unchanged(&desired) {
+            return;
+        }
         let mut selectors = vec![K::selector(&self.cr)];
         if self.taken_over {
             selectors.push(K::go_selector(&self.cr));
@@ -281,7 +284,13 @@ impl Step<'_> {
             }
         }
         let live: Vec<K> = live.into_iter().filter(|o| owned_by(o.meta(), &self.uid)).collect();
-        let plan = plan(desired, &live);
+        let plan = plan(desired.clone(), &live);
+        // What is already as desired counts as applied at its version, so the next reconcile need not list.
+        for d in desired.iter().filter(|d| !plan.apply.iter().any(|(a, _)| a.name_any() == d.name_any())) {
+            if let Some(l) = live.iter().find(|l| l.name_any() == d.name_any()) {
+                self.ctx.applier.remember(d, l.meta());
+            }
+        }
         let hold = self.hold_policies && kind == NetworkPolicy::kind(&());
         for obj in plan.delete {
             if hold {
@@ -299,6 +308,22 @@ impl Step<'_> {
             let span = self.write_span("adapter.apply", &obj);
             self.apply(&api, obj, live).instrument(span).await;
         }
+    }
+
+    /// Whether the caches already show every desired object as this controller last applied it, and no
+    /// other labelled one of this server: then the list (a request per kind and reconcile, for every
+    /// report and every resync) would find nothing to do. A server taken over from the Go operator may
+    /// hold objects with only the Go labels, which the caches do not watch: it is always listed.
+    fn known_unchanged<K: AdapterKind>(&self, desired: &[K]) -> bool {
+        if self.taken_over {
+            return false;
+        }
+        let stores = self.ctx.applier.stores();
+        let Some(cached) = stores.names_selected::<K>(&self.ns, &K::selector(&self.cr), &self.uid) else {
+            return false;
+        };
+        let wanted: std::collections::BTreeSet<String> = desired.iter().map(ResourceExt::name_any).collect();
+        cached == wanted && desired.iter().all(|d| self.ctx.applier.unchanged(d, None))
     }
 
     /// The span of one write, holding what a trace search asks for: the object, its adapter, its server.
@@ -337,6 +362,7 @@ impl Step<'_> {
             Ok(applied) => applied,
             Err(e) => return self.fail(K::FAILED, Error::kube(format!("apply {kind} {name}"), e)).await,
         };
+        self.ctx.applier.remember(&obj, applied.meta());
         let before = live.as_ref().map(ResourceExt::resource_version);
         if before == Some(applied.resource_version()) {
             // Something differed that this apply does not own (e.g. another manager's extra port).
@@ -358,6 +384,7 @@ impl Step<'_> {
         };
         match api.delete(&name, &params).await {
             Ok(_) => {
+                self.ctx.applier.forget::<K>(obj.meta());
                 self.wrote(&kind);
                 let note = format!("Deleted {kind} {name}: adapter {adapter} is not serving");
                 self.ctx.events.normal_about(self.raw, obj.object_ref(&()), K::DELETED, "Delete", note).await;
@@ -397,6 +424,8 @@ impl Step<'_> {
         if applied.resource_version() == sts.resource_version() {
             return None;
         }
+        // The main apply's body is untouched by this one: it need not be sent again for this new version.
+        self.ctx.applier.carry::<StatefulSet>(sts.meta(), applied.meta());
         self.wrote("StatefulSet");
         let note = if desired.is_empty() {
             format!("Removed the adapter container ports of StatefulSet {name}")

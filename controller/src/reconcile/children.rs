@@ -41,8 +41,7 @@ pub struct Applied {
 async fn apply_one<K: crate::cache::Child>(ctx: &Context, raw: &RawDittoServer, obj: &K) -> Result<K, Error> {
     let (applied, outcome) = ctx.applier.apply(obj).await?;
     if outcome == Outcome::Created {
-        let note = format!("Created {} {}", K::kind(&()), applied.name_any());
-        ctx.events.normal_about(raw, applied.object_ref(&()), events::CREATED, "Apply", note).await;
+        ctx.events.created(raw, format!("{} {}", K::kind(&()), applied.name_any()));
     }
     Ok(applied)
 }

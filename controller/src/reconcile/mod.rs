@@ -108,6 +108,7 @@ pub async fn reconcile(raw: Arc<RawDittoServer>, ctx: Arc<Context>) -> Result<Ac
     span.in_scope(|| tracing::debug!(resource_version = ?raw.metadata.resource_version, "reconcile started"));
     let work = tracing::Instrument::instrument(reconcile_server(&raw, &ctx), span.clone());
     let result = cancellable(&ctx.term, RECONCILE_DEADLINE, work).await;
+    ctx.events.announce_created(&raw).await;
     span.in_scope(|| tracing::debug!(elapsed = ?started.elapsed(), ok = result.is_ok(), "reconcile ended"));
     let key = ObjectRef::from_obj(raw.as_ref());
     match &result {

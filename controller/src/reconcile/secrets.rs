@@ -13,13 +13,12 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PostParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use dittofs_api::constants::CONTROLLER_FIELD_MANAGER;
 
 use crate::apply::apply_params;
 use crate::error::Error;
-use crate::events;
 use crate::raw::RawDittoServer;
 use crate::reconcile::Context;
 
@@ -53,8 +52,7 @@ pub async fn ensure(ctx: &Context, raw: &RawDittoServer, secret: &Secret, existi
                 e => Error::kube(format!("create Secret {name}"), e),
             })?;
             ctx.metrics.wrote("Secret");
-            let note = format!("Created Secret {name}");
-            ctx.events.normal_about(raw, created.object_ref(&()), events::CREATED, "Apply", note).await;
+            ctx.events.created(raw, format!("Secret {}", created.name_any()));
             Ok(())
         }
         Existing::Incomplete => {
