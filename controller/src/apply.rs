@@ -77,11 +77,13 @@ impl Sent {
     }
 }
 
-/// A hash of the metadata an apply sets and someone else could change without a new generation.
+/// A hash of the metadata an apply sets, someone else could change without a new generation, and the cache
+/// keeps ([`crate::cache::slim`]): its owners and the labels the controller reads.
 fn meta_hash(meta: &ObjectMeta) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (&meta.labels, &meta.annotations).hash(&mut hasher);
+    let labels = meta.labels.iter().flatten().filter(|(k, _)| crate::cache::KEPT_LABELS.contains(&k.as_str()));
+    labels.collect::<Vec<_>>().hash(&mut hasher);
     serde_json::to_vec(&meta.owner_references).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
 }
@@ -292,7 +294,10 @@ mod tests {
         ObjectMeta {
             resource_version: Some(rv.into()),
             generation,
-            labels: Some(BTreeMap::from([("l".to_owned(), label.to_owned())])),
+            labels: Some(BTreeMap::from([
+                (dittofs_api::labels::INSTANCE_LABEL.to_owned(), label.to_owned()),
+                ("not-read".to_owned(), "x".to_owned()),
+            ])),
             ..ObjectMeta::default()
         }
     }

@@ -19,10 +19,30 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store, store};
 use serde::Serialize;
+
+use dittofs_api::labels::{ADAPTER_NETWORK_POLICY_LABEL, ADAPTER_SERVICE_LABEL, INSTANCE_LABEL};
 use serde::de::DeserializeOwned;
 
 use crate::desired::service_monitor::ServiceMonitor;
 use crate::synced::{MarkSynced, Synced, synced};
+
+/// The labels the controller reads from cached children: the server a child belongs to (when its owner
+/// reference is gone) and the adapter step's selectors. Every other label stays out of the cache.
+pub const KEPT_LABELS: [&str; 3] = [INSTANCE_LABEL, ADAPTER_SERVICE_LABEL, ADAPTER_NETWORK_POLICY_LABEL];
+
+/// What a child's cache entry keeps: name, namespace, uid, versions, owners and [`KEPT_LABELS`]. Every
+/// server has a dozen children, so at a thousand servers each byte dropped here is 12 KB; the managedFields,
+/// annotations, type and other labels are read by nobody.
+pub fn slim<K: Resource>(obj: &mut PartialObjectMeta<K>) {
+    obj.types = None;
+    let meta = &mut obj.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.finalizers = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| KEPT_LABELS.contains(&k.as_str()));
+    }
+}
 
 /// A kind of child the controller applies and watches.
 pub trait Child:
@@ -168,3 +188,28 @@ child!(ServiceAccount, service_accounts);
 child!(Role, roles);
 child!(RoleBinding, role_bindings);
 child!(ServiceMonitor, service_monitors);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_entry_keeps_owners_versions_and_the_labels_read() {
+        let mut obj: PartialObjectMeta<Service> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "fs-adapter-nfs", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "labels": {INSTANCE_LABEL: "fs", ADAPTER_SERVICE_LABEL: "true", "app.kubernetes.io/name": "dittofs"},
+                "annotations": {"a": "b"}, "finalizers": ["f"], "ownerReferences": [{"apiVersion": "v",
+                "kind": "DittoServer", "name": "fs", "uid": "o"}], "managedFields": [{"manager": "m"}]}
+        }))
+        .unwrap();
+        slim(&mut obj);
+        let meta = &obj.metadata;
+        let labels: Vec<&String> = meta.labels.iter().flatten().map(|(k, _)| k).collect();
+        assert_eq!(labels, [INSTANCE_LABEL, ADAPTER_SERVICE_LABEL]);
+        assert!(obj.types.is_none() && meta.annotations.is_none() && meta.finalizers.is_none());
+        assert!(meta.managed_fields.is_none());
+        assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u"), Some("7")));
+        assert_eq!(meta.owner_references.as_ref().map(Vec::len), Some(1));
+    }
+}

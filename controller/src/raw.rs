@@ -1,9 +1,14 @@
-//! A lenient view of a `DittoServer` for the watch: spec and status stay JSON until one reconcile parses them.
+//! A lenient, compact view of a `DittoServer` for the watch: spec and status stay JSON text until one
+//! reconcile parses them.
 //!
-//! Why: the watcher deserializes every object of the list. With the typed `DittoServer`, one object
+//! Why lenient: the watcher deserializes every object of the list. With the typed `DittoServer`, one object
 //! that got in before the schema (or through a CRD without validation) would fail the whole list and
 //! wedge the controller for every server. Here only that object's reconcile fails, with a message
 //! naming the field.
+//!
+//! Why text: the cache holds every server for as long as the controller runs. As a `serde_json::Value`
+//! a server with its agents' reports took about 19 KB (a map node and a string per key), as its compact
+//! JSON text a fifth of that; the text is parsed when a reconcile or a watch event needs it.
 
 use std::borrow::Cow;
 
@@ -12,21 +17,32 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use dittofs_api::{DittoServer, DittoServerSpec, DittoServerStatus};
 
 /// A `DittoServer` as stored, with `spec` and `status` not yet parsed.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RawDittoServer {
     /// Object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The spec as JSON.
-    #[serde(default)]
-    pub spec: Value,
-    /// The status as JSON.
+    /// The spec as JSON text.
+    #[serde(default = "empty_object")]
+    pub spec: Box<RawValue>,
+    /// The status as JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub status: Option<Box<RawValue>>,
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("valid JSON")
+}
+
+impl Default for RawDittoServer {
+    fn default() -> Self {
+        Self { metadata: ObjectMeta::default(), spec: empty_object(), status: None }
+    }
 }
 
 impl Resource for RawDittoServer {
@@ -64,7 +80,7 @@ impl Resource for RawDittoServer {
 /// stale.
 pub fn trigger_hash(ds: &RawDittoServer) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let mut agents = ds.status.as_ref().and_then(|s| s.get("agents")).cloned().unwrap_or(Value::Null);
+    let mut agents = ds.status_part("agents").unwrap_or(Value::Null);
     for agent in agents.as_array_mut().into_iter().flatten().filter_map(Value::as_object_mut) {
         agent.remove("lastPollTime");
     }
@@ -75,6 +91,18 @@ pub fn trigger_hash(ds: &RawDittoServer) -> Option<u64> {
     (&meta.labels, &meta.annotations).hash(&mut hasher);
     agents.to_string().hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// `kubectl apply` (client-side) keeps a copy of the whole object in this annotation; nothing here reads it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the cache keeps of a watched server: not its managedFields (often the larger part of its metadata)
+/// nor `kubectl apply`'s copy of it, which nothing here reads.
+pub fn slim(ds: &mut RawDittoServer) {
+    ds.metadata.managed_fields = None;
+    if let Some(annotations) = ds.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// Why a stored object is not a valid `DittoServer` spec.
@@ -88,10 +116,27 @@ pub struct InvalidSpec {
 }
 
 impl RawDittoServer {
+    /// The spec as a JSON value (`{}` if it does not parse, which the stored text always does).
+    pub fn spec_value(&self) -> Value {
+        serde_json::from_str(self.spec.get()).unwrap_or_else(|_| Value::Object(Default::default()))
+    }
+
+    /// One top-level field of the status (`phase`, `agents`), parsed alone.
+    pub fn status_part(&self, field: &str) -> Option<Value> {
+        let status: serde_json::Map<String, Value> = serde_json::from_str(self.status.as_ref()?.get()).ok()?;
+        status.into_iter().find(|(k, _)| k == field).map(|(_, v)| v)
+    }
+
+    /// The status, parsed leniently: one that does not parse counts as none.
+    pub fn typed_status(&self) -> Option<DittoServerStatus> {
+        serde_json::from_str::<DittoServerStatus>(self.status.as_ref()?.get()).ok()
+    }
+
     /// Parses the spec (naming the offending field on failure) and, leniently, the status: a status
     /// that does not parse counts as empty, since the controller rewrites the parts it owns anyway.
     pub fn parse(&self) -> Result<DittoServer, InvalidSpec> {
-        let spec: DittoServerSpec = serde_path_to_error::deserialize(&self.spec).map_err(|e| {
+        let mut json = serde_json::Deserializer::from_str(self.spec.get());
+        let spec: DittoServerSpec = serde_path_to_error::deserialize(&mut json).map_err(|e| {
             let path = e.path().to_string();
             InvalidSpec {
                 path: if path == "." { String::new() } else { path }.trim_start_matches('.').to_owned(),
@@ -99,7 +144,7 @@ impl RawDittoServer {
             }
         })?;
         check(&spec)?;
-        let status = self.status.as_ref().and_then(|s| serde_json::from_value::<DittoServerStatus>(s.clone()).ok());
+        let status = self.typed_status();
         let mut ds = DittoServer::new(self.metadata.name.as_deref().unwrap_or_default(), spec);
         ds.metadata = self.metadata.clone();
         ds.status = status;
@@ -193,12 +238,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn text(value: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&value).unwrap()
+    }
+
     fn raw(spec: Value) -> RawDittoServer {
         RawDittoServer {
             metadata: ObjectMeta { name: Some("fs".into()), namespace: Some("ns".into()), ..Default::default() },
-            spec,
-            status: Some(json!({"phase": 42})),
+            spec: text(spec),
+            status: Some(text(json!({"phase": 42}))),
         }
+    }
+
+    #[test]
+    fn watch_events_and_lists_hold_spec_and_status_as_text_and_parse_on_demand() {
+        let object = r#"{"apiVersion":"dittofs.dittofs.com/v1alpha1","kind":"DittoServer","metadata":{"name":"fs",
+            "namespace":"ns","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}","keep":"me"}},
+            "spec":{"storage":{"metadataSize":"1Gi"}},"status":{"phase":"Running","agents":[{"podName":"fs-0"}]}}"#;
+        let event: kube::core::WatchEvent<RawDittoServer> =
+            serde_json::from_str(&format!(r#"{{"type":"MODIFIED","object":{object}}}"#)).unwrap();
+        let kube::core::WatchEvent::Modified(mut ds) = event else { panic!("{event:?}") };
+        assert_eq!(ds.spec.get(), r#"{"storage":{"metadataSize":"1Gi"}}"#);
+        assert_eq!(ds.status_part("phase"), Some(json!("Running")));
+        assert_eq!(ds.status_part("agents"), Some(json!([{"podName": "fs-0"}])));
+        assert_eq!(ds.typed_status().unwrap().agents[0].pod_name, "fs-0");
+        assert_eq!(ds.parse().unwrap().spec.storage.metadata_size, "1Gi");
+        slim(&mut ds);
+        assert_eq!(ds.metadata.annotations.unwrap().keys().collect::<Vec<_>>(), ["keep"]);
+        let list: kube::core::ObjectList<RawDittoServer> = serde_json::from_str(&format!(
+            r#"{{"apiVersion":"v1","kind":"List","metadata":{{"resourceVersion":"5"}},"items":[{object}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(list.items[0].spec_value(), json!({"storage": {"metadataSize": "1Gi"}}));
+        assert_eq!(RawDittoServer::default().spec_value(), json!({}));
     }
 
     #[test]
@@ -206,7 +278,7 @@ mod tests {
         let with = |poll: &str, adapters: Value, generation: i64| {
             let mut ds = raw(json!({}));
             ds.metadata.generation = Some(generation);
-            ds.status = Some(json!({"agents": [{"podName": "fs-0", "lastPollTime": poll, "adapters": adapters}]}));
+            ds.status = Some(text(json!({"agents": [{"podName": "fs-0", "lastPollTime": poll, "adapters": adapters}]})));
             trigger_hash(&ds)
         };
         let nfs = json!([{"type": "nfs", "port": 12049}]);
@@ -216,8 +288,8 @@ mod tests {
         assert_ne!(base, with("2026-01-01T00:00:00Z", nfs.clone(), 2), "a spec change");
         let mut own = raw(json!({}));
         own.metadata.generation = Some(1);
-        own.status = Some(json!({"phase": "Running", "conditions": [{"type": "Ready"}], "agents": [
-            {"podName": "fs-0", "lastPollTime": "2026-01-01T00:00:00Z", "adapters": nfs}]}));
+        own.status = Some(text(json!({"phase": "Running", "conditions": [{"type": "Ready"}], "agents": [
+            {"podName": "fs-0", "lastPollTime": "2026-01-01T00:00:00Z", "adapters": nfs}]})));
         assert_eq!(base, trigger_hash(&own), "the controller's own status");
     }
 

@@ -154,7 +154,7 @@ impl Controller {
         let servers = watcher(self.api::<RawDittoServer>(), watcher::Config::default())
             .inspect_err(|e| watch_failed("DittoServer", e))
             .backoff(watch_backoff())
-            .modify(drop_managed_fields)
+            .modify(crate::raw::slim)
             .reflect(writer);
         let traces = ctx.traces();
         let servers = mark_synced(servers, mark)
@@ -230,7 +230,7 @@ impl Controller {
         let reflected = watcher(self.api::<PartialObjectMeta<K>>(), labelled())
             .inspect_err(|e| watch_failed(&K::kind(&()), e))
             .backoff(watch_backoff())
-            .modify(drop_managed_fields)
+            .modify(crate::cache::slim)
             .reflect(feed.writer);
         let applier = applier.clone();
         let kind = K::kind(&()).into_owned();
@@ -253,7 +253,7 @@ impl Controller {
         let reflected = discovery::while_served(served, move || watcher(api.clone(), labelled()))
             .inspect_err(|e| watch_failed("ServiceMonitor", e))
             .backoff(watch_backoff())
-            .modify(drop_managed_fields)
+            .modify(crate::cache::slim)
             .reflect(feed.writer);
         mark_synced(reflected, feed.synced).touched_objects()
     }
@@ -337,13 +337,6 @@ fn servers_of<K: Resource>(child: PartialObjectMeta<K>) -> Vec<ObjectRef<RawDitt
     names.sort_unstable();
     names.dedup();
     names.into_iter().map(|name| ObjectRef::new(name).within(ns)).collect()
-}
-
-/// The caches never read who owns which field (the adapter step reads that from the objects it lists), and
-/// managedFields are often the larger part of an object's metadata: with thousands of servers and their
-/// children cached, dropping them is most of what the caches would hold.
-fn drop_managed_fields<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub fn keep_on_delete(spec: &Value) -> Option<bool> {
 /// Removes the server's owner reference from its PerconaPGCluster when the spec keeps it; an error keeps the
 /// finalizer (retried), so the database is never lost to a failed request. A missing cluster or API is fine.
 pub async fn before_finalizer_goes(ctx: &Context, raw: &RawDittoServer) -> Result<(), Error> {
-    let Some(keep) = keep_on_delete(&raw.spec) else { return Ok(()) };
+    let Some(keep) = keep_on_delete(&raw.spec_value()) else { return Ok(()) };
     let (Some(ns), Some(uid), cr) = (raw.namespace(), raw.uid(), raw.name_any()) else { return Ok(()) };
     let name = database::cluster_name(&cr);
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &resource());

@@ -168,8 +168,8 @@ fn condition_message(status: Option<&DittoServerStatus>, type_: &str) -> Option<
 /// A merge patch of the one field: the controller's status apply needs a spec that parses, and the rest of
 /// the status (conditions, the agents' entries) stays as it was.
 pub async fn mark_deleting(ctx: &Context, raw: &RawDittoServer) {
-    let phase = raw.status.as_ref().and_then(|s| s.get("phase")).and_then(|p| p.as_str());
-    if phase == Some(Phase::Deleting.as_str()) {
+    let phase = raw.status_part("phase");
+    if phase.as_ref().and_then(|p| p.as_str()) == Some(Phase::Deleting.as_str()) {
         return;
     }
     let (Some(ns), name) = (raw.namespace(), raw.name_any()) else {
@@ -199,7 +199,7 @@ pub async fn report_invalid(ctx: &Context, raw: &RawDittoServer, invalid: &Inval
 /// `event_reason` when that changes the stored status (so once per cause, not once per retry).
 /// Best-effort: the reconcile fails with its error whatever happens here.
 pub async fn report_blocked(ctx: &Context, raw: &RawDittoServer, reason: &str, event_reason: &str, message: String) {
-    let current = raw.status.as_ref().and_then(|s| serde_json::from_value::<DittoServerStatus>(s.clone()).ok());
+    let current = raw.typed_status();
     let generation = raw.metadata.generation.unwrap_or_default();
     let status = blocked_status(current.as_ref(), generation, reason, &message, Timestamp::now());
     if !needs_write(current.as_ref(), &status) {

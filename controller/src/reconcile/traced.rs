@@ -27,9 +27,9 @@ use crate::raw::RawDittoServer;
 /// How many agent entries are looked at (the CRD allows no more).
 pub const MAX_AGENTS: usize = 16;
 
-/// The traceparents of the agent entries of `status`, in entry order (well-formed ones only).
-pub fn agent_traceparents(status: Option<&Value>) -> Vec<String> {
-    let agents = status.and_then(|s| s.get("agents")).and_then(Value::as_array);
+/// The traceparents of the agent entries `agents` (`status.agents`), in entry order (well-formed ones only).
+pub fn agent_traceparents(agents: Option<&Value>) -> Vec<String> {
+    let agents = agents.and_then(Value::as_array);
     let traceparents = agents.into_iter().flatten().take(MAX_AGENTS).filter_map(|a| a.get("traceparent")?.as_str());
     traceparents.filter(|tp| parse_traceparent(tp).is_some()).map(str::to_owned).collect()
 }
@@ -46,7 +46,7 @@ impl Traces {
     /// The trace the reconcile of `raw` continues: the first traceparent of its status not answered yet
     /// (`None` on the first look at a server, or when every one was answered). All are then answered.
     pub fn unanswered(&self, raw: &RawDittoServer) -> Option<SpanContext> {
-        let now = agent_traceparents(raw.status.as_ref());
+        let now = agent_traceparents(raw.status_part("agents").as_ref());
         let key = ObjectRef::from_obj(raw);
         let mut answered = self.answered.lock().expect("not poisoned");
         let before = answered.insert(key, now.clone())?;
@@ -102,6 +102,7 @@ mod tests {
     const B: &str = "00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-01";
 
     fn server(status: Value) -> RawDittoServer {
+        let status = serde_json::value::to_raw_value(&status).unwrap();
         let mut raw = RawDittoServer { status: Some(status), ..Default::default() };
         raw.metadata.name = Some("fs".into());
         raw.metadata.namespace = Some("ns".into());
@@ -158,10 +159,10 @@ mod tests {
             "not an object",
             {"podName": "d", "traceparent": A},
         ]});
-        assert_eq!(agent_traceparents(Some(&status)), vec![A.to_owned()]);
+        assert_eq!(agent_traceparents(status.get("agents")), vec![A.to_owned()]);
         let many: Vec<&str> = std::iter::repeat_n("00-zz", MAX_AGENTS).chain([A]).collect();
-        assert!(agent_traceparents(Some(&agents(&many))).is_empty(), "entries past the CRD's limit are not read");
-        assert!(agent_traceparents(Some(&json!({"agents": "x"}))).is_empty());
+        assert!(agent_traceparents(agents(&many).get("agents")).is_empty(), "entries past the CRD's limit are not read");
+        assert!(agent_traceparents(Some(&json!("x"))).is_empty());
         assert!(agent_traceparents(None).is_empty());
     }
 }
