@@ -82,8 +82,9 @@ impl Sent {
 fn meta_hash(meta: &ObjectMeta) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let labels = meta.labels.iter().flatten().filter(|(k, _)| crate::cache::KEPT_LABELS.contains(&k.as_str()));
-    labels.collect::<Vec<_>>().hash(&mut hasher);
+    if let Some(labels) = &meta.labels {
+        labels.iter().filter(|(k, _)| crate::cache::kept_label(labels, k)).for_each(|label| label.hash(&mut hasher));
+    }
     serde_json::to_vec(&meta.owner_references).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
 }
@@ -296,6 +297,7 @@ mod tests {
             generation,
             labels: Some(BTreeMap::from([
                 (dittofs_api::labels::INSTANCE_LABEL.to_owned(), label.to_owned()),
+                (dittofs_api::labels::ADAPTER_SERVICE_LABEL.to_owned(), "true".to_owned()),
                 ("not-read".to_owned(), "x".to_owned()),
             ])),
             ..ObjectMeta::default()

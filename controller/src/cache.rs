@@ -5,7 +5,7 @@
 //! needs `list` on Secrets cluster-wide, which would let the controller read every Secret in the cluster.
 //! The Secrets it generates are created once (create-only) and read by name (see `reconcile::secrets`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -26,21 +26,29 @@ use serde::de::DeserializeOwned;
 use crate::desired::service_monitor::ServiceMonitor;
 use crate::synced::{MarkSynced, Synced, synced};
 
-/// The labels the controller reads from cached children: the server a child belongs to (when its owner
-/// reference is gone) and the adapter step's selectors. Every other label stays out of the cache.
-pub const KEPT_LABELS: [&str; 3] = [INSTANCE_LABEL, ADAPTER_SERVICE_LABEL, ADAPTER_NETWORK_POLICY_LABEL];
+/// The labels that mark an adapter object: the adapter step selects its objects by them and the instance.
+const ADAPTER_LABELS: [&str; 2] = [ADAPTER_SERVICE_LABEL, ADAPTER_NETWORK_POLICY_LABEL];
 
-/// What a child's cache entry keeps: name, namespace, uid, versions, owners and [`KEPT_LABELS`]. Every
-/// server has a dozen children, so at a thousand servers each byte dropped here is 12 KB; the managedFields,
-/// annotations, type and other labels are read by nobody.
+/// Whether the cache keeps label `key` of an object labelled `labels`: only an adapter object's labels the
+/// adapter step selects by (the instance and its adapter mark). The other children are found by their
+/// owner reference, and even two labels take a map node of some 500 bytes.
+pub fn kept_label(labels: &BTreeMap<String, String>, key: &str) -> bool {
+    ADAPTER_LABELS.iter().any(|a| labels.contains_key(*a)) && (key == INSTANCE_LABEL || ADAPTER_LABELS.contains(&key))
+}
+
+/// What a child's cache entry keeps: name, namespace, uid, versions, owners and the labels [`kept_label`]
+/// keeps. Every server has a dozen children, so at a thousand servers each byte dropped here is 12 KB; the
+/// managedFields, annotations, type and other labels are read by nobody.
 pub fn slim<K: Resource>(obj: &mut PartialObjectMeta<K>) {
     obj.types = None;
     let meta = &mut obj.metadata;
     meta.managed_fields = None;
     meta.annotations = None;
     meta.finalizers = None;
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|k, _| KEPT_LABELS.contains(&k.as_str()));
+    if let Some(labels) = meta.labels.take() {
+        let kept: BTreeMap<String, String> =
+            labels.iter().filter(|(k, _)| kept_label(&labels, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        meta.labels = (!kept.is_empty()).then_some(kept);
     }
 }
 
@@ -207,6 +215,10 @@ mod tests {
         let meta = &obj.metadata;
         let labels: Vec<&String> = meta.labels.iter().flatten().map(|(k, _)| k).collect();
         assert_eq!(labels, [INSTANCE_LABEL, ADAPTER_SERVICE_LABEL]);
+        let mut other = obj.clone();
+        other.metadata.labels = Some(BTreeMap::from([(INSTANCE_LABEL.to_owned(), "fs".to_owned())]));
+        slim(&mut other);
+        assert!(other.metadata.labels.is_none(), "not an adapter object: found by its owner");
         assert!(obj.types.is_none() && meta.annotations.is_none() && meta.finalizers.is_none());
         assert!(meta.managed_fields.is_none());
         assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u"), Some("7")));

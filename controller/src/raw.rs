@@ -278,7 +278,8 @@ mod tests {
         let with = |poll: &str, adapters: Value, generation: i64| {
             let mut ds = raw(json!({}));
             ds.metadata.generation = Some(generation);
-            ds.status = Some(text(json!({"agents": [{"podName": "fs-0", "lastPollTime": poll, "adapters": adapters}]})));
+            ds.status =
+                Some(text(json!({"agents": [{"podName": "fs-0", "lastPollTime": poll, "adapters": adapters}]})));
             trigger_hash(&ds)
         };
         let nfs = json!([{"type": "nfs", "port": 12049}]);

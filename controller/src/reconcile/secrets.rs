@@ -12,8 +12,8 @@
 //! `crate::cache`), so it cannot read the Secrets of the cluster at large.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PostParams};
 
 use dittofs_api::constants::CONTROLLER_FIELD_MANAGER;
 

@@ -161,7 +161,10 @@ mod tests {
         ]});
         assert_eq!(agent_traceparents(status.get("agents")), vec![A.to_owned()]);
         let many: Vec<&str> = std::iter::repeat_n("00-zz", MAX_AGENTS).chain([A]).collect();
-        assert!(agent_traceparents(agents(&many).get("agents")).is_empty(), "entries past the CRD's limit are not read");
+        assert!(
+            agent_traceparents(agents(&many).get("agents")).is_empty(),
+            "entries past the CRD's limit are not read"
+        );
         assert!(agent_traceparents(Some(&json!("x"))).is_empty());
         assert!(agent_traceparents(None).is_empty());
     }
