@@ -13,6 +13,7 @@
 //! only walks the listening table.
 
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use rustix::net::{
@@ -39,31 +40,58 @@ const MAX_READS: usize = 64;
 /// How long one read may wait: the kernel answers a dump at once, this only bounds a surprise.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// The local ports in the LISTEN state, IPv4 and IPv6, or `None` when they cannot be read completely (no
-/// netlink, a refused or oversized answer): then nothing is concluded from them.
-pub fn listening_ports() -> Option<BTreeSet<u16>> {
-    let fd =
-        socket_with(AddressFamily::NETLINK, SocketType::DGRAM, SocketFlags::CLOEXEC, Some(netlink::SOCK_DIAG)).ok()?;
-    sockopt::set_socket_timeout(&fd, sockopt::Timeout::Recv, Some(READ_TIMEOUT)).ok()?;
-    let kernel = netlink::SocketAddrNetlink::new(0, 0);
-    let mut ports = BTreeSet::new();
-    let mut buffer = vec![0u8; 32 * 1024];
-    for (seq, family) in (1..).zip(FAMILIES) {
-        sendto(&fd, &request(family, seq), SendFlags::empty(), &kernel).ok()?;
-        let mut done = false;
-        for _ in 0..MAX_READS {
-            let (read, _) = recv(&fd, &mut buffer[..], RecvFlags::empty()).ok()?;
-            let answer = parse(&buffer[..read], &mut ports)?;
-            if answer == Answer::Done {
-                done = true;
-                break;
+/// A sock_diag socket kept open from one sample to the next, and the buffer its answers are read into:
+/// opening and closing a netlink socket at every sample cost more CPU than the dump itself (an inode and a
+/// socket allocated and freed four times a second).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    socket: Option<OwnedFd>,
+    buffer: Vec<u8>,
+}
+
+impl Listeners {
+    /// The local ports in the LISTEN state, IPv4 and IPv6, or `None` when they cannot be read completely
+    /// (no netlink, a refused or oversized answer): then nothing is concluded from them, and the next call
+    /// starts on a new socket, so nothing left of an unfinished dump is read as the next one's answer.
+    pub fn listening_ports(&mut self) -> Option<BTreeSet<u16>> {
+        let ports = self.dump();
+        if ports.is_none() {
+            self.socket = None;
+        }
+        ports
+    }
+
+    fn dump(&mut self) -> Option<BTreeSet<u16>> {
+        if self.socket.is_none() {
+            let fd =
+                socket_with(AddressFamily::NETLINK, SocketType::DGRAM, SocketFlags::CLOEXEC, Some(netlink::SOCK_DIAG))
+                    .ok()?;
+            sockopt::set_socket_timeout(&fd, sockopt::Timeout::Recv, Some(READ_TIMEOUT)).ok()?;
+            self.socket = Some(fd);
+        }
+        let fd = self.socket.as_ref()?;
+        if self.buffer.is_empty() {
+            self.buffer = vec![0u8; 32 * 1024];
+        }
+        let kernel = netlink::SocketAddrNetlink::new(0, 0);
+        let mut ports = BTreeSet::new();
+        for (seq, family) in (1..).zip(FAMILIES) {
+            sendto(fd, &request(family, seq), SendFlags::empty(), &kernel).ok()?;
+            let mut done = false;
+            for _ in 0..MAX_READS {
+                let (read, _) = recv(fd, &mut self.buffer[..], RecvFlags::empty()).ok()?;
+                let answer = parse(&self.buffer[..read], &mut ports)?;
+                if answer == Answer::Done {
+                    done = true;
+                    break;
+                }
+            }
+            if !done {
+                return None;
             }
         }
-        if !done {
-            return None;
-        }
+        Some(ports)
     }
-    Some(ports)
 }
 
 /// A dump request for the TCP sockets of `family` in the LISTEN state.
@@ -181,7 +209,8 @@ mod tests {
         let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let v6 = std::net::TcpListener::bind("[::1]:0").ok();
         let connected = std::net::TcpStream::connect(v4.local_addr().unwrap()).unwrap();
-        let ports = listening_ports().unwrap();
+        let mut listeners = Listeners::default();
+        let ports = listeners.listening_ports().unwrap();
         assert!(ports.contains(&v4.local_addr().unwrap().port()));
         if let Some(v6) = &v6 {
             assert!(ports.contains(&v6.local_addr().unwrap().port()));
@@ -189,6 +218,7 @@ mod tests {
         assert!(!ports.contains(&connected.local_addr().unwrap().port()), "a connection is no listener");
         let port = v4.local_addr().unwrap().port();
         drop(v4);
-        assert!(!listening_ports().unwrap().contains(&port));
+        assert!(!listeners.listening_ports().unwrap().contains(&port), "the same socket reads again");
+        assert!(listeners.socket.is_some());
     }
 }

@@ -45,6 +45,8 @@ pub struct Client {
     base: String,
     limits: Limits,
     observer: Arc<dyn Observer>,
+    /// The pod's listeners, read through one netlink socket kept open (see [`crate::listeners`]).
+    listeners: Arc<Mutex<crate::listeners::Listeners>>,
 }
 
 /// The hyper client, rebuilt when the TLS files change (a rotated Secret).
@@ -164,7 +166,8 @@ impl Client {
         if let Err(e) = transport.http() {
             tracing::warn!(error = %e, "DittoFS TLS settings are not usable yet; retried at every request");
         }
-        Ok(Client { transport: Arc::new(transport), base, limits: limits.clone(), observer })
+        let listeners = Arc::default();
+        Ok(Client { transport: Arc::new(transport), base, limits: limits.clone(), observer, listeners })
     }
 
     fn request(&self, method: Method, path: &str, token: Option<&SecretString>) -> Req {
@@ -253,7 +256,7 @@ impl DittoFs for Client {
     }
 
     fn listening_ports(&self) -> Option<BTreeSet<u16>> {
-        crate::listeners::listening_ports()
+        self.listeners.lock().expect("listeners lock").listening_ports()
     }
 
     async fn login(&self, username: &str, password: &SecretString) -> Result<TokenPair, ApiError> {

@@ -29,9 +29,9 @@ pub struct Cost {
     pub info_lines_per_minute: f64,
 }
 
-/// Millicores used by `ticks` clock ticks (100 per CPU-second) over `secs`.
-pub(super) fn millicores(ticks: u64, secs: f64) -> f64 {
-    ticks as f64 * 10.0 / secs
+/// Millicores used by `cpu_ns` nanoseconds of CPU time over `secs`.
+pub(super) fn millicores(cpu_ns: u64, secs: f64) -> f64 {
+    cpu_ns as f64 / 1e6 / secs
 }
 
 /// Measures each of [`PERIODS`] for `window`, then unsets the period again (the agent's default).
@@ -76,8 +76,8 @@ async fn set_period(servers: &Api<DittoServer>, period: Option<&str>) -> anyhow:
 pub fn table(costs: &[Cost], dittofs: &str, window: Duration) -> String {
     let mut out = format!(
         "\n## The fast path's cost by period\n\nIdle (no toggle), {:.0} s per period, DittoFS: {dittofs}. CPU in \
-         millicores (1/1000 of a core) from /proc over the window; the mean wait is what the period adds to a \
-         toggle's latency on average.\n\n| period | mean wait | agent CPU | agent RSS | DittoFS CPU | DittoFS INFO \
+         millicores (1/1000 of a core): the run time of its threads over the window \
+         (`/proc/<pid>/task/*/schedstat`); the mean wait is what the period adds to a toggle's latency on average.\n\n| period | mean wait | agent CPU | agent RSS | DittoFS CPU | DittoFS INFO \
          lines/min |\n|---|---|---|---|---|---|\n",
         window.as_secs_f64()
     );
@@ -98,9 +98,9 @@ pub fn table(costs: &[Cost], dittofs: &str, window: Duration) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn ticks_become_millicores() {
-        // 100 ticks are one CPU-second: one over ten seconds is a tenth of a core.
-        assert_eq!(super::millicores(100, 10.0), 100.0);
-        assert_eq!(super::millicores(3, 60.0), 0.5);
+    fn cpu_time_becomes_millicores() {
+        // One CPU-second over ten seconds is a tenth of a core.
+        assert_eq!(super::millicores(1_000_000_000, 10.0), 100.0);
+        assert_eq!(super::millicores(30_000_000, 60.0), 0.5);
     }
 }

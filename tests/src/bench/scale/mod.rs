@@ -140,7 +140,7 @@ async fn cold_start(n: usize, settings: &Settings) -> anyhow::Result<Cold> {
     let cpu = pids
         .iter()
         .zip(before)
-        .map(|((name, pid), t0)| Ok(((*name).to_owned(), (usage(*pid)?.1.saturating_sub(t0)) as f64 / 100.0)))
+        .map(|((name, pid), t0)| Ok(((*name).to_owned(), (usage(*pid)?.1.saturating_sub(t0)) as f64 / 1e9)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let rss_kib = (usage(controller.pid())?.0, peak_rss(controller.pid())?);
     drop(fleet);
