@@ -29,8 +29,12 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Reason of the Warning Event for storage changes Kubernetes does not allow on a StatefulSet.
 pub const STORAGE_CHANGE_IGNORED: &str = "StorageChangeIgnored";
 
-/// Most recorders (and announced notes) kept; past that they are dropped (a repeat then starts a new Event).
+/// Most recorders kept; past that they are dropped (a repeat then starts a new Event).
 const MAX_RECORDERS: usize = 256;
+
+/// Most announcements remembered: a few per server for thousands of servers. Past that they are forgotten
+/// (a Warning may then come once more). Each is a hash of its note, so the bound is a few hundred KB.
+const MAX_ANNOUNCED: usize = 16_384;
 
 /// Most Events waiting to be published; past that a new one is dropped (and logged): an apiserver that
 /// cannot take Events must not make the controller hold an unbounded backlog of them.
@@ -61,7 +65,7 @@ pub struct Events {
     recorders: Arc<Mutex<HashMap<(String, String), Recorder>>>,
     /// What was last announced per (server uid, reason): the note of [`Events::warning_on_change`], the
     /// generation and note of [`Events::warning_per_generation`].
-    announced: Arc<Mutex<HashMap<(String, String), String>>>,
+    announced: Arc<Mutex<HashMap<(String, String), u64>>>,
     /// The children created by the reconcile running per server (uid), announced as one Event at its end.
     created: Arc<Mutex<HashMap<String, Vec<String>>>>,
     queue: mpsc::Sender<Queued>,
@@ -158,12 +162,16 @@ impl Events {
 
     /// Records `announcement` as the last one for `reason` on `ds`; false when it already was.
     fn first_announcement(&self, ds: &RawDittoServer, reason: &str, announcement: String) -> bool {
+        use std::hash::{Hash, Hasher};
         let key = (ds.uid().unwrap_or_else(|| ds.name_any()), reason.to_owned());
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        announcement.hash(&mut hasher);
+        let announcement = hasher.finish();
         let mut announced = self.announced.lock().expect("not poisoned");
         if announced.get(&key) == Some(&announcement) {
             return false;
         }
-        if announced.len() >= MAX_RECORDERS {
+        if announced.len() >= MAX_ANNOUNCED {
             announced.clear();
         }
         announced.insert(key, announcement);
