@@ -24,6 +24,9 @@ pub struct Cost {
     pub mean_wait_ms: f64,
     pub agent_millicores: f64,
     pub agent_rss_mib: f64,
+    /// The anonymous part of it (heap, stacks); the rest is the binary's and libraries' code pages, shared
+    /// with every process mapping the same file.
+    pub agent_anon_mib: f64,
     /// The DittoFS process (the emulator unless `DITTOFS_BIN` is set).
     pub dittofs_millicores: f64,
     pub info_lines_per_minute: f64,
@@ -51,6 +54,7 @@ pub async fn measure(servers: &Api<DittoServer>, pod: &Pod, window: Duration) ->
         tokio::time::sleep(window).await;
         let secs = started.elapsed().as_secs_f64();
         let (agent_rss, agent_cpu) = usage(pod.agent.pid())?;
+        let agent_anon = anon_rss(pod.agent.pid())?;
         let (_, fs_cpu) = usage(dittofs_pid)?;
         let lines = pod.fs.info_requests_logged() - info_before;
         costs.push(Cost {
@@ -58,12 +62,21 @@ pub async fn measure(servers: &Api<DittoServer>, pod: &Pod, window: Duration) ->
             mean_wait_ms: dittofs_api::duration::parse_go_duration(period)?.as_secs_f64() * 500.0,
             agent_millicores: millicores(agent_cpu - agent_cpu0, secs),
             agent_rss_mib: agent_rss as f64 / 1024.0,
+            agent_anon_mib: agent_anon as f64 / 1024.0,
             dittofs_millicores: millicores(fs_cpu - fs_cpu0, secs),
             info_lines_per_minute: lines as f64 * 60.0 / secs,
         });
     }
     set_period(servers, None).await?;
     Ok(costs)
+}
+
+/// `RssAnon` of a process, KiB.
+fn anon_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib =
+        status.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+    kib.ok_or_else(|| anyhow::anyhow!("no RssAnon"))
 }
 
 async fn set_period(servers: &Api<DittoServer>, period: Option<&str>) -> anyhow::Result<()> {
@@ -77,17 +90,20 @@ pub fn table(costs: &[Cost], dittofs: &str, window: Duration) -> String {
     let mut out = format!(
         "\n## The fast path's cost by period\n\nIdle (no toggle), {:.0} s per period, DittoFS: {dittofs}. CPU in \
          millicores (1/1000 of a core): the run time of its threads over the window \
-         (`/proc/<pid>/task/*/schedstat`); the mean wait is what the period adds to a toggle's latency on average.\n\n| period | mean wait | agent CPU | agent RSS | DittoFS CPU | DittoFS INFO \
-         lines/min |\n|---|---|---|---|---|---|\n",
+         (`/proc/<pid>/task/*/schedstat`); the mean wait is what the period adds to a toggle's latency on average. The agent's RSS is split into its anonymous memory and the code pages of \
+         its binary and libraries.\n\n| period | mean wait | agent CPU | agent RSS (anonymous + code) | DittoFS CPU | \
+         DittoFS INFO lines/min |\n|---|---|---|---|---|---|\n",
         window.as_secs_f64()
     );
     for c in costs {
         out += &format!(
-            "| {} | {:.0} ms | {:.2} | {:.1} MiB | {:.2} | {:.1} |\n",
+            "| {} | {:.0} ms | {:.2} | {:.1} MiB ({:.1} + {:.1}) | {:.2} | {:.1} |\n",
             c.period,
             c.mean_wait_ms,
             c.agent_millicores,
             c.agent_rss_mib,
+            c.agent_anon_mib,
+            c.agent_rss_mib - c.agent_anon_mib,
             c.dittofs_millicores,
             c.info_lines_per_minute
         );
