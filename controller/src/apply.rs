@@ -15,7 +15,7 @@
 //! this server's uid (which the Go operator's children do too); anything else stops the reconcile with
 //! [`Error::NotOwned`] and is never written or deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -67,24 +67,28 @@ impl Sent {
         }
     }
 
-    /// Whether `current` is still the object this apply answered with, as far as an apply could tell: the
-    /// same resourceVersion, or — for kinds with a generation (the StatefulSet) — the same generation and
-    /// metadata. The StatefulSet controller rewrites the status after every pod change; re-applying the
-    /// unchanged spec each time would be a request per status change for nothing.
-    fn still(&self, current: &ObjectMeta) -> bool {
+    /// Whether `current` (a cache entry) is still the object this apply answered with: the same
+    /// resourceVersion. The cache keeps too little metadata to tell more.
+    fn still_cached(&self, current: &ObjectMeta) -> bool {
         current.resource_version.as_ref() == Some(&self.resource_version)
-            || (self.generation.is_some() && current.generation == self.generation && meta_hash(current) == self.meta)
+    }
+
+    /// Whether `live` (the whole object, as just read) is still the object this apply answered with: the
+    /// same resourceVersion, or the same generation with the same metadata. The StatefulSet controller
+    /// rewrites the status after every pod change, which moves only the resourceVersion; re-applying the
+    /// unchanged spec for each would be a request per status change for nothing. A spec edit moves the
+    /// generation, a metadata edit the metadata hash, and a re-created object its uid: each is applied again.
+    fn still_live(&self, live: &ObjectMeta) -> bool {
+        self.still_cached(live)
+            || (self.generation.is_some() && live.generation == self.generation && meta_hash(live) == self.meta)
     }
 }
 
-/// A hash of the metadata an apply sets, someone else could change without a new generation, and the cache
-/// keeps ([`crate::cache::slim`]): its owners and the labels the controller reads.
+/// A hash of the metadata others could change without a new generation: uid, labels, annotations, owners.
 fn meta_hash(meta: &ObjectMeta) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    if let Some(labels) = &meta.labels {
-        labels.iter().filter(|(k, _)| crate::cache::kept_label(labels, k)).for_each(|label| label.hash(&mut hasher));
-    }
+    (&meta.uid, &meta.labels, &meta.annotations).hash(&mut hasher);
     serde_json::to_vec(&meta.owner_references).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
 }
@@ -106,6 +110,8 @@ pub struct Applier {
     /// (kind, namespace, name) → the last apply's body hash and answer: the cache can lag behind it. One
     /// leadership term long (a new term re-applies everything once).
     last: Arc<Mutex<HashMap<ChildKey, Sent>>>,
+    /// (kind, server uid) whose adapter objects were listed in this term (see [`Applier::listed`]).
+    listed: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 impl std::fmt::Debug for Applier {
@@ -151,7 +157,7 @@ pub fn apply_params() -> PatchParams {
 impl Applier {
     /// An applier writing through `client`, comparing against `stores`, counting into `metrics`.
     pub fn new(client: Client, stores: ChildStores, metrics: Metrics) -> Self {
-        Self { client, stores, metrics, last: Arc::default() }
+        Self { client, stores, metrics, last: Arc::default(), listed: Arc::default() }
     }
 
     /// The child caches.
@@ -160,18 +166,19 @@ impl Applier {
     }
 
     /// Whether applying `obj` again would change nothing: it is the body this applier last sent for that
-    /// object, and the object still has the resourceVersion that apply returned — `live` when the caller read
-    /// it, else the cache's. Someone else's change, a deletion, or a cache that has not seen the last apply
-    /// yet all read as changed (an apply too many, never one too few).
+    /// object, and the object is still what that apply returned — `live` when the caller read it (same
+    /// resourceVersion, or same generation and metadata), else the cache's (same resourceVersion). Someone
+    /// else's change, a deletion, or a cache that has not seen the last apply yet all read as changed (an
+    /// apply too many, never one too few).
     pub fn unchanged<K: Child>(&self, obj: &K, live: Option<&K>) -> bool {
         let (Some(namespace), name) = (obj.namespace(), obj.name_any()) else { return false };
         let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
         let Some(sent) = self.last.lock().expect("not poisoned").get(&key).cloned() else { return false };
         let still = match live {
-            Some(live) => sent.still(live.meta()),
+            Some(live) => sent.still_live(live.meta()),
             None => K::store(&self.stores)
                 .get(&ObjectRef::new(&name).within(&namespace))
-                .is_some_and(|cached| sent.still(&cached.metadata)),
+                .is_some_and(|cached| sent.still_cached(&cached.metadata)),
         };
         still && sent.body == body_hash(obj)
     }
@@ -193,15 +200,32 @@ impl Applier {
         self.last.lock().expect("not poisoned").insert(key, Sent::of(body, answer));
     }
 
-    /// Another field manager's apply moved `before` to `after` (the adapter ports of the StatefulSet): if
-    /// this applier's body was current before it, it still is, at the new version.
+    /// Another field manager's apply moved `before` (the whole object) to `after` (the adapter ports of the
+    /// StatefulSet): if this applier's body was current before it, and that apply was the only change in
+    /// between (one generation), it still is, at the new version. An edit by someone else that the answer
+    /// also carries (two generations or more) is not taken for the controller's own.
     pub fn carry<K: Child>(&self, before: &ObjectMeta, after: &ObjectMeta) {
         let (Some(namespace), Some(name)) = (&before.namespace, &before.name) else { return };
+        if after.generation != before.generation.map(|g| g + 1) {
+            return;
+        }
         let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
         let mut last = self.last.lock().expect("not poisoned");
-        if let Some(sent) = last.get_mut(&key).filter(|sent| sent.still(before)) {
+        if let Some(sent) = last.get_mut(&key).filter(|sent| sent.still_live(before)) {
             *sent = Sent::new(sent.body, after);
         }
+    }
+
+    /// Whether the adapter objects of `kind` of the server of uid `uid` were listed in this term. The cache
+    /// watches only objects with this controller's labels, a list finds any with the adapter labels: once
+    /// per term, the adapter step lists whatever the cache shows.
+    pub fn was_listed(&self, kind: &str, uid: &str) -> bool {
+        self.listed.lock().expect("not poisoned").contains(&(kind.to_owned(), uid.to_owned()))
+    }
+
+    /// Notes that the adapter objects of `kind` of the server of uid `uid` were listed.
+    pub fn mark_listed(&self, kind: &str, uid: &str) {
+        self.listed.lock().expect("not poisoned").insert((kind.to_owned(), uid.to_owned()));
     }
 
     /// Forgets a child deleted outside [`Applier::delete_if_present`].
@@ -295,25 +319,29 @@ mod tests {
         ObjectMeta {
             resource_version: Some(rv.into()),
             generation,
-            labels: Some(BTreeMap::from([
-                (dittofs_api::labels::INSTANCE_LABEL.to_owned(), label.to_owned()),
-                (dittofs_api::labels::ADAPTER_SERVICE_LABEL.to_owned(), "true".to_owned()),
-                ("not-read".to_owned(), "x".to_owned()),
-            ])),
+            uid: Some("u".into()),
+            labels: Some(BTreeMap::from([("l".to_owned(), label.to_owned())])),
             ..ObjectMeta::default()
         }
     }
 
     #[test]
-    fn an_answer_still_holds_at_its_version_or_with_a_generation_at_its_generation_and_metadata() {
+    fn an_answer_still_holds_at_its_version_or_whole_at_its_generation_and_metadata() {
         let sts = Sent::of(&"body", &meta("5", Some(2), "a"));
-        assert!(sts.still(&meta("5", Some(2), "a")));
-        assert!(sts.still(&meta("9", Some(2), "a")), "a status write by the StatefulSet controller");
-        assert!(!sts.still(&meta("9", Some(3), "a")), "someone changed the spec");
-        assert!(!sts.still(&meta("9", Some(2), "b")), "someone changed a label");
+        assert!(sts.still_live(&meta("5", Some(2), "a")));
+        assert!(sts.still_live(&meta("9", Some(2), "a")), "a status write by the StatefulSet controller");
+        assert!(!sts.still_live(&meta("9", Some(3), "a")), "someone changed the spec");
+        assert!(!sts.still_live(&meta("9", Some(2), "b")), "someone changed a label");
+        let mut annotated = meta("9", Some(2), "a");
+        annotated.annotations = Some(BTreeMap::from([("x".to_owned(), "y".to_owned())]));
+        assert!(!sts.still_live(&annotated), "someone added an annotation");
+        let mut recreated = meta("9", Some(2), "a");
+        recreated.uid = Some("other".into());
+        assert!(!sts.still_live(&recreated), "deleted and created again");
+        assert!(!sts.still_cached(&meta("9", Some(2), "a")), "a cache entry: only the version tells");
         let cm = Sent::of(&"body", &meta("5", None, "a"));
-        assert!(cm.still(&meta("5", None, "a")));
-        assert!(!cm.still(&meta("6", None, "a")), "without a generation only the version tells");
+        assert!(cm.still_live(&meta("5", None, "a")));
+        assert!(!cm.still_live(&meta("6", None, "a")), "without a generation only the version tells");
         assert_eq!(Sent::new(body_hash(&"body"), &meta("5", None, "a")), cm);
     }
 }

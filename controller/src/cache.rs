@@ -32,7 +32,7 @@ const ADAPTER_LABELS: [&str; 2] = [ADAPTER_SERVICE_LABEL, ADAPTER_NETWORK_POLICY
 /// Whether the cache keeps label `key` of an object labelled `labels`: only an adapter object's labels the
 /// adapter step selects by (the instance and its adapter mark). The other children are found by their
 /// owner reference, and even two labels take a map node of some 500 bytes.
-pub fn kept_label(labels: &BTreeMap<String, String>, key: &str) -> bool {
+fn kept_label(labels: &BTreeMap<String, String>, key: &str) -> bool {
     ADAPTER_LABELS.iter().any(|a| labels.contains_key(*a)) && (key == INSTANCE_LABEL || ADAPTER_LABELS.contains(&key))
 }
 

@@ -33,7 +33,8 @@ pub const STORAGE_CHANGE_IGNORED: &str = "StorageChangeIgnored";
 const MAX_RECORDERS: usize = 256;
 
 /// Most announcements remembered: a few per server for thousands of servers. Past that they are forgotten
-/// (a Warning may then come once more). Each is a hash of its note, so the bound is a few hundred KB.
+/// (a Warning may then come once more). Each is a hash of its note under the server's uid and the reason,
+/// so the bound is a few MB.
 const MAX_ANNOUNCED: usize = 16_384;
 
 /// Most Events waiting to be published; past that a new one is dropped (and logged): an apiserver that

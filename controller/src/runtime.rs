@@ -128,12 +128,10 @@ impl Controller {
         self.metrics.leader.set(1);
         let (stores, writers) = child_caches();
         let applier = Applier::new(self.client.clone(), stores, self.metrics.clone());
-        let own_writes = applier.clone();
         let events = Events::new(self.client.clone(), &self.config.identity);
         // Asked before the first reconcile of the term, so none reports a missing API that is there.
         let (api_state, service_monitor_api) = tokio::sync::watch::channel(Served::Unknown);
         discovery::refresh(&self.client, &api_state).await;
-        let applier = own_writes;
         let ctx = Arc::new(Context::new(
             self.client.clone(),
             applier.clone(),
@@ -208,9 +206,8 @@ impl Controller {
         }
     }
 
-    /// A metadata-only watch of one child kind, limited to objects this controller labels,
-    /// feeding that kind's cache.
-    /// The metadata watch of one kind of child, feeding its cache. A change this controller's own apply
+    /// A metadata-only watch of one child kind, limited to objects this controller labels, feeding that
+    /// kind's cache. A change this controller's own apply
     /// made (the watch shows the version the apply answered with) does not reconcile the server again: the
     /// reconcile that wrote it knew the result. Every other change does, deletions included.
     fn children<K>(

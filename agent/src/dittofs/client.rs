@@ -256,7 +256,8 @@ impl DittoFs for Client {
     }
 
     fn listening_ports(&self) -> Option<BTreeSet<u16>> {
-        self.listeners.lock().expect("listeners lock").listening_ports()
+        // A panic while the lock was held left nothing half-written that matters: the next dump starts afresh.
+        self.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).listening_ports()
     }
 
     async fn login(&self, username: &str, password: &SecretString) -> Result<TokenPair, ApiError> {

@@ -283,6 +283,7 @@ impl Step<'_> {
                 Err(e) => return self.fail(K::FAILED, Error::kube(format!("list adapter {kind}s"), e)).await,
             }
         }
+        self.ctx.applier.mark_listed(&kind, &self.uid);
         let live: Vec<K> = live.into_iter().filter(|o| owned_by(o.meta(), &self.uid)).collect();
         let plan = plan(desired.clone(), &live);
         // What is already as desired counts as applied at its version, so the next reconcile need not list.
@@ -312,10 +313,11 @@ impl Step<'_> {
 
     /// Whether the caches already show every desired object as this controller last applied it, and no
     /// other labelled one of this server: then the list (a request per kind and reconcile, for every
-    /// report and every resync) would find nothing to do. A server taken over from the Go operator may
-    /// hold objects with only the Go labels, which the caches do not watch: it is always listed.
+    /// report and every resync) would find nothing to do. Each server is listed once per term whatever
+    /// the cache shows (an object with the adapter labels but not this controller's is not in it), and a
+    /// server taken over from the Go operator, whose Go-labelled objects the cache does not watch, always.
     fn known_unchanged<K: AdapterKind>(&self, desired: &[K]) -> bool {
-        if self.taken_over {
+        if self.taken_over || !self.ctx.applier.was_listed(&K::kind(&()), &self.uid) {
             return false;
         }
         let stores = self.ctx.applier.stores();

@@ -1,4 +1,5 @@
-//! Apply (SSA): every child in dependency order, with a Normal Event for each one created.
+//! Apply (SSA): every child in dependency order; what a reconcile created is named in one Normal `Created`
+//! Event at its end ([`crate::events::Events::announce_created`]).
 //!
 //! Order: the baseline NetworkPolicy first, on its own ([`apply_baseline`]), so the pods are isolated
 //! from birth and a failure anywhere else never leaves them without it; then Secrets and ConfigMap and
