@@ -29,11 +29,16 @@ use crate::synced::{MarkSynced, Synced, synced};
 /// The labels that mark an adapter object: the adapter step selects its objects by them and the instance.
 const ADAPTER_LABELS: [&str; 2] = [ADAPTER_SERVICE_LABEL, ADAPTER_NETWORK_POLICY_LABEL];
 
-/// Whether the cache keeps label `key` of an object labelled `labels`: only an adapter object's labels the
-/// adapter step selects by (the instance and its adapter mark). The other children are found by their
-/// owner reference, and even two labels take a map node of some 500 bytes.
-fn kept_label(labels: &BTreeMap<String, String>, key: &str) -> bool {
-    ADAPTER_LABELS.iter().any(|a| labels.contains_key(*a)) && (key == INSTANCE_LABEL || ADAPTER_LABELS.contains(&key))
+/// Whether the cache keeps label `key` of `meta`: an adapter object's instance and adapter mark (the adapter
+/// step selects by them), and the instance of a child without a DittoServer controlling it (someone removed
+/// the owner reference: the label is how its event still reaches the server, which then reports the child
+/// as not its own). A child with its owner reference is found by it, and even one label takes a map node of
+/// some 500 bytes.
+fn kept_label(meta: &ObjectMeta, key: &str) -> bool {
+    let labels = meta.labels.as_ref();
+    let adapter = ADAPTER_LABELS.iter().any(|a| labels.is_some_and(|l| l.contains_key(*a)));
+    let owned = meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.kind == "DittoServer");
+    (adapter && ADAPTER_LABELS.contains(&key)) || ((adapter || !owned) && key == INSTANCE_LABEL)
 }
 
 /// What a child's cache entry keeps: name, namespace, uid, versions, owners and the labels [`kept_label`]
@@ -45,11 +50,14 @@ pub fn slim<K: Resource>(obj: &mut PartialObjectMeta<K>) {
     meta.managed_fields = None;
     meta.annotations = None;
     meta.finalizers = None;
-    if let Some(labels) = meta.labels.take() {
-        let kept: BTreeMap<String, String> =
-            labels.iter().filter(|(k, _)| kept_label(&labels, k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        meta.labels = (!kept.is_empty()).then_some(kept);
-    }
+    let kept: BTreeMap<String, String> = meta
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| kept_label(meta, k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    meta.labels = (!kept.is_empty()).then_some(kept);
 }
 
 /// A kind of child the controller applies and watches.
@@ -217,8 +225,13 @@ mod tests {
         assert_eq!(labels, [INSTANCE_LABEL, ADAPTER_SERVICE_LABEL]);
         let mut other = obj.clone();
         other.metadata.labels = Some(BTreeMap::from([(INSTANCE_LABEL.to_owned(), "fs".to_owned())]));
+        other.metadata.owner_references.as_mut().unwrap()[0].controller = Some(true);
+        let mut orphan = other.clone();
         slim(&mut other);
         assert!(other.metadata.labels.is_none(), "not an adapter object: found by its owner");
+        orphan.metadata.owner_references = None;
+        slim(&mut orphan);
+        assert!(orphan.metadata.labels.is_some_and(|l| l.contains_key(INSTANCE_LABEL)), "orphaned: found by label");
         assert!(obj.types.is_none() && meta.annotations.is_none() && meta.finalizers.is_none());
         assert!(meta.managed_fields.is_none());
         assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u"), Some("7")));

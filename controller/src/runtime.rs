@@ -323,7 +323,7 @@ fn once_synced(synced: Synced) -> impl futures::Stream<Item = ()> + Send + 'stat
 
 /// The servers a child event concerns: its controller owner of our kind, and the server its instance
 /// label names (the same one, unless someone changed the object; the cache keeps that label on adapter
-/// objects only, see [`crate::cache::slim`]).
+/// objects and on children whose owner reference is gone, see [`crate::cache::slim`]).
 fn servers_of<K: Resource>(child: PartialObjectMeta<K>) -> Vec<ObjectRef<RawDittoServer>> {
     let meta = child.meta();
     let Some(ns) = meta.namespace.as_deref() else { return Vec::new() };
