@@ -2,9 +2,12 @@
 //! change, token refresh at 80 %, status writes on change, and the DittoServer watch (polling interval,
 //! generation, and healing of an entry someone else removed).
 //!
-//! - Fast path: `GET /health/ready` (unauthenticated, DEBUG in DittoFS's log) gives the running adapter
-//!   types. When that set changes, or DittoFS stops or starts answering, or a port the last list gave a
-//!   running adapter stops listening in the pod (a port change: [`crate::listeners`]), a full poll runs at once.
+//! - Fast path: each sample reads the pod's listening ports ([`crate::listeners`], netlink, nothing asked of
+//!   DittoFS); when they changed, and at least once a second, `GET /health/ready` (unauthenticated, DEBUG in
+//!   DittoFS's log) gives the running adapter types. When that set changes, or DittoFS stops or starts
+//!   answering, or a port the last list gave a running adapter stops listening (a port change), a full
+//!   poll runs at once. An adapter switched on or off opens or closes its listener, so the sample after a
+//!   toggle asks; without netlink every sample asks.
 //! - Full poll: `GET /api/v1/adapters` every `spec.adapterDiscovery.pollingInterval`, earlier while a
 //!   health report is stale (see [`crate::discovery`]), sooner after failures (1 s doubling up to the
 //!   interval). A failed poll keeps the reported adapters and marks the entry unreachable with the reason;
@@ -43,6 +46,7 @@ use crate::{
 };
 
 mod polls;
+pub use self::polls::HEALTH_PERIOD;
 use self::polls::{MAX_WRITE_RETRY, MIN_WRITE_RETRY};
 #[cfg(test)]
 mod tests;
@@ -89,6 +93,10 @@ pub struct Poller<C = Client, S = Store, W = KubeStatus> {
     mismatch_polled: Option<BTreeSet<String>>,
     /// The listed adapter ports found closed that a poll was done for.
     closed_polled: Option<BTreeSet<u16>>,
+    /// The pod's listening ports at the last sample (`None`: unknown, e.g. no netlink).
+    listening: Option<BTreeSet<u16>>,
+    /// When `/health/ready` is next asked even if no listener changed (see [`polls::HEALTH_PERIOD`]).
+    health_due: Instant,
     object_seen: bool,
     live: Option<DittoServer>,
     /// spec.snapshotPolicies, and the account creations it has seen (each one: a new database to check).
@@ -151,6 +159,8 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             listed_running: None,
             mismatch_polled: None,
             closed_polled: None,
+            listening: None,
+            health_due: now,
             object_seen: false,
             live: None,
             snapshots: Snapshots::new("", timings.snapshot_retry, Events::none()),

@@ -23,11 +23,26 @@ pub(super) const MIN_WRITE_RETRY: Duration = Duration::from_millis(500);
 /// Longest retry delay of a failed status write.
 pub(super) const MAX_WRITE_RETRY: Duration = Duration::from_secs(30);
 
+/// The longest time between two `/health/ready` requests of the fast path while the pod's listeners stay as
+/// they were. An adapter switched on or off opens or closes its listener, and a port change closes the old
+/// one, so a sample whose listeners did not change has nothing to ask DittoFS; the request still goes once a
+/// second, for what listeners do not show (an adapter DittoFS runs without a listener, a DittoFS that hangs).
+pub const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+
 impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
-    /// `/health/ready`: only looks, never writes; a change or an outage edge asks for a full poll.
+    /// One sample: the pod's listeners (netlink, no request to DittoFS), and `/health/ready` when they
+    /// changed, when they cannot be read, while DittoFS fails, or [`HEALTH_PERIOD`] after the last one. Only
+    /// looks, never writes; a change or an outage edge asks for a full poll.
     pub(super) async fn fast_path(&mut self) {
         let started = Instant::now();
         self.next_ready = started + self.ready_interval;
+        let listening = self.client.listening_ports();
+        let changed = listening.is_none() || listening != self.listening;
+        self.listening = listening;
+        if !changed && !self.ready_failing && started < self.health_due {
+            return;
+        }
+        self.health_due = started + HEALTH_PERIOD;
         match self.client.health_ready().await {
             Ok(types) => {
                 self.metrics.poll(PollKind::Ready, "ok", started.elapsed());
@@ -79,11 +94,7 @@ impl<C: DittoFs, S: SecretStore, W: StatusApi> Poller<C, S, W> {
             .filter(|a| a.running)
             .filter_map(|a| u16::try_from(a.port).ok().filter(|p| *p > 0))
             .collect();
-        let closed = if expected.is_empty() {
-            BTreeSet::new()
-        } else {
-            crate::listeners::closed(&expected, self.client.listening_ports().as_ref())
-        };
+        let closed = crate::listeners::closed(&expected, self.listening.as_ref());
         if closed.is_empty() {
             self.closed_polled = None;
         } else if self.closed_polled.as_ref() != Some(&closed) {

@@ -218,6 +218,36 @@ async fn the_fast_path_period_follows_the_spec_and_falls_back_to_the_agents_own(
 }
 
 #[tokio::test(start_paused = true)]
+async fn with_listeners_known_dittofs_is_asked_once_a_second_and_at_the_sample_after_a_listener_changes() {
+    let fs = dittofs(&["nfs"]);
+    fs.state().adapters[0].port = 12049;
+    fs.state().listening = Some(BTreeSet::from([8080, 12049]));
+    let rig = Rig::start(&fs, "30s");
+    let mut fast = server("30s");
+    fast.spec.adapter_discovery.fast_path_interval = Some("250ms".into());
+    rig.objects.unbounded_send(Ok(watcher::Event::Apply(fast))).unwrap();
+    sleep(Duration::from_millis(1_100)).await;
+    let from = rig.times(Endpoint::HealthReady).len();
+    sleep(Duration::from_secs(4)).await;
+    let ready = rig.times(Endpoint::HealthReady);
+    assert_eq!(gaps(&ready[from - 1..]), vec![Duration::from_secs(1); ready.len() - from], "{ready:?}");
+
+    // SMB switched on: its listener opens, and the next sample (a quarter of a second later at most) asks
+    // DittoFS and lists.
+    let changed = Instant::now() - rig.started;
+    {
+        let mut s = fs.state();
+        s.listening = Some(BTreeSet::from([8080, 12049, 12445]));
+    }
+    serve(&fs, &["nfs", "smb"]);
+    sleep(Duration::from_millis(300)).await;
+    let lists = rig.times(Endpoint::ListAdapters);
+    assert!(lists.len() == 2 && lists[1] - changed <= Duration::from_millis(250), "{lists:?}");
+    assert_eq!(types(&rig.last()), ["nfs", "smb"]);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_listed_port_that_stops_listening_is_polled_for_at_the_next_sample_and_once() {
     let fs = dittofs(&["nfs"]);
     fs.state().adapters[0].port = 12049;
