@@ -90,6 +90,8 @@ pub fn statefulset_for(
         Some(live) if !same_claims(&live, &desired_claims) => live,
         _ => desired_claims,
     };
+    let mut pod = pod_spec(ds, agent);
+    mount_content_as_claimed(&mut pod, &claims);
     StatefulSet {
         metadata: child_meta(ds, names::statefulset(&cr), server_labels(&cr)),
         spec: Some(StatefulSetSpec {
@@ -106,12 +108,28 @@ pub fn statefulset_for(
                     annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned())])),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(ds, agent)),
+                spec: Some(pod),
             },
             volume_claim_templates: Some(claims),
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// The content volume is mounted exactly when the claim templates in use have it. They are the live ones
+/// when the spec's storage changed after creation: a mount without its claim is refused by the apiserver
+/// (`contentSize` added later: the StatefulSet could never be applied again), and a claim kept without its
+/// mount would hide the data already on it (`contentSize` removed later).
+fn mount_content_as_claimed(pod: &mut PodSpec, claims: &[PersistentVolumeClaim]) {
+    let claimed = claims.iter().any(|c| c.metadata.name.as_deref() == Some(names::CONTENT_VOLUME));
+    let Some(server) = pod.containers.iter_mut().find(|c| c.name == names::SERVER_CONTAINER) else { return };
+    let mounts = server.volume_mounts.get_or_insert_with(Vec::new);
+    let mounted = mounts.iter().any(|m| m.name == names::CONTENT_VOLUME);
+    if claimed && !mounted {
+        mounts.push(containers::content_mount());
+    } else if !claimed && mounted {
+        mounts.retain(|m| m.name != names::CONTENT_VOLUME);
     }
 }
 

@@ -290,6 +290,11 @@ fn runtime_default_seccomp() -> SeccompProfile {
     SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
 }
 
+/// Where the content volume (`storage.contentSize`) is mounted in the DittoFS container.
+pub(super) fn content_mount() -> VolumeMount {
+    VolumeMount { name: names::CONTENT_VOLUME.into(), mount_path: "/data/store/block".into(), ..Default::default() }
+}
+
 pub(super) fn server_container(ds: &DittoServer) -> Container {
     let spec = &ds.spec;
     let mut ports = vec![ContainerPort {
@@ -319,7 +324,7 @@ pub(super) fn server_container(ds: &DittoServer) -> Container {
         mount(TMP_VOLUME, "/tmp", false),
     ];
     if spec.storage.content_size.is_some() {
-        mounts.push(mount(names::CONTENT_VOLUME, "/data/store/block", false));
+        mounts.push(content_mount());
     }
     if cert_secret(spec).is_some() {
         mounts.push(mount(TLS_VOLUME, TLS_DIR, true));

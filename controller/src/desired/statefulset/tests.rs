@@ -348,6 +348,19 @@ fn live_claim_templates_are_kept_when_the_spec_changes_them() {
     assert_eq!(resized.spec.unwrap().volume_claim_templates, old.spec.clone().unwrap().volume_claim_templates);
     let same = statefulset_for(&server(json!({})), &defaults(), "hash", Some(&old));
     assert_eq!(same, old);
+
+    // The content volume follows the claims in use: added later, it is not mounted without its claim (the
+    // apiserver would refuse the StatefulSet for good); removed later, the kept claim stays mounted.
+    let content_mounted = |sts: &StatefulSet| {
+        let pod = pod(sts);
+        container(&pod, "dittofs").volume_mounts.iter().flatten().any(|m| m.name == names::CONTENT_VOLUME)
+    };
+    let with_content = server(json!({"storage": {"metadataSize": "1Gi", "contentSize": "50Gi"}}));
+    assert!(content_mounted(&statefulset_for(&with_content, &defaults(), "hash", None)));
+    assert!(!content_mounted(&statefulset_for(&with_content, &defaults(), "hash", Some(&old))));
+    let had_content = statefulset_for(&with_content, &defaults(), "hash", None);
+    assert!(content_mounted(&statefulset_for(&server(json!({})), &defaults(), "hash", Some(&had_content))));
+    assert!(!content_mounted(&old));
 }
 
 #[test]
