@@ -51,12 +51,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// `schedstat` run times, exact to the nanosecond. `stat`'s 10 ms clock ticks made an idle agent's
 /// millicores over 30 s a count of three to six ticks.
 fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
+    let rss = status_kib(pid, "VmRSS")?;
     let mut cpu_ns = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         // A thread that ended between the listing and the read counts no more.
@@ -64,6 +59,13 @@ fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
         cpu_ns += schedstat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
     }
     Ok((rss, cpu_ns))
+}
+
+/// One KiB field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `RssAnon`, …).
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let value = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'));
+    value.and_then(|v| v.split_whitespace().next()?.parse().ok()).with_context(|| format!("no {field} for {pid}"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -312,4 +314,15 @@ pub async fn run() -> anyhow::Result<()> {
     drop(pod);
     drop(controller);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_fields_are_read_in_kib_and_a_missing_one_is_an_error() {
+        let pid = std::process::id();
+        assert!(super::status_kib(pid, "VmRSS").unwrap() > 0);
+        assert!(super::status_kib(pid, "VmHWM").unwrap() >= super::status_kib(pid, "RssAnon").unwrap());
+        assert!(super::status_kib(pid, "Vm").is_err(), "a prefix of a field is not the field");
+    }
 }

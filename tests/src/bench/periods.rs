@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use super::usage;
+use super::{status_kib, usage};
 use crate::{pod::Pod, scenario::SERVER};
 
 /// The periods measured, slowest first.
@@ -54,7 +54,7 @@ pub async fn measure(servers: &Api<DittoServer>, pod: &Pod, window: Duration) ->
         tokio::time::sleep(window).await;
         let secs = started.elapsed().as_secs_f64();
         let (agent_rss, agent_cpu) = usage(pod.agent.pid())?;
-        let agent_anon = anon_rss(pod.agent.pid())?;
+        let agent_anon = status_kib(pod.agent.pid(), "RssAnon")?;
         let (_, fs_cpu) = usage(dittofs_pid)?;
         let lines = pod.fs.info_requests_logged() - info_before;
         costs.push(Cost {
@@ -69,14 +69,6 @@ pub async fn measure(servers: &Api<DittoServer>, pod: &Pod, window: Duration) ->
     }
     set_period(servers, None).await?;
     Ok(costs)
-}
-
-/// `RssAnon` of a process, KiB.
-fn anon_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib =
-        status.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
-    kib.ok_or_else(|| anyhow::anyhow!("no RssAnon"))
 }
 
 async fn set_period(servers: &Api<DittoServer>, period: Option<&str>) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ use self::{
     report::{Cold, Figures, Measured},
     tracker::Tracker,
 };
-use super::{PHASE_MS, controller_identity, env_number, periods::millicores, usage};
+use super::{PHASE_MS, controller_identity, env_number, periods::millicores, status_kib, usage};
 use crate::{
     audit::AuditLog,
     faults::Rng,
@@ -142,20 +142,10 @@ async fn cold_start(n: usize, settings: &Settings) -> anyhow::Result<Cold> {
         .zip(before)
         .map(|((name, pid), t0)| Ok(((*name).to_owned(), (usage(*pid)?.1.saturating_sub(t0)) as f64 / 1e9)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let rss_kib = (usage(controller.pid())?.0, peak_rss(controller.pid())?);
+    let rss_kib = (usage(controller.pid())?.0, status_kib(controller.pid(), "VmHWM")?);
     drop(fleet);
     drop(controller);
     Ok(Cold { took, cpu, rss_kib })
-}
-
-/// The peak resident set (`VmHWM`) of a process, KiB.
-fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmHWM")
 }
 
 /// The controller runs (and leads); N servers are created at once; then the idle window and the toggles.
