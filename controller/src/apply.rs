@@ -43,6 +43,10 @@ pub enum Outcome {
 /// (kind, namespace, name) of a child.
 type ChildKey = (String, String, String);
 
+fn key<K: Child>(namespace: &str, name: &str) -> ChildKey {
+    (K::kind(&()).into_owned(), namespace.to_owned(), name.to_owned())
+}
+
 /// The last apply of a child: a hash of the body sent, and what identifies the answer: its resourceVersion,
 /// and its generation with a hash of the metadata others could change ([`meta_hash`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,8 +176,9 @@ impl Applier {
     /// apply too many, never one too few).
     pub fn unchanged<K: Child>(&self, obj: &K, live: Option<&K>) -> bool {
         let (Some(namespace), name) = (obj.namespace(), obj.name_any()) else { return false };
-        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
-        let Some(sent) = self.last.lock().expect("not poisoned").get(&key).cloned() else { return false };
+        let Some(sent) = self.last.lock().expect("not poisoned").get(&key::<K>(&namespace, &name)).cloned() else {
+            return false;
+        };
         let still = match live {
             Some(live) => sent.still_live(live.meta()),
             None => K::store(&self.stores)
@@ -196,8 +201,7 @@ impl Applier {
     /// Records `body` as applied with `answer` by a write outside [`Applier::apply`] (the adapter step's).
     pub fn remember<K: Child>(&self, body: &K, answer: &ObjectMeta) {
         let (Some(namespace), name) = (body.namespace(), body.name_any()) else { return };
-        let key = (K::kind(&()).into_owned(), namespace, name);
-        self.last.lock().expect("not poisoned").insert(key, Sent::of(body, answer));
+        self.last.lock().expect("not poisoned").insert(key::<K>(&namespace, &name), Sent::of(body, answer));
     }
 
     /// Another field manager's apply moved `before` (the whole object) to `after` (the adapter ports of the
@@ -209,9 +213,8 @@ impl Applier {
         if after.generation != before.generation.map(|g| g + 1) {
             return;
         }
-        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
         let mut last = self.last.lock().expect("not poisoned");
-        if let Some(sent) = last.get_mut(&key).filter(|sent| sent.still_live(before)) {
+        if let Some(sent) = last.get_mut(&key::<K>(namespace, name)).filter(|sent| sent.still_live(before)) {
             *sent = Sent::new(sent.body, after);
         }
     }
@@ -231,7 +234,7 @@ impl Applier {
     /// Forgets a child deleted outside [`Applier::delete_if_present`].
     pub fn forget<K: Child>(&self, meta: &ObjectMeta) {
         let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) else { return };
-        self.last.lock().expect("not poisoned").remove(&(K::kind(&()).into_owned(), namespace.clone(), name.clone()));
+        self.last.lock().expect("not poisoned").remove(&key::<K>(namespace, name));
     }
 
     /// Server-side applies `obj` (which carries its name and namespace) and says what happened.
@@ -239,7 +242,7 @@ impl Applier {
         let kind = K::kind(&()).into_owned();
         let name = obj.name_any();
         let namespace = obj.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-        let key = (kind.clone(), namespace.clone(), name.clone());
+        let key = key::<K>(&namespace, &name);
         // Right after a (re)start the first reconciles can run before the child watches listed:
         // wait for that list, or every existing child would look created.
         if !K::cache(&self.stores).synced.wait().await {
@@ -301,7 +304,7 @@ impl Applier {
         match api.delete(name, &params).await {
             Ok(_) => {
                 self.metrics.wrote(&kind);
-                self.last.lock().expect("not poisoned").remove(&(kind, namespace.to_owned(), name.to_owned()));
+                self.last.lock().expect("not poisoned").remove(&key::<K>(namespace, name));
                 Ok(true)
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
