@@ -60,8 +60,12 @@ async fn dittofs_down_keeps_adapters_and_a_fresh_database_is_healed_without_rest
             // (once a second) is the clock: four of its failures after the first refused list hold the lists at
             // 0, 1 and 3 s (two or three even if the doubling were jittered), never the next at 7 s; retries
             // that kept the first 1 s step would make five.
-            let writes = rig.metrics().status_writes(WriteResult::Done);
             let fast_failed = |m: &Metrics| m.polls(PollKind::Ready, "refused") + m.polls(PollKind::Ready, "transport");
+            // The write of the unreachable entry is counted when its answer reaches the agent, which can be
+            // just after the watch shows it: count from the next failed sample on.
+            let next = fast_failed(rig.metrics()) + 1;
+            rig.wait_count("a failed fast-path poll", next, Duration::from_secs(10), fast_failed).await?;
+            let writes = rig.metrics().status_writes(WriteResult::Done);
             let target = fast_failed(rig.metrics()) + 4;
             rig.wait_count("four failed fast-path polls", target, Duration::from_secs(10), fast_failed).await?;
             let now = rig.entry().await?;
