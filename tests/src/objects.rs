@@ -101,6 +101,32 @@ pub async fn events_for(client: kube::Client, ns: &str, name: &str) -> anyhow::R
     Ok(events.list(&ListParams::default()).await?.items.into_iter().filter(about).collect())
 }
 
+/// The Events about DittoServer `name` that `matching` selects, once there is at least one. The controller
+/// publishes Events from its own task, after the reconcile (and the status write) that queued them, so an
+/// Event is waited for, never read right after a condition shows.
+pub async fn wait_events(
+    client: kube::Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    matching: impl Fn(&Event) -> bool,
+) -> anyhow::Result<Vec<Event>> {
+    wait_until(&format!("{name}: {what}"), EVENT_WAIT, async || {
+        let found: Vec<Event> = events_for(client.clone(), ns, name).await?.into_iter().filter(&matching).collect();
+        anyhow::ensure!(!found.is_empty(), "none yet");
+        Ok(found)
+    })
+    .await
+}
+
+/// How long an Event may take to be published after what it reports is visible.
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+
+/// The Events about DittoServer `name` with `reason`, once there is at least one.
+pub async fn wait_reason(client: kube::Client, ns: &str, name: &str, reason: &str) -> anyhow::Result<Vec<Event>> {
+    wait_events(client, ns, name, &format!("an Event {reason}"), |e| e.reason.as_deref() == Some(reason)).await
+}
+
 /// The API of `kind`, for every kind the controller creates and DittoServer itself; another kind is an error.
 pub fn resource(kind: &str) -> anyhow::Result<ApiResource> {
     let known = [

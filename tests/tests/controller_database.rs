@@ -23,7 +23,7 @@ use dittofs_tests::controller_world::{Running, started};
 use dittofs_tests::database::{clusters, container, create_secret, install_percona_crd, resolve_env, set_state};
 use dittofs_tests::dittofs::{DittoFs, Options};
 use dittofs_tests::kube_env::{ControlPlane, TempNamespace, wait_until};
-use dittofs_tests::objects::{events_for, wait_for_condition};
+use dittofs_tests::objects::{wait_events, wait_for_condition, wait_reason};
 use dittofs_tests::postgres::Postgres;
 
 const CR: &str = "fs";
@@ -111,8 +111,7 @@ async fn patch_spec(servers: &Api<DittoServer>, spec: Value) -> anyhow::Result<(
 
 /// The Events of `reason` about the server: each note once, never repeated as a series.
 async fn notes(ns: &TempNamespace<'_>, reason: &str) -> anyhow::Result<Vec<String>> {
-    let events = events_for(ns.client(), ns.name(), CR).await?;
-    let of_reason: Vec<_> = events.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect();
+    let of_reason = wait_reason(ns.client(), ns.name(), CR, reason).await?;
     assert!(of_reason.iter().all(|e| e.series.is_none()), "{reason} repeated: {of_reason:?}");
     Ok(of_reason.into_iter().filter_map(|e| e.note).collect())
 }
@@ -332,11 +331,9 @@ async fn percona_waits_for_its_cluster_then_dittofs_runs_on_its_user_secret() ->
             let after = clusters(ns).get(&cluster_name).await?;
             assert_eq!(after.resource_version(), before.resource_version());
             assert_eq!(after.data["spec"]["instances"][0]["replicas"], 1);
-            let created = events_for(ns.client(), ns.name(), CR).await?;
-            let created = created
-                .iter()
-                .filter(|e| e.note.as_deref() == Some(&format!("Created PerconaPGCluster {cluster_name}")));
-            assert_eq!(created.count(), 1);
+            let note = format!("Created PerconaPGCluster {cluster_name}");
+            let created = wait_events(ns.client(), ns.name(), CR, &note, |e| e.note.as_deref() == Some(&note)).await?;
+            assert_eq!(created.len(), 1);
 
             // Percona switched off: what it added goes (init container, its env, DatabaseReady), the cluster stays.
             patch_spec(&servers, json!({"percona": {"enabled": false}})).await?;

@@ -51,8 +51,7 @@ async fn only_the_leader_writes_and_a_dead_leader_is_replaced_within_the_lease_t
             b.controller.metrics().write_count("StatefulSet") + b.controller.metrics().write_count("DittoServerStatus"),
             0
         );
-        let events = events_for(ns.client(), ns.name(), "fs").await?;
-        assert!(!events.is_empty());
+        let events = wait_events(ns.client(), ns.name(), "fs", "any Event", |_| true).await?;
         for e in &events {
             assert_eq!(e.reporting_instance.as_deref(), Some("ctrl-a"), "{e:?}");
         }

@@ -53,9 +53,8 @@ async fn a_stale_report_is_kept_or_closed_as_the_spec_says() -> anyhow::Result<(
             assert!(message.contains("the report of fs-0 dates from") && message.contains("(30)"), "{message}");
             assert!(message.ends_with("adapter objects are kept as they are (onStaleReport: Keep)"), "{message}");
             assert_eq!(view(ns, CR).await?, expected(CR, &[("nfs", 12049)], true), "Keep: nothing removed");
-            let events = events_for(ns.client(), ns.name(), CR).await?;
-            let stale = events.iter().filter(|e| e.reason.as_deref() == Some(reasons::REPORT_STALE)).count();
-            assert_eq!(stale, 1, "one Warning for the stale report");
+            let stale = wait_reason(ns.client(), ns.name(), CR, reasons::REPORT_STALE).await?;
+            assert_eq!(stale.len(), 1, "one Warning for the stale report");
 
             // Close: the objects go while nobody knows what runs.
             patch_spec(&servers, json!({"adapterServices": {"onStaleReport": "Close"}})).await?;
@@ -207,11 +206,7 @@ async fn a_deleted_server_shows_phase_deleting_with_one_event_while_its_pods_ter
             }
             let ds = servers.get(CR).await?;
             assert_eq!(ds.status.and_then(|s| s.phase), Some(Phase::Deleting));
-            let deleting = events_for(ns.client(), ns.name(), CR)
-                .await?
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some(reasons::DELETING))
-                .collect::<Vec<_>>();
+            let deleting = wait_reason(ns.client(), ns.name(), CR, reasons::DELETING).await?;
             assert_eq!(deleting.len(), 1, "one Deleting Event per deletion: {deleting:?}");
             // Not a series either: the recorder counts repeats of an Event into `series` of the first one.
             assert_eq!(deleting[0].series, None, "emitted once, not once per pass");

@@ -43,8 +43,8 @@ async fn wait_ready_false(servers: &Api<DittoServer>, cr: &str, reason: &str) ->
 }
 
 async fn warning_notes(ns: &TempNamespace<'_>, cr: &str, reason: &str) -> anyhow::Result<Vec<String>> {
-    let events = events_for(ns.client(), ns.name(), cr).await?;
-    Ok(events.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).filter_map(|e| e.note).collect())
+    let events = wait_reason(ns.client(), ns.name(), cr, reason).await?;
+    Ok(events.into_iter().filter_map(|e| e.note).collect())
 }
 
 #[tokio::test]

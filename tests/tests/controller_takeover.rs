@@ -303,8 +303,7 @@ async fn a_live_go_operator_server_is_taken_over_without_an_outage() -> anyhow::
             let mut ports: Vec<String> = server.ports.unwrap().into_iter().filter_map(|p| p.name).collect();
             ports.sort();
             assert_eq!(ports, ["adapter-nfs", "adapter-smb", "api", "metrics"]);
-            let events = events_for(ns.client(), ns.name(), CR).await?;
-            let taken: Vec<_> = events.iter().filter(|e| e.reason.as_deref() == Some(reasons::TAKEN_OVER)).collect();
+            let taken = wait_reason(ns.client(), ns.name(), CR, reasons::TAKEN_OVER).await?;
             assert_eq!(taken.len(), 1, "{taken:?}");
             assert!(taken[0].note.as_deref().unwrap_or_default().contains("StatefulSet fs"), "{:?}", taken[0].note);
 
@@ -374,9 +373,8 @@ async fn a_go_statefulset_edited_by_hand_stops_the_take_over_and_changes_nothing
             assert_eq!(snapshot(ns).await?, before);
             let ds = servers.get(CR).await?;
             assert_eq!(ds.finalizers(), [GO_OPERATOR_FINALIZER.to_owned()]);
-            let events = events_for(ns.client(), ns.name(), CR).await?;
-            let blocked = events.iter().filter(|e| e.reason.as_deref() == Some(reasons::TAKEOVER_BLOCKED)).count();
-            assert_eq!(blocked, 1, "one Warning per change of the message");
+            let blocked = wait_reason(ns.client(), ns.name(), CR, reasons::TAKEOVER_BLOCKED).await?;
+            assert_eq!(blocked.len(), 1, "one Warning per change of the message");
             controller.stop().await?;
             drop(fs);
             Ok(())
@@ -440,10 +438,8 @@ async fn a_deleted_server_keeps_its_percona_cluster_unless_delete_with_server() 
             }
             let kept = clusters.get("kept-postgres").await?;
             assert!(kept.metadata.owner_references.unwrap_or_default().is_empty());
-            let events = events_for(ns.client(), ns.name(), "kept").await?;
-            assert!(events.iter().any(|e| e.reason.as_deref() == Some("PerconaOrphaned")), "{events:?}");
-            let events = events_for(ns.client(), ns.name(), "dropped").await?;
-            assert!(events.iter().any(|e| e.reason.as_deref() == Some("PerconaDeleted")), "{events:?}");
+            wait_reason(ns.client(), ns.name(), "kept", "PerconaOrphaned").await?;
+            wait_reason(ns.client(), ns.name(), "dropped", "PerconaDeleted").await?;
             controller.stop().await
         })
         .await
