@@ -333,7 +333,8 @@ async fn the_go_operators_monitor_is_taken_over_and_selects_the_metrics_service(
             assert!(!managers.iter().any(|m| m == GO_OPERATOR_FIELD_MANAGER), "{managers:?}");
             let svc: Service = ns.api::<Service>().get(&names::metrics_service("fs")).await?;
             assert_eq!(serde_json::to_value(svc.labels())?, metrics_service_labels(), "what the monitor selects");
-            let taken_over = |e: &k8s_openapi::api::events::v1::Event| e.note.as_deref().is_some_and(|n| n.starts_with("Took over"));
+            let taken_over =
+                |e: &k8s_openapi::api::events::v1::Event| e.note.as_deref().is_some_and(|n| n.starts_with("Took over"));
             let events = wait_events(ns.client(), ns.name(), "fs", "the Took over Event", taken_over).await?;
             let taken = events.iter().filter_map(|e| e.note.as_deref()).next();
             assert!(taken.is_some_and(|n| n.contains("ServiceMonitor fs-metrics")), "{taken:?}");
