@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use dittofs_api::{
-    constants::{DEFAULT_METRICS_PORT, NFS, SMB},
+    constants::{NFS, SMB},
     crd::DittoServerSpec,
     names,
 };
@@ -69,17 +69,20 @@ impl Watched {
                 children.push(("Secret", secret.clone()));
             }
         }
-        let metrics = spec.metrics.as_ref().map_or(i32::from(DEFAULT_METRICS_PORT), |m| m.port);
+        let mut reserved_ports = vec![
+            (spec.control_plane.port, "the API port"),
+            (i32::from(dittofs_api::agent_env::DEFAULT_ADMIN_PORT), "the agent's admin port"),
+        ];
+        // The metrics port is DittoFS's only while it serves metrics; otherwise an adapter may use it.
+        if let Some(metrics) = spec.metrics.as_ref().filter(|m| m.enabled) {
+            reserved_ports.push((metrics.port, "the metrics port"));
+        }
         Ok(Watched {
             name: name.to_owned(),
             truth,
             statics: true,
             allowed_types: spec.adapter_services.allowed_types.clone(),
-            reserved_ports: vec![
-                (spec.control_plane.port, "the API port"),
-                (metrics, "the metrics port"),
-                (i32::from(dittofs_api::agent_env::DEFAULT_ADMIN_PORT), "the agent's admin port"),
-            ],
+            reserved_ports,
             children,
             secrets: vec![jwt, admin, operator],
         })
@@ -117,6 +120,7 @@ impl Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dittofs_api::constants::DEFAULT_METRICS_PORT;
     use serde_json::json;
 
     #[test]
@@ -132,5 +136,10 @@ mod tests {
         assert!(w.screen("nfs", 8080).unwrap().contains("API"));
         assert!(w.screen("smb", 8082).unwrap().contains("agent"));
         assert!(w.screen("smb", 0).is_some());
+        // Metrics off: DittoFS does not listen on 9090, so an adapter may (as the controller allows).
+        assert_eq!(w.screen("smb", i32::from(DEFAULT_METRICS_PORT)), None);
+        let served = json!({"storage": {"metadataSize": "1Gi"}, "metrics": {"enabled": true}});
+        let w = Watched::new("fs", &served, Truth::Unknown).unwrap();
+        assert!(w.screen("smb", i32::from(DEFAULT_METRICS_PORT)).unwrap().contains("metrics"));
     }
 }
