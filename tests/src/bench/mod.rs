@@ -286,6 +286,14 @@ pub async fn run() -> anyhow::Result<()> {
         ctl_rss0 as f64 / 1024.0,
         ctl_rss as f64 / 1024.0
     );
+    let (agent_anon, ctl_anon) = (status_kib(pod.agent.pid(), "RssAnon")?, status_kib(controller.pid(), "RssAnon")?);
+    println!(
+        "| of it anonymous (heap, stacks) + code pages (binary, libraries) | {:.1} + {:.1} MiB | {:.1} + {:.1} MiB |",
+        agent_anon as f64 / 1024.0,
+        agent_rss.saturating_sub(agent_anon) as f64 / 1024.0,
+        ctl_anon as f64 / 1024.0,
+        ctl_rss.saturating_sub(ctl_anon) as f64 / 1024.0
+    );
     println!(
         "| CPU | {:.2} millicores | {:.2} millicores |",
         millicores(agent_cpu - agent_cpu0),
