@@ -47,14 +47,15 @@ test: testenv lint build ## Everything: lint, unit tests and the real-server tie
 demo: testenv build ## Bring up Kubernetes and DittoFS locally and show them working (TRACES=1: and a trace in Jaeger)
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)" TRACES="$(TRACES)" $(CARGO) run --quiet --locked -p dittofs-tests --bin dittofs-demo
 
-# The benches measure the agent and the controller as they ship, but for the host's target (glibc, not musl):
-# release profile, each by its own cargo build, so the agent does not inherit the controller's features. The
-# harness and the emulator run from the debug build `make test` leaves, so no release build of them (the test
-# harness's dependency tree, with thin LTO and one codegen unit) stands between a change and its figures.
-MEASURED = $(CARGO) build --release --locked -p dittofs-agent --bins && \
-	$(CARGO) build --release --locked -p dittofs-controller --bins && \
+# The benches measure the agent and the controller as they ship: the static musl binaries `make release` builds
+# (scripts/release/binaries.sh, which installs the musl target and musl-tools when missing), each by its own
+# cargo build, so the agent does not inherit the controller's features. The harness and the emulator run from
+# the debug build `make test` leaves, so no release build of them (the test harness's dependency tree, with
+# thin LTO and one codegen unit) stands between a change and its figures.
+MEASURED = scripts/release/binaries.sh >/dev/null && \
 	$(CARGO) build --locked -p dittofs-tests -p dittofs-emulator --bins && mkdir -p target
-MEASURED_ENV = DITTOFS_AGENT_BIN=$(RELEASE_DIR)/dittofs-agent DITTOFS_CONTROLLER_BIN=$(RELEASE_DIR)/dittofs-controller \
+STATIC_DIR = $(shell scripts/release/binaries.sh --print-dir)
+MEASURED_ENV = DITTOFS_AGENT_BIN=$(STATIC_DIR)/dittofs-agent DITTOFS_CONTROLLER_BIN=$(STATIC_DIR)/dittofs-controller \
 	DITTOFS_TESTENV_BIN="$(TESTENV_BIN)"
 DEBUG_DIR = $(or $(CARGO_TARGET_DIR),target)/debug
 

@@ -61,6 +61,24 @@ fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((rss, cpu_ns))
 }
 
+/// Which agent and controller binaries a report measured: their paths and sizes, and whether each is static
+/// (no ELF interpreter, like the shipped images' musl builds) or linked against the host's libc.
+pub fn measured_binaries() -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for name in ["dittofs-agent", "dittofs-controller"] {
+        let path = crate::process::workspace_bin(name)?;
+        let bytes = std::fs::read(&path)?;
+        parts.push(format!("`{}` ({:.1} MB, {})", path.display(), bytes.len() as f64 / 1e6, linking(&bytes)));
+    }
+    Ok(format!("Binaries measured: {}.", parts.join(", ")))
+}
+
+/// How an executable is linked: a dynamically linked ELF names its interpreter (`/lib64/ld-linux-x86-64.so.2`,
+/// `/lib/ld-musl-x86_64.so.1`) in PT_INTERP; a static one has none.
+fn linking(elf: &[u8]) -> &'static str {
+    if elf.windows(8).any(|w| w == b"/ld-linu" || w == b"/ld-musl") { "dynamically linked" } else { "static" }
+}
+
 /// One KiB field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `RssAnon`, …).
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -165,7 +183,7 @@ impl Toggle<'_> {
 pub async fn run() -> anyhow::Result<()> {
     let rounds = env_number("BENCH_ROUNDS", 50);
     let idle = Duration::from_secs(env_number("BENCH_IDLE_SECS", 60));
-    eprintln!("bench: starting the control plane, controller and pod (release binaries)…");
+    eprintln!("bench: starting the control plane, controller and pod…");
     let dir = tempfile::Builder::new().prefix("dittofs-bench-").tempdir()?;
     let (audit, audit_args) = AuditLog::in_dir(dir.path())?;
     let cp =
@@ -249,6 +267,7 @@ pub async fn run() -> anyhow::Result<()> {
         percentile(&off, 0.5)
     };
 
+    println!("{}\n", measured_binaries()?);
     println!("## Adapter toggle → Kubernetes (Service, NetworkPolicy and container port all match)\n");
     let period = dittofs_api::constants::DEFAULT_FAST_PATH_INTERVAL;
     println!(
@@ -326,6 +345,13 @@ pub async fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_test_binary_is_dynamically_linked_and_bytes_without_an_interpreter_are_static() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(super::linking(&me), "dynamically linked");
+        assert_eq!(super::linking(b"\x7fELF no interpreter here"), "static");
+    }
+
     #[test]
     fn status_fields_are_read_in_kib_and_a_missing_one_is_an_error() {
         let pid = std::process::id();

@@ -71,7 +71,7 @@ pub async fn run() -> anyhow::Result<()> {
     let json_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-scale.json");
     println!("# What the controller costs with N DittoServers\n");
     println!(
-        "The controller and agent binaries (release builds under `make bench-scale`); every N in fresh \
+        "{} Every N in fresh \
          control planes, the controller as a ServiceAccount bound to cluster-admin. Two servers run a real \
          pod (DittoFS emulator + agent); every other one has a simulated agent: the agent crate's own status \
          writer (same server-side apply body and field manager `dittofs-agent-<pod>`, same heartbeat at the \
@@ -80,7 +80,8 @@ pub async fn run() -> anyhow::Result<()> {
          server has converged when a watch shows its adapter Services `<cr>-adapter-nfs` and \
          `<cr>-adapter-smb` with the reported ports (and no other) and `AdaptersReady=True` at its current \
          generation (`Ready` needs a running replica; there is no kubelet here). Toggles wait \
-         0–{PHASE_MS} ms first (seed {seed}, `BENCH_SEED`)."
+         0–{PHASE_MS} ms first (seed {seed}, `BENCH_SEED`).",
+        super::measured_binaries()?
     );
     let mut all: Vec<Figures> = Vec::new();
     for n in sizes {
