@@ -2,7 +2,7 @@
 //! (for the config hash), the live StatefulSet and, with Percona, its cluster and user Secret. A managed Secret or the StatefulSet that exists but
 //! belongs to someone else stops the reconcile here ([`Error::NotOwned`]), before anything is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
@@ -68,25 +68,32 @@ async fn get_secret(api: &Api<Secret>, name: &str) -> Result<Option<Secret>, Err
     api.get_opt(name).await.map_err(|e| Error::kube(format!("get Secret {name}"), e))
 }
 
-/// Reads the value `key` of a Secret the controller manages, refused if the Secret belongs to someone
-/// else; records what exists of it.
-async fn get_managed(
-    api: &Api<Secret>,
+/// Reads the value `key` of a Secret the controller manages from what was fetched, refused if the Secret
+/// belongs to someone else; records what exists of it.
+fn managed_value(
+    fetched: &BTreeMap<String, Option<Secret>>,
     name: &str,
     key: &str,
     uid: &str,
     observed: &mut Observed,
 ) -> Result<Option<SecretString>, Error> {
-    let secret = get_secret(api, name).await?;
-    check_owner("Secret", name, secret.as_ref().map(|s| &s.metadata), uid)?;
-    let value = value_of(secret.as_ref(), key);
-    let existing = match (&secret, &value) {
+    let secret = fetched.get(name).and_then(Option::as_ref);
+    check_owner("Secret", name, secret.map(|s| &s.metadata), uid)?;
+    let value = value_of(secret, key);
+    let existing = match (secret, &value) {
         (None, _) => Existing::Absent,
         (Some(_), Some(_)) => Existing::Complete,
         (Some(_), None) => Existing::Incomplete,
     };
     observed.managed.insert(name.to_owned(), existing);
     Ok(value.map(SecretString::new))
+}
+
+/// Every Secret in `names`, read at once: each GET is a round trip to the apiserver, and read one after
+/// another they were most of a reconcile's time on a toggle's path.
+async fn fetch(api: &Api<Secret>, names: BTreeSet<String>) -> Result<BTreeMap<String, Option<Secret>>, Error> {
+    let secrets = futures::future::try_join_all(names.iter().map(|name| get_secret(api, name))).await?;
+    Ok(names.into_iter().zip(secrets).collect())
 }
 
 /// The live StatefulSet of the server, if any (read first: its selector decides a take-over).
@@ -105,24 +112,9 @@ pub async fn observe(client: &Client, ds: &DittoServer, statefulset: Option<Stat
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let mut observed = Observed::default();
 
-    if user_jwt_ref(ds).is_none() {
-        observed.managed_jwt =
-            get_managed(&secrets, &names::jwt_secret(&cr), names::JWT_SECRET_KEY, uid, &mut observed).await?;
-    }
-    if user_admin_ref(ds).is_none() {
-        let name = names::admin_bootstrap_secret(&cr);
-        observed.managed_admin_password = get_managed(&secrets, &name, names::PASSWORD_KEY, uid, &mut observed).await?;
-        if observed.managed_admin_password.is_none() {
-            // Switching from the Go operator: keep the password its DittoFS was bootstrapped with. The former
-            // Secret stays (the Go operator deleted it; that would need the right to delete any Secret) and
-            // goes with the server, whose owner reference it carries.
-            let legacy = get_secret(&secrets, &names::legacy_admin_secret(&cr)).await?;
-            observed.managed_admin_password = value_of(legacy.as_ref(), names::PASSWORD_KEY).map(SecretString::new);
-        }
-    }
-    let name = names::operator_credentials_secret(&cr);
-    observed.operator_password = get_managed(&secrets, &name, names::PASSWORD_KEY, uid, &mut observed).await?;
-
+    let jwt = user_jwt_ref(ds).is_none().then(|| names::jwt_secret(&cr));
+    let admin = user_admin_ref(ds).is_none().then(|| names::admin_bootstrap_secret(&cr));
+    let operator = names::operator_credentials_secret(&cr);
     let mut wanted: Vec<(String, String, bool)> = Vec::new();
     if let Some(r) = user_jwt_ref(ds) {
         wanted.push((r.name.clone(), r.key.clone(), true));
@@ -132,12 +124,26 @@ pub async fn observe(client: &Client, ds: &DittoServer, statefulset: Option<Stat
     wanted.extend(
         crate::desired::identity::referenced(&ds.spec).into_iter().map(|r| (r.name.clone(), r.key.clone(), true)),
     );
-    let mut cache: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    let all = jwt.iter().chain(&admin).chain([&operator]).chain(wanted.iter().map(|(name, _, _)| name));
+    let cache = fetch(&secrets, all.cloned().collect()).await?;
+
+    if let Some(name) = &jwt {
+        observed.managed_jwt = managed_value(&cache, name, names::JWT_SECRET_KEY, uid, &mut observed)?;
+    }
+    if let Some(name) = &admin {
+        observed.managed_admin_password = managed_value(&cache, name, names::PASSWORD_KEY, uid, &mut observed)?;
+        if observed.managed_admin_password.is_none() {
+            // Switching from the Go operator: keep the password its DittoFS was bootstrapped with. The former
+            // Secret stays (the Go operator deleted it; that would need the right to delete any Secret) and
+            // goes with the server, whose owner reference it carries.
+            let legacy = get_secret(&secrets, &names::legacy_admin_secret(&cr)).await?;
+            observed.managed_admin_password = value_of(legacy.as_ref(), names::PASSWORD_KEY).map(SecretString::new);
+        }
+    }
+    observed.operator_password = managed_value(&cache, &operator, names::PASSWORD_KEY, uid, &mut observed)?;
+
     let mut database_missing: Vec<String> = Vec::new();
     for (name, key, required) in wanted {
-        if !cache.contains_key(&name) {
-            cache.insert(name.clone(), get_secret(&secrets, &name).await?);
-        }
         let id = format!("{name}/{key}");
         let value = cache[&name].as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get(&key));
         match value {
