@@ -285,15 +285,7 @@ async fn a_missing_ldap_secret_or_key_holds_the_statefulset_and_says_which() -> 
             servers.patch(CR, &PatchParams::default(), &Patch::Merge(&touch(0))).await?;
             running.wait_reconciles("another reconcile", None, before).await?;
             assert!(statefulsets.get_opt(CR).await?.is_none(), "no pod template naming a Secret that does not exist");
-            // Events are published by their own task, after the reconcile that queued them.
-            let warned = wait_until("the SecretMissing Warning", WAIT, async || {
-                let events = events_for(ns.client(), ns.name(), CR).await?;
-                let warned: Vec<_> =
-                    events.into_iter().filter(|e| e.reason.as_deref() == Some("SecretMissing")).collect();
-                anyhow::ensure!(!warned.is_empty(), "no SecretMissing Warning yet");
-                Ok(warned)
-            })
-            .await?;
+            let warned = wait_reason(ns.client(), ns.name(), CR, "SecretMissing").await?;
             assert_eq!(warned.len(), 1, "{warned:?}");
             assert!(warned[0].series.is_none(), "not repeated");
 

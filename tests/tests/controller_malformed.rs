@@ -63,15 +63,7 @@ async fn malformed_objects_do_not_wedge_the_controller() -> anyhow::Result<()> {
             // Parses, but no StatefulSet could carry it (the apiserver would answer 500).
             ("bad-size", "spec.storage.metadataSize: \"lots\" is not a size"),
         ] {
-            let events =
-                wait_until(&format!("the InvalidSpec Warning on {name}"), Duration::from_secs(15), async || {
-                    let events = events_for(ns.client(), ns.name(), name).await?;
-                    let warned: Vec<_> =
-                        events.into_iter().filter(|e| e.reason.as_deref() == Some("InvalidSpec")).collect();
-                    anyhow::ensure!(!warned.is_empty(), "none yet");
-                    Ok(warned)
-                })
-                .await?;
+            let events = wait_reason(ns.client(), ns.name(), name, "InvalidSpec").await?;
             let note = events[0].note.clone().unwrap_or_default();
             assert!(note.contains(field), "{name}: {note}");
             // The status says it too (read raw: the typed client cannot parse this object).
