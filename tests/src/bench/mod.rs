@@ -67,16 +67,31 @@ pub fn measured_binaries() -> anyhow::Result<String> {
     let mut parts = Vec::new();
     for name in ["dittofs-agent", "dittofs-controller"] {
         let path = crate::process::workspace_bin(name)?;
-        let bytes = std::fs::read(&path)?;
-        parts.push(format!("`{}` ({:.1} MB, {})", path.display(), bytes.len() as f64 / 1e6, linking(&bytes)));
+        let size = std::fs::metadata(&path)?.len();
+        let linking = if has_interpreter(&path)? { "dynamically linked" } else { "static" };
+        parts.push(format!("`{}` ({:.1} MB, {linking})", path.display(), size as f64 / 1e6));
     }
     Ok(format!("Binaries measured: {}.", parts.join(", ")))
 }
 
-/// How an executable is linked: a dynamically linked ELF names its interpreter (`/lib64/ld-linux-x86-64.so.2`,
-/// `/lib/ld-musl-x86_64.so.1`) in PT_INTERP; a static one has none.
-fn linking(elf: &[u8]) -> &'static str {
-    if elf.windows(8).any(|w| w == b"/ld-linu" || w == b"/ld-musl") { "dynamically linked" } else { "static" }
+/// Whether the 64-bit little-endian ELF at `path` names an interpreter (a `PT_INTERP` program header, e.g.
+/// `/lib64/ld-linux-x86-64.so.2`): dynamically linked executables do, static ones do not.
+fn has_interpreter(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Read as _;
+    const PT_INTERP: u32 = 3;
+    // The program headers follow the ELF header at the start of the file.
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    anyhow::ensure!(
+        head.len() >= 64 && head[..4] == *b"\x7fELF" && head[4] == 2 && head[5] == 1,
+        "{} is not a 64-bit LE ELF",
+        path.display()
+    );
+    let u16_at = |at: usize| u16::from_le_bytes([head[at], head[at + 1]]) as usize;
+    let phoff = u64::from_le_bytes(head[0x20..0x28].try_into()?) as usize;
+    let (entry, count) = (u16_at(0x36), u16_at(0x38));
+    let table = head.get(phoff..phoff + entry * count).context("program headers beyond the first 64 KiB")?;
+    Ok(table.chunks(entry.max(4)).any(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) == PT_INTERP))
 }
 
 /// One KiB field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `RssAnon`, …).
@@ -346,10 +361,13 @@ pub async fn run() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_test_binary_is_dynamically_linked_and_bytes_without_an_interpreter_are_static() {
-        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert_eq!(super::linking(&me), "dynamically linked");
-        assert_eq!(super::linking(b"\x7fELF no interpreter here"), "static");
+    fn a_test_binary_has_an_interpreter_and_a_file_that_is_no_elf_is_an_error() {
+        let me = std::env::current_exe().unwrap();
+        assert!(super::has_interpreter(&me).unwrap(), "cargo's test binaries are dynamically linked");
+        let dir = tempfile::tempdir().unwrap();
+        let not_elf = dir.path().join("script");
+        std::fs::write(&not_elf, "#!/bin/sh\n").unwrap();
+        assert!(super::has_interpreter(&not_elf).is_err());
     }
 
     #[test]
