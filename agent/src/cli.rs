@@ -43,7 +43,9 @@ const VARIABLES: &[(&str, &str)] = &[
     (env::FAST_PATH_INTERVAL, "fast-path period, 100ms..10s (default 250ms); the DittoServer's fastPathInterval wins"),
     (env::LOG_FORMAT, "json or plain (default) log lines; the controller sets its own format"),
     (env::RUST_LOG, "log filter, tracing env-filter syntax (default info)"),
-    ("KUBECONFIG", "kubeconfig outside a pod; in a pod the ServiceAccount token is used"),
+    (env::KUBERNETES_SERVICE_HOST, "the apiserver's address (the kubelet sets it); required"),
+    (env::KUBERNETES_SERVICE_PORT, "the apiserver's port (the kubelet sets it); required"),
+    (env::SERVICEACCOUNT_DIR, "directory of the ServiceAccount's token, ca.crt, namespace (default the mount)"),
 ];
 
 /// The OpenTelemetry variables the controller passes on ([`env::PASSED_OTEL_VARS`]), read by the exporter.

@@ -10,7 +10,7 @@
 //! Modules, each using only those before it: [`secret`] (redaction) and [`text`] (shaping DittoFS's texts);
 //! [`listeners`] (the pod's listening ports); [`dittofs`] (the API client, a leaf that knows nothing of the
 //! agent); [`error`], [`metrics`] (which
-//! observes the client), [`config`]; [`credentials`] (the credentials Secret), [`discovery`] (API list →
+//! observes the client), [`config`], [`kube_client`] (the ServiceAccount's Kubernetes client); [`credentials`] (the credentials Secret), [`discovery`] (API list →
 //! report, pure), [`events`] (the Events on the DittoServer), [`auth`] (account and tokens);
 //! [`snapshots`] (spec.snapshotPolicies applied in short admin sessions); [`status`] (the entry and its
 //! server-side apply); [`poller`] (the loop); and [`run`] here.
@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod dittofs;
 pub mod error;
 pub mod events;
+pub mod kube_client;
 pub mod listeners;
 pub mod metrics;
 pub mod poller;

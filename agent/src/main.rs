@@ -30,7 +30,8 @@ fn main() -> ExitCode {
             };
         let result = async {
             let config = dittofs_agent::AgentConfig::from_env()?;
-            let kube = dittofs_telemetry::kube_client::kube_client().await?;
+            let kube = dittofs_agent::kube_client::InCluster::from_lookup(|name| std::env::var(name).ok())?
+                .client(&config.namespace)?;
             dittofs_agent::run(config, kube, dittofs_telemetry::shutdown_on_signal()).await
         };
         match result.await {

@@ -50,6 +50,17 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 /// `spec.adapterDiscovery.fastPathInterval`; unset: [`crate::constants::DEFAULT_FAST_PATH_INTERVAL`].
 pub const FAST_PATH_INTERVAL: &str = "DITTOFS_AGENT_FAST_PATH_INTERVAL";
 
+/// The directory of the pod's ServiceAccount credentials (`token`, `ca.crt`, `namespace`); unset:
+/// [`SERVICEACCOUNT_DIR_DEFAULT`], where the controller's pod template mounts them. Set only to run the agent
+/// outside a pod (the test harness writes the projected volume's files there).
+pub const SERVICEACCOUNT_DIR: &str = "DITTOFS_AGENT_SERVICEACCOUNT_DIR";
+/// Where a pod's ServiceAccount credentials are mounted, as every in-cluster client reads them.
+pub const SERVICEACCOUNT_DIR_DEFAULT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The apiserver's address, as the kubelet sets it in every container.
+pub const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
+/// The apiserver's port, as the kubelet sets it in every container.
+pub const KUBERNETES_SERVICE_PORT: &str = "KUBERNETES_SERVICE_PORT";
+
 /// The agent's admin port inside the pod.
 pub const DEFAULT_ADMIN_PORT: u16 = 8082;
 /// The agent's log filter (`tracing`'s env filter syntax); unset: `info`.

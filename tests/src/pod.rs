@@ -1,13 +1,15 @@
 //! A DittoServer's pod and the controller run as local processes, exactly as their containers would run
 //! (there is no kubelet): DittoFS from the controller's rendered `config.yaml`, the agent with the env of its
 //! container in the controller's StatefulSet (field and Secret references resolved), its Secret volume
-//! mounts written out as files, and a kubeconfig holding only a TokenRequest token of the pod's
-//! ServiceAccount — what the projected token gives it in a pod.
+//! mounts written out as files, and its ServiceAccount's projected volume (a TokenRequest token, the cluster
+//! CA, the namespace) with the `KUBERNETES_SERVICE_*` variables a kubelet sets: the agent reads them with the
+//! same code as in a pod.
 //!
 //! The one deviation from a kubelet: a process cannot have a volume mounted at `/var/run/secrets/…`, so
 //! each Secret volume the agent container mounts is written into a directory under the pod's directory,
 //! and every env value that starts with a mount path is rewritten to start with that directory instead
-//! (e.g. `DITTOFS_ADMIN_PASSWORD_FILE`). The files are written once, at start: unlike a kubelet, the
+//! (e.g. `DITTOFS_ADMIN_PASSWORD_FILE`); the ServiceAccount's directory is named by
+//! `DITTOFS_AGENT_SERVICEACCOUNT_DIR`. The files are written once, at start: unlike a kubelet, the
 //! harness does not follow later changes of the Secret.
 
 use std::{
@@ -115,6 +117,39 @@ pub fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &
     Ok(())
 }
 
+/// What a kubelet gives a container of a pod running as a ServiceAccount, for a process: the projected
+/// volume's `token`, `ca.crt` and `namespace` written into `dir`, and the environment naming the apiserver
+/// (`server`, an `https://host:port` URL: the control plane's or a proxy's) and that directory.
+pub fn service_account_env(
+    cp: &ControlPlane,
+    server: &str,
+    token: &str,
+    namespace: &str,
+    dir: &Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use base64::Engine as _;
+    let admin = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
+    let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("kubeconfig without cluster")?;
+    let ca = cluster.certificate_authority_data.context("kubeconfig without certificate-authority-data")?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.crt"), base64::engine::general_purpose::STANDARD.decode(ca.trim())?)?;
+    std::fs::write(dir.join("token"), token)?;
+    std::fs::write(dir.join("namespace"), namespace)?;
+    let mut env = apiserver_env(server)?;
+    env.push((dittofs_api::agent_env::SERVICEACCOUNT_DIR.into(), dir.display().to_string()));
+    Ok(env)
+}
+
+/// `KUBERNETES_SERVICE_HOST` and `_PORT` for an `https://host:port` URL.
+pub fn apiserver_env(server: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let authority = server.strip_prefix("https://").context("apiserver URL without https://")?;
+    let (host, port) = authority.trim_end_matches('/').rsplit_once(':').context("apiserver URL without port")?;
+    Ok(vec![
+        (dittofs_api::agent_env::KUBERNETES_SERVICE_HOST.into(), host.trim_matches(['[', ']']).to_owned()),
+        (dittofs_api::agent_env::KUBERNETES_SERVICE_PORT.into(), port.to_owned()),
+    ])
+}
+
 /// The controller binary, authenticated as cluster admin, electing its leader in `lease_namespace`, with `env`
 /// added (e.g. `OTEL_*`, which it also hands to every agent it renders, or another `KUBECONFIG`).
 pub fn start_controller(
@@ -143,10 +178,9 @@ pub struct Pod {
     pub agent: Proc,
     /// The agent's admin server (`/livez`, `/readyz`, `/metrics`).
     pub agent_admin: String,
-    /// The agent's environment as started (without `PATH` and `KUBECONFIG`), to start it again.
+    /// The agent's environment as started (without `PATH`), to start it again; it names the apiserver
+    /// ([`apiserver_env`]) and the ServiceAccount's directory ([`service_account_env`]).
     pub agent_env: Vec<(String, String)>,
-    /// The kubeconfig with the agent's ServiceAccount token.
-    pub agent_kubeconfig: PathBuf,
 }
 
 impl Pod {
@@ -185,14 +219,14 @@ impl Pod {
         env.push((dittofs_api::agent_env::ADMIN_ADDR.into(), format!("127.0.0.1:{admin_port}")));
 
         let token = cp.service_account_token(namespace, &service_account).await?;
-        let kubeconfig = dir.join(format!("{pod_name}.kubeconfig"));
-        token_kubeconfig(cp, &token, namespace, &kubeconfig)?;
+        let sa_dir = dir.join(format!("{pod_name}-serviceaccount"));
+        env.extend(service_account_env(cp, cp.server_url(), &token, namespace, &sa_dir)?);
         let mut cmd = Command::new(workspace_bin("dittofs-agent")?);
-        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("KUBECONFIG", &kubeconfig);
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
         cmd.envs(env.iter().cloned());
         let agent = Proc::spawn("dittofs-agent", cmd, dir.join(format!("{pod_name}-agent.log")))?;
         let agent_admin = format!("http://127.0.0.1:{admin_port}");
-        Ok(Pod { name: pod_name, fs, agent, agent_admin, agent_env: env, agent_kubeconfig: kubeconfig })
+        Ok(Pod { name: pod_name, fs, agent, agent_admin, agent_env: env })
     }
 }
 

@@ -17,7 +17,7 @@ use dittofs_tests::{
     dittofs::{ADMIN_PASSWORD, Options},
     free_port,
     kube_env::{ControlPlane, wait_until},
-    pod::{Proc, token_kubeconfig},
+    pod::{Proc, service_account_env},
     workspace_bin,
 };
 
@@ -59,17 +59,16 @@ async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<
     cp.with_temp_ns("agent-process", async |ns| {
         let rig = Rig::new(ns, Options::default(), "30s").await?;
 
-        // A kubeconfig with only the ServiceAccount token, like the projected token in the pod.
+        // The ServiceAccount's projected volume and the apiserver's address, as the kubelet gives them.
         let token = cp.service_account_token(ns.name(), &names::agent_service_account(SERVER)).await?;
         let dir = tempfile::tempdir()?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        token_kubeconfig(cp, &token, ns.name(), &kubeconfig)?;
+        let service_account = service_account_env(cp, cp.server_url(), &token, ns.name(), &dir.path().join("sa"))?;
         let admin_port = free_port()?;
         let started = Instant::now();
         let mut cmd = Command::new(&bin);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &kubeconfig)
+            .envs(service_account)
             .env(agent_env::POD_NAME, POD)
             .env(agent_env::POD_NAMESPACE, ns.name())
             .env(agent_env::DITTOSERVER_NAME, SERVER)

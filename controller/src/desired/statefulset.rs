@@ -32,8 +32,8 @@ use super::config::{cert_secret, client_ca_secret, metrics};
 use super::{child_meta, pod_selector, selector_labels};
 use crate::config::AgentDefaults;
 
-/// Where the agent container finds its ServiceAccount token (the in-cluster client's default path).
-pub const SA_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Where the agent container finds its ServiceAccount token: where the agent reads it.
+pub const SA_TOKEN_DIR: &str = dittofs_api::agent_env::SERVICEACCOUNT_DIR_DEFAULT;
 /// Name of the agent's admin container port.
 pub const AGENT_ADMIN_PORT_NAME: &str = "agent-admin";
 /// UID/GID of the non-root user the pods run as (distroless `nonroot`, as the Go operator's fsGroup).

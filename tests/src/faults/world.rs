@@ -212,12 +212,9 @@ impl World {
 
     fn start_agent_of(&self, run: &mut PodRun) -> anyhow::Result<()> {
         run.agent_starts += 1;
-        let kubeconfig = self.dir.path().join(format!("{}-proxied.kubeconfig", run.pod.name));
-        let text = std::fs::read_to_string(&run.pod.agent_kubeconfig)?;
-        std::fs::write(&kubeconfig, text.replace(self.cp.server_url(), &self.proxy.url()))?;
         let mut cmd = Command::new(workspace_bin("dittofs-agent")?);
-        cmd.env_clear().envs(run.agent_env.iter().filter(|(k, _)| k != "KUBECONFIG").cloned());
-        cmd.env("KUBECONFIG", &kubeconfig);
+        // The agent reaches the apiserver through the proxy: its address replaces the control plane's.
+        cmd.env_clear().envs(run.agent_env.iter().cloned()).envs(crate::pod::apiserver_env(&self.proxy.url())?);
         let log = self.dir.path().join(format!("{}-agent-{:02}.log", run.pod.name, run.agent_starts));
         run.pod.agent = Proc::spawn("dittofs-agent", cmd, log)?;
         Ok(())
