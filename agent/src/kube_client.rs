@@ -24,7 +24,6 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use kube::client::{Body, middleware::BaseUriLayer, retry::RetryPolicy};
-use rustls::pki_types::{CertificateDer, pem::PemObject as _};
 use tokio::time::Instant;
 use tower::{BoxError, ServiceBuilder, retry::RetryLayer};
 
@@ -71,7 +70,8 @@ impl InCluster {
     /// The client, acting as the ServiceAccount in `namespace`. The CA bundle and the token are read now,
     /// so a missing or unusable one is a clear error at start rather than a failed request later.
     pub fn client(&self, namespace: &str) -> Result<kube::Client, AgentError> {
-        let roots = read_roots(&self.dir.join("ca.crt"))?;
+        let roots = crate::dittofs::ca_bundle(&self.dir.join("ca.crt"))
+            .map_err(|e| AgentError::Config(format!("cluster CA bundle: {e}")))?;
         let token = TokenFile::open(self.dir.join("token"))?;
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -97,20 +97,6 @@ impl InCluster {
             .service(http);
         Ok(kube::Client::new(service, namespace))
     }
-}
-
-/// The CA certificates of a PEM bundle; the error names the file, never its content.
-fn read_roots(path: &Path) -> Result<rustls::RootCertStore, AgentError> {
-    let unusable = |detail: String| AgentError::Config(format!("cluster CA bundle {}: {detail}", path.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| unusable(format!("cannot read it: {e}")))? {
-        let cert = cert.map_err(|e| unusable(format!("not a PEM bundle: {e}")))?;
-        roots.add(cert).map_err(|e| unusable(format!("unusable certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(unusable("holds no certificate".into()));
-    }
-    Ok(roots)
 }
 
 /// The ServiceAccount token, re-read from its file every [`TOKEN_REREAD`] so the kubelet's rotation is

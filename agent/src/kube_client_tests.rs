@@ -58,11 +58,11 @@ async fn unusable_files_fail_at_start_naming_the_file_never_the_token() {
     let no_ca = projected("abc");
     std::fs::write(no_ca.path().join("ca.crt"), "").unwrap();
     let err = refused(at(no_ca.path()).client("ns"));
-    assert!(err.contains("ca.crt: holds no certificate"), "{err}");
+    assert!(err.contains("ca.crt holds no CA certificate"), "{err}");
 
     let missing = tempfile::tempdir().unwrap();
     let err = refused(at(missing.path()).client("ns"));
-    assert!(err.contains("ca.crt: cannot read it"), "{err}");
+    assert!(err.contains("cluster CA bundle: cannot read") && err.contains("ca.crt"), "{err}");
 
     let bad_token = projected("line\nbreak-in-the-middle");
     let err = refused(at(bad_token.path()).client("ns"));

@@ -17,7 +17,7 @@ use std::{collections::BTreeSet, future::Future, time::Duration};
 pub use client::Client;
 pub use error::{ApiError, ClientError};
 pub use policies::{ApiSnapshotPolicy, PolicyBody, policy_path};
-pub use tls::{TlsFailure, TlsSettings};
+pub use tls::{TlsFailure, TlsSettings, ca_bundle};
 pub use types::{ApiAdapter, ApiHealth, LoginUser, TokenPair};
 
 use crate::secret::SecretString;

@@ -102,12 +102,9 @@ pub(super) fn digest(settings: &TlsSettings) -> Result<u64, String> {
     Ok(hasher.finish())
 }
 
-/// Reads the files and builds the rustls configuration; the error names the file, never its content.
-pub(super) fn load(settings: &TlsSettings) -> Result<Loaded, String> {
-    let digest = digest(settings)?;
-    let server_name = ServerName::try_from(settings.server_name.clone())
-        .map_err(|_| format!("{:?} is not a DNS name", settings.server_name))?;
-    let ca = &settings.ca_file;
+/// The CA certificates of a PEM bundle (DittoFS's, and the cluster's for the agent's Kubernetes client); the
+/// error names the file, never its content.
+pub fn ca_bundle(ca: &std::path::Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
     for cert in certs {
@@ -117,6 +114,15 @@ pub(super) fn load(settings: &TlsSettings) -> Result<Loaded, String> {
     if roots.is_empty() {
         return Err(format!("{} holds no CA certificate", ca.display()));
     }
+    Ok(roots)
+}
+
+/// Reads the files and builds the rustls configuration; the error names the file, never its content.
+pub(super) fn load(settings: &TlsSettings) -> Result<Loaded, String> {
+    let digest = digest(settings)?;
+    let server_name = ServerName::try_from(settings.server_name.clone())
+        .map_err(|_| format!("{:?} is not a DNS name", settings.server_name))?;
+    let roots = ca_bundle(&settings.ca_file)?;
     // ring only, chosen here rather than through a process-wide default; TLS 1.2 at the least.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
