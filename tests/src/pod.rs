@@ -101,8 +101,7 @@ impl Drop for Proc {
 /// Writes a kubeconfig for `cp`'s apiserver that authenticates with `token` only (what a pod's projected
 /// ServiceAccount token gives its containers).
 pub fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &Path) -> anyhow::Result<()> {
-    let admin = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
-    let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("kubeconfig without cluster")?;
+    let cluster = admin_cluster(cp)?;
     let config = json!({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "local", "cluster": {
@@ -117,25 +116,29 @@ pub fn token_kubeconfig(cp: &ControlPlane, token: &str, namespace: &str, path: &
     Ok(())
 }
 
+/// The cluster entry of `cp`'s admin kubeconfig: its apiserver URL and CA.
+fn admin_cluster(cp: &ControlPlane) -> anyhow::Result<kube::config::Cluster> {
+    let admin = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
+    admin.clusters.first().and_then(|c| c.cluster.clone()).context("kubeconfig without cluster")
+}
+
 /// What a kubelet gives a container of a pod running as a ServiceAccount, for a process: the projected
-/// volume's `token`, `ca.crt` and `namespace` written into `dir`, and the environment naming the apiserver
-/// (`server`, an `https://host:port` URL: the control plane's or a proxy's) and that directory.
+/// volume's `token`, `ca.crt` and `namespace` written into `dir`, and the environment naming `cp`'s apiserver
+/// and that directory (a caller that reaches the apiserver otherwise, e.g. through a proxy, replaces the
+/// apiserver's variables with [`apiserver_env`]).
 pub fn service_account_env(
     cp: &ControlPlane,
-    server: &str,
     token: &str,
     namespace: &str,
     dir: &Path,
 ) -> anyhow::Result<Vec<(String, String)>> {
     use base64::Engine as _;
-    let admin = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
-    let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("kubeconfig without cluster")?;
-    let ca = cluster.certificate_authority_data.context("kubeconfig without certificate-authority-data")?;
+    let ca = admin_cluster(cp)?.certificate_authority_data.context("kubeconfig without certificate-authority-data")?;
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("ca.crt"), base64::engine::general_purpose::STANDARD.decode(ca.trim())?)?;
     std::fs::write(dir.join("token"), token)?;
     std::fs::write(dir.join("namespace"), namespace)?;
-    let mut env = apiserver_env(server)?;
+    let mut env = apiserver_env(cp.server_url())?;
     env.push((dittofs_api::agent_env::SERVICEACCOUNT_DIR.into(), dir.display().to_string()));
     Ok(env)
 }
@@ -220,7 +223,7 @@ impl Pod {
 
         let token = cp.service_account_token(namespace, &service_account).await?;
         let sa_dir = dir.join(format!("{pod_name}-serviceaccount"));
-        env.extend(service_account_env(cp, cp.server_url(), &token, namespace, &sa_dir)?);
+        env.extend(service_account_env(cp, &token, namespace, &sa_dir)?);
         let mut cmd = Command::new(workspace_bin("dittofs-agent")?);
         cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
         cmd.envs(env.iter().cloned());

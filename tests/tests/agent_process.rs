@@ -62,7 +62,7 @@ async fn the_binary_runs_like_its_container_and_stays_small() -> anyhow::Result<
         // The ServiceAccount's projected volume and the apiserver's address, as the kubelet gives them.
         let token = cp.service_account_token(ns.name(), &names::agent_service_account(SERVER)).await?;
         let dir = tempfile::tempdir()?;
-        let service_account = service_account_env(cp, cp.server_url(), &token, ns.name(), &dir.path().join("sa"))?;
+        let service_account = service_account_env(cp, &token, ns.name(), &dir.path().join("sa"))?;
         let admin_port = free_port()?;
         let started = Instant::now();
         let mut cmd = Command::new(&bin);
